@@ -1,0 +1,105 @@
+//! `GET /v2/accounts/{ACCOUNT_ID}` and `PUT /v2/accounts/{PARENT_ID}` (sub-accounts), enough
+//! for Kazoo's account hierarchy rule to hold for real.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Map, Value};
+
+use crate::accounts::{new_account, NewAccount};
+use crate::schema::{SchemaError, SchemaErrors};
+use crate::store::Account;
+
+use super::envelope::Reply;
+use super::error::{ApiError, ApiResult};
+use super::extract::AccountScope;
+use super::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v2/accounts/{account_id}", get(fetch).put(create_child))
+}
+
+/// Public view of an account with Kazoo's derived keys.
+pub fn account_view(account: &Account) -> Value {
+    let mut data: Map<String, Value> = account.doc.clone();
+    data.insert("id".into(), json!(account.id));
+    data.insert("name".into(), json!(account.name));
+    if let Some(realm) = &account.realm {
+        data.insert("realm".into(), json!(realm));
+    }
+    data.insert("superduper_admin".into(), json!(account.superduper));
+    data.insert("created".into(), json!(account.created));
+    data.insert("enabled".into(), json!(true));
+    data.insert("is_reseller".into(), json!(false));
+    data.insert("reseller_id".into(), json!(account.tree.first().unwrap_or(&account.id)));
+    data.insert("wnm_allow_additions".into(), json!(account.superduper));
+    data.insert("billing_mode".into(), json!("manual"));
+    Value::Object(data)
+}
+
+async fn fetch(scope: AccountScope) -> ApiResult<Reply> {
+    Ok(Reply::ok(account_view(&scope.account)))
+}
+
+/// Creates a sub-account under `{account_id}`. Its API key is returned once, in `api_key`:
+/// only a hash is stored.
+#[tracing::instrument(skip_all, fields(parent = %scope.account.id))]
+async fn create_child(State(state): State<AppState>, scope: AccountScope) -> ApiResult<Reply> {
+    let data = scope.ctx.data.as_object().cloned().unwrap_or_default();
+    let mut errors = SchemaErrors::default();
+    let name = match data.get("name") {
+        Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= 128 => Some(s.clone()),
+        Some(Value::String(s)) => {
+            let (rule, msg, target) = if s.is_empty() {
+                ("minLength", "String must be at least 1 characters", 1)
+            } else {
+                ("maxLength", "String must not be more than 128 characters", 128)
+            };
+            errors.push(SchemaError::at("name", rule, msg).with("target", json!(target)).with("value", json!(s)));
+            None
+        }
+        Some(other) => {
+            errors.push(SchemaError::at("name", "type", "Value did not match type(s): string").with("target", json!("string")).with("value", other.clone()));
+            None
+        }
+        None => {
+            errors.push(SchemaError::at("name", "required", "Field is required but missing").with("value", json!("name")));
+            None
+        }
+    };
+    let realm = match data.get("realm") {
+        None => None,
+        Some(Value::String(r)) if r.len() >= 4 && r.len() <= 253 && r.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) => Some(r.clone()),
+        Some(other) => {
+            errors.push(SchemaError::at("realm", "pattern", "Failed to match pattern '^[.\\w_-]+$'").with("target", json!("^[.\\w_-]+$")).with("value", other.clone()));
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors.into());
+    }
+    let mut tree = scope.account.tree.clone();
+    tree.push(scope.account.id.clone());
+    let doc: Map<String, Value> = data.into_iter().filter(|(k, _)| !crate::domain::callflow::is_private_key(k) && k != "id").collect();
+    let created = new_account(
+        state.store.as_ref(),
+        NewAccount {
+            name: name.unwrap_or_default(),
+            realm,
+            parent: Some(scope.account.id.clone()),
+            tree,
+            doc,
+            admin: None,
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        crate::store::StoreError::Conflict => ApiError::invalid_field(SchemaError::at("realm", "unique", "Realm is not unique for this system")),
+        other => other.into(),
+    })?;
+    let mut view = account_view(&created.account);
+    if let Value::Object(m) = &mut view {
+        m.insert("api_key".into(), json!(created.api_key));
+    }
+    Ok(Reply::created(view))
+}

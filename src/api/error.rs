@@ -1,0 +1,204 @@
+//! The one mapping from failures to Kazoo's error envelope.
+//!
+//! Every error response carries `status: "error"`, `error` (the HTTP code as a string),
+//! `message` (Kazoo's short label) and, when Kazoo has detail, `data`. The request-wide keys
+//! (`request_id`, `timestamp`, ...) are added by the envelope layer.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+
+use crate::schema::{SchemaError, SchemaErrors};
+use crate::store::{KeyKind, StoreError};
+
+use super::envelope::Envelope;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// Kazoo's label (`validation error`, `bad_identifier`, `invalid_credentials`, ...).
+    pub message: String,
+    pub data: Option<Value>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: &str, data: Option<Value>) -> Self {
+        Self {
+            status,
+            message: message.to_string(),
+            data,
+        }
+    }
+
+    /// 400 with Kazoo's per-field error map.
+    pub fn validation(errors: SchemaErrors) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "validation error", Some(errors.to_json()))
+    }
+
+    /// 400 for one field and rule.
+    pub fn invalid_field(error: SchemaError) -> Self {
+        Self::validation(SchemaErrors::single(error))
+    }
+
+    /// 404 for an unknown or deleted document.
+    pub fn bad_identifier(id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "bad_identifier",
+            Some(json!({"cause": id, "message": "bad identifier"})),
+        )
+    }
+
+    /// 404 for an account id of the wrong length (Kazoo's label has a space here).
+    pub fn invalid_account_id(id: &str) -> Self {
+        let message = if id.is_empty() {
+            "missing account_id".to_string()
+        } else {
+            format!("invalid account_id '{id}'")
+        };
+        Self::new(StatusCode::NOT_FOUND, "bad identifier", Some(json!({ "message": message })))
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", Some(json!({"message": "not found"})))
+    }
+
+    /// 404 Kazoo uses for bad paging parameters.
+    pub fn faulty_request(message: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "faulty_request", Some(json!({ "message": message })))
+    }
+
+    /// 401: no credentials, or wrong ones.
+    pub fn invalid_credentials() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            Some(json!({"message": "invalid credentials"})),
+        )
+    }
+
+    /// 401: a token that is unknown, forged or expired.
+    pub fn invalid_token() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid credentials", Some(json!({})))
+    }
+
+    pub fn forbidden() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", Some(json!({"message": "forbidden"})))
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_method",
+            Some(json!({"message": "method not allowed"})),
+        )
+    }
+
+    pub fn conflict() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "datastore_conflict",
+            Some(json!({"message": "conflicting documents"})),
+        )
+    }
+
+    pub fn gone_v1() -> Self {
+        Self::new(
+            StatusCode::GONE,
+            "gone",
+            Some(json!("API version 1 is not supported. Please upgrade your code to use version 2.")),
+        )
+    }
+
+    pub fn unsupported_media_type(content_type: &str) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            Some(json!({"message": format!("content type {content_type} is not accepted; send application/json")})),
+        )
+    }
+
+    /// 500 for a missing schema (Kazoo's text, including the trailing dot).
+    pub fn schema_missing(name: &str) -> Self {
+        let message = format!("schema {name} not found.");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, &message, Some(json!({ "message": message })))
+    }
+
+    /// 500 for our own failures: logged in full, reported without detail.
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        tracing::error!(%error, "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "datastore_fault",
+            Some(json!({"message": "unknown failure"})),
+        )
+    }
+
+    /// 503 when the store cannot be reached.
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "datastore_unreachable",
+            Some(json!({"message": "datastore timeout"})),
+        )
+    }
+
+    /// The envelope fields this error contributes.
+    pub fn envelope(&self) -> Map<String, Value> {
+        let mut body = Map::new();
+        if let Some(data) = &self.data {
+            body.insert("data".into(), data.clone());
+        }
+        body.insert("status".into(), json!("error"));
+        body.insert("error".into(), json!(self.status.as_u16().to_string()));
+        body.insert("message".into(), json!(self.message));
+        body
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.status.into_response();
+        response.extensions_mut().insert(Envelope {
+            body: self.envelope(),
+            etag: None,
+        });
+        response
+    }
+}
+
+impl From<SchemaErrors> for ApiError {
+    fn from(errors: SchemaErrors) -> Self {
+        Self::validation(errors)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound => Self::not_found(),
+            StoreError::Conflict => Self::conflict(),
+            StoreError::Unique(conflicts) => {
+                let errors = conflicts
+                    .into_iter()
+                    .map(|c| {
+                        let (field, what) = match c.kind {
+                            KeyKind::Number => ("numbers", "Number"),
+                            KeyKind::Pattern => ("patterns", "Pattern"),
+                        };
+                        let message = format!("{what} {} exists in callflow {} {}", c.value, c.callflow_id, c.name);
+                        SchemaError::at(field, "unique", message).with("cause", json!(c.value))
+                    })
+                    .collect();
+                Self::validation(SchemaErrors(errors))
+            }
+            StoreError::Unavailable(e) => {
+                tracing::error!(error = %e, "store unreachable");
+                Self::unavailable()
+            }
+            StoreError::Other(e) => Self::internal(e),
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Extractors: the parsed request context, and the account access check every
+//! `/v2/accounts/{ACCOUNT_ID}/...` route runs.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+
+use crate::auth::Claims;
+use crate::store::Account;
+
+use super::envelope::ReqCtx;
+use super::error::ApiError;
+use super::AppState;
+
+/// The request context the envelope layer parsed.
+pub struct Ctx(pub Arc<ReqCtx>);
+
+impl FromRequestParts<AppState> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Arc<ReqCtx>>()
+            .cloned()
+            .map(Ctx)
+            .ok_or_else(|| ApiError::internal("request context missing: envelope layer not installed"))
+    }
+}
+
+/// A caller holding a valid token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub claims: Claims,
+    pub account: Account,
+}
+
+impl Caller {
+    /// Kazoo's rule: a token may touch its own account, its descendants, and every account if
+    /// it belongs to a superduper admin account.
+    pub fn may_access(&self, target: &Account) -> bool {
+        self.account.superduper || target.id == self.account.id || target.tree.iter().any(|a| *a == self.account.id)
+    }
+}
+
+/// Resolve and check the token of a request; `Ok(None)` when none was sent.
+pub async fn caller(state: &AppState, ctx: &ReqCtx) -> Result<Option<Caller>, ApiError> {
+    let Some(token) = ctx.auth_token.as_deref() else {
+        return Ok(None);
+    };
+    let claims = state.signer.verify(token).ok_or_else(ApiError::invalid_token)?;
+    let account = state
+        .store
+        .get_account(&claims.account_id)
+        .await?
+        .ok_or_else(ApiError::invalid_token)?;
+    ctx.mark_authenticated();
+    Ok(Some(Caller { claims, account }))
+}
+
+/// An authenticated caller (any account).
+pub struct Authenticated(pub Caller, pub Arc<ReqCtx>);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Ctx(ctx) = Ctx::from_request_parts(parts, state).await?;
+        match caller(state, &ctx).await? {
+            Some(c) => Ok(Self(c, ctx)),
+            None => Err(ApiError::invalid_credentials()),
+        }
+    }
+}
+
+/// The target account of an `/accounts/{account_id}/...` route, checked in Kazoo's order:
+/// token validity (401), account id shape (404), account existence (404), token presence
+/// (401), authorisation (403).
+pub struct AccountScope {
+    pub account: Account,
+    pub caller: Caller,
+    pub ctx: Arc<ReqCtx>,
+}
+
+impl FromRequestParts<AppState> for AccountScope {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Ctx(ctx) = Ctx::from_request_parts(parts, state).await?;
+        let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::not_found())?;
+        let account_id = params
+            .iter()
+            .find(|(k, _)| k == "account_id")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let caller = caller(state, &ctx).await?;
+        if !crate::domain::is_account_id(&account_id) {
+            return Err(ApiError::invalid_account_id(&account_id));
+        }
+        let account = state
+            .store
+            .get_account(&account_id)
+            .await?
+            .ok_or_else(|| ApiError::bad_identifier(&account_id))?;
+        let caller = caller.ok_or_else(ApiError::invalid_credentials)?;
+        if !caller.may_access(&account) {
+            return Err(ApiError::forbidden());
+        }
+        Ok(Self { account, caller, ctx })
+    }
+}

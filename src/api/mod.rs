@@ -1,0 +1,97 @@
+//! The HTTP API: every route, the fallback and the layer stack, in one place.
+//!
+//! Handlers are thin: extract, call the domain/store, wrap in the envelope. The envelope layer
+//! ([`envelope::layer`]) runs around the whole router so it can rewrite the method (verb
+//! tunnelling) and the path before routing.
+
+pub mod accounts;
+pub mod auth;
+pub mod callflows;
+pub mod envelope;
+pub mod error;
+pub mod extract;
+pub mod listing;
+pub mod schemas;
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
+use serde_json::json;
+
+use crate::auth::TokenSigner;
+use crate::schema::SchemaSet;
+use crate::store::DynStore;
+
+use self::envelope::Reply;
+use self::error::{ApiError, ApiResult};
+
+/// Settings the HTTP layer needs.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub max_body_bytes: usize,
+    pub max_json_depth: usize,
+    /// Kazoo's `node` envelope key: base64url(md5(node name)).
+    pub node: String,
+    pub version: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            max_json_depth: 64,
+            node: node_id(&format!("callflowd@{}", hostname())),
+            version: format!("callflowd-{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into())
+}
+
+/// base64url(md5(name)), 22 characters, as Kazoo renders its node name.
+pub fn node_id(name: &str) -> String {
+    use base64::Engine;
+    use md5::Digest;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(md5::Md5::digest(name.as_bytes()))
+}
+
+/// Shared, cheaply cloned state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: DynStore,
+    pub schemas: SchemaSet,
+    pub signer: TokenSigner,
+    pub config: Arc<ApiConfig>,
+}
+
+/// The complete HTTP service.
+pub fn router(state: AppState) -> Router {
+    let routes = Router::new()
+        .route("/healthz", get(healthz))
+        .merge(auth::router())
+        .merge(accounts::router())
+        .merge(callflows::router())
+        .merge(schemas::router())
+        .fallback(not_found)
+        .with_state(state.clone());
+    Router::new()
+        .fallback_service(routes)
+        .layer(axum::middleware::from_fn_with_state(state, envelope::layer))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            let e = ApiError::internal("handler panicked");
+            axum::response::IntoResponse::into_response((e.status, json!(e.envelope()).to_string()))
+        }))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+async fn healthz(State(state): State<AppState>) -> ApiResult<Reply> {
+    state.store.ping().await?;
+    Ok(Reply::ok(json!({"store": "ok"})))
+}

@@ -1,0 +1,40 @@
+//! `GET /v2/schemas`, `GET /v2/schemas/{NAME}`, `PUT /v2/schemas/{NAME}/validation`.
+
+use axum::extract::{Path, State};
+use axum::routing::{get, put};
+use axum::Router;
+use serde_json::{json, Value};
+
+use super::envelope::Reply;
+use super::error::{ApiError, ApiResult};
+use super::extract::Authenticated;
+use super::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v2/schemas", get(list))
+        .route("/v2/schemas/{name}", get(fetch))
+        .route("/v2/schemas/{name}/validation", put(validate))
+}
+
+async fn list(State(state): State<AppState>) -> ApiResult<Reply> {
+    Ok(Reply::ok(json!(state.schemas.names())))
+}
+
+async fn fetch(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Reply> {
+    let doc = state.schemas.get(&name).ok_or_else(|| ApiError::bad_identifier(&name))?;
+    let mut data = doc.as_object().cloned().unwrap_or_default();
+    data.retain(|k, _| !k.starts_with('_'));
+    data.insert("id".into(), json!(name));
+    Ok(Reply::ok(Value::Object(data)))
+}
+
+/// Validates without saving; any authenticated caller may use it.
+async fn validate(State(state): State<AppState>, Path(name): Path<String>, Authenticated(_, ctx): Authenticated) -> ApiResult<Reply> {
+    if !state.schemas.contains(&name) {
+        return Err(ApiError::schema_missing(&name));
+    }
+    let mut data = ctx.data.clone();
+    state.schemas.validate(&name, &mut data)?;
+    Ok(Reply::created(data))
+}

@@ -1,0 +1,167 @@
+//! Credentials and tokens.
+//!
+//! Owns: argon2 hashing of secrets (user credentials, API keys), the timing-safe checks, and
+//! the signed, expiring auth tokens every node accepts (the signing key lives in the shared
+//! store). Must not know about HTTP.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use md5::{Digest, Md5};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha1_smol::Sha1;
+
+/// Length of the API key prefix stored in clear to find the account before the argon2 check.
+pub const API_KEY_PREFIX_LEN: usize = 12;
+
+/// argon2id hash (PHC string) of a secret.
+pub fn hash_secret(secret: &str) -> anyhow::Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))
+}
+
+/// Checks a secret against a PHC string; a malformed hash is simply a mismatch.
+pub fn verify_secret(secret: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| Argon2::default().verify_password(secret.as_bytes(), &parsed).is_ok())
+        .unwrap_or(false)
+}
+
+/// A hash to verify against when there is no candidate, so a miss costs as much as a hit.
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_secret("callflowd-timing-equaliser").unwrap_or_default())
+}
+
+/// Kazoo's md5 credentials: hex md5 of `"<lower-cased username>:<password>"`.
+pub fn md5_credentials(username: &str, password: &str) -> String {
+    hex::encode(Md5::digest(format!("{}:{}", username.to_lowercase(), password).as_bytes()))
+}
+
+/// Kazoo's sha1 credentials (`"method": "sha"`).
+pub fn sha1_credentials(username: &str, password: &str) -> String {
+    Sha1::from(format!("{}:{}", username.to_lowercase(), password)).digest().to_string()
+}
+
+/// Random lowercase hex string of `bytes` random bytes.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+/// A new API key: 64 hex characters, as Kazoo's.
+pub fn new_api_key() -> String {
+    random_hex(32)
+}
+
+/// A readable random password for the bootstrap admin.
+pub fn new_password() -> String {
+    random_hex(12)
+}
+
+/// What a token says about its bearer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Claims {
+    pub account_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
+    /// `cb_user_auth` or `cb_api_auth`, as Kazoo names the methods.
+    pub method: String,
+    /// Expiry, Unix seconds.
+    pub exp: u64,
+    pub iat: u64,
+}
+
+/// Signs and checks tokens with a key shared through the store, so any node accepts a token
+/// any node issued, and it expires everywhere at the same second.
+#[derive(Clone)]
+pub struct TokenSigner {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    pub ttl_secs: u64,
+}
+
+impl std::fmt::Debug for TokenSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSigner").field("ttl_secs", &self.ttl_secs).finish_non_exhaustive()
+    }
+}
+
+impl TokenSigner {
+    pub fn new(secret: &str, ttl_secs: u64) -> Self {
+        Self {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            ttl_secs,
+        }
+    }
+
+    pub fn issue(&self, account_id: &str, owner_id: Option<&str>, method: &str) -> anyhow::Result<(String, Claims)> {
+        let now = unix_now();
+        let claims = Claims {
+            account_id: account_id.to_string(),
+            owner_id: owner_id.map(str::to_string),
+            method: method.to_string(),
+            exp: now + self.ttl_secs,
+            iat: now,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        Ok((token, claims))
+    }
+
+    /// The claims of a token whose signature is good and which has not expired.
+    pub fn verify(&self, token: &str) -> Option<Claims> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .ok()
+            .map(|d| d.claims)
+            .filter(|c| c.exp > unix_now())
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_match_kazoo_md5() {
+        // md5("admin:secret")
+        assert_eq!(md5_credentials("Admin", "secret"), hex::encode(Md5::digest(b"admin:secret")));
+    }
+
+    #[test]
+    fn secrets_verify_only_with_the_right_value() {
+        let h = hash_secret("abc").unwrap();
+        assert!(verify_secret("abc", &h));
+        assert!(!verify_secret("abd", &h));
+        assert!(!verify_secret("abc", "not-a-hash"));
+    }
+
+    #[test]
+    fn tokens_round_trip_and_reject_tampering() {
+        let signer = TokenSigner::new("k1", 60);
+        let (token, claims) = signer.issue("a", Some("u"), "cb_user_auth").unwrap();
+        assert_eq!(signer.verify(&token), Some(claims));
+        assert!(TokenSigner::new("k2", 60).verify(&token).is_none());
+        assert!(signer.verify("garbage").is_none());
+    }
+
+    #[test]
+    fn expired_tokens_are_rejected() {
+        let signer = TokenSigner::new("k1", 0);
+        let (token, _) = signer.issue("a", None, "cb_api_auth").unwrap();
+        assert!(signer.verify(&token).is_none());
+    }
+}

@@ -1,0 +1,67 @@
+//! Command line and environment: one clap tree. Every option also reads a `CALLFLOWD_*`
+//! variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "callflowd", version, about = "Kazoo-compatible callflows API server")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API.
+    Serve(ServeArgs),
+    /// Create an account with an admin user and an API key; prints one JSON object.
+    CreateAccount(CreateAccountArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Where data lives: sqlite://PATH (created and migrated automatically) or postgres://...
+    #[arg(long, env = "CALLFLOWD_DATABASE_URL", default_value = "sqlite://callflowd.db")]
+    pub database_url: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CALLFLOWD_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Directory of Kazoo-format schema files that add to or replace the built-in schemas.
+    #[arg(long, env = "CALLFLOWD_SCHEMAS_DIR")]
+    pub schemas_dir: Option<PathBuf>,
+    /// Lifetime of auth tokens, in seconds.
+    #[arg(long, env = "CALLFLOWD_TOKEN_TTL", default_value_t = 3600)]
+    pub token_ttl: u64,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "CALLFLOWD_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Deepest JSON nesting accepted in a request body.
+    #[arg(long, env = "CALLFLOWD_MAX_JSON_DEPTH", default_value_t = 64)]
+    pub max_json_depth: usize,
+    /// Password of the admin user created on first start (default: generated and printed).
+    #[arg(long, env = "CALLFLOWD_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CreateAccountArgs {
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub realm: String,
+    #[arg(long)]
+    pub username: String,
+    #[arg(long)]
+    pub password: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}

@@ -1,0 +1,23 @@
+//! callflowd: a Kazoo-compatible callflows API server.
+#![forbid(unsafe_code)]
+
+/// Account creation shared by the API, the CLI and first start.
+pub mod accounts;
+/// HTTP layer: routes, envelopes, errors, extractors.
+pub mod api;
+/// Secrets hashing and auth tokens.
+pub mod auth;
+/// Command line and environment.
+pub mod config;
+/// Pure domain rules: ids, numbers, callflow documents.
+pub mod domain;
+/// Which callflow a dialled number reaches.
+pub mod routing;
+/// Schema registry and the Kazoo validation dialect.
+pub mod schema;
+/// Service assembly and lifecycle.
+pub mod startup;
+/// Persistence backends behind one trait.
+pub mod store;
+/// Logging setup.
+pub mod telemetry;

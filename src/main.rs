@@ -1,0 +1,57 @@
+//! Binary entry point: parse the command line, set up logging, dispatch.
+#![forbid(unsafe_code)]
+
+use anyhow::Context;
+use clap::Parser;
+use serde_json::json;
+
+use callflowd::accounts::{new_account, NewAccount};
+use callflowd::config::{Cli, Command};
+use callflowd::startup::{shutdown_signal, App};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    callflowd::telemetry::init();
+    match Cli::parse().command {
+        Command::Serve(args) => {
+            let app = App::build(&args).await?;
+            if let Some(b) = &app.bootstrap {
+                println!("Created the admin account {} (realm localhost, user admin).", b.account_id);
+                println!("  password: {}", b.password);
+                println!("  api key:  {}", b.api_key);
+                println!("These are shown once; only hashes are stored.");
+            }
+            tracing::info!(addr = %app.local_addr()?, database = %args.store.database_url, "callflowd listening");
+            app.run_until_stopped(shutdown_signal()).await?;
+            tracing::info!("stopped");
+        }
+        Command::CreateAccount(args) => {
+            let store = callflowd::store::open(&args.store.database_url)
+                .await
+                .with_context(|| format!("opening {}", args.store.database_url))?;
+            let created = new_account(
+                store.as_ref(),
+                NewAccount {
+                    name: args.name,
+                    realm: Some(args.realm),
+                    parent: None,
+                    tree: Vec::new(),
+                    doc: Default::default(),
+                    admin: Some((args.username, args.password)),
+                },
+            )
+            .await
+            .map_err(|e| match e {
+                callflowd::store::StoreError::Conflict => anyhow::anyhow!("an account with that realm already exists"),
+                other => other.into(),
+            })?;
+            let out = json!({
+                "account_id": created.account.id,
+                "user_id": created.user_id,
+                "api_key": created.api_key,
+            });
+            println!("{out}");
+        }
+    }
+    Ok(())
+}

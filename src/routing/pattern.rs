@@ -1,0 +1,137 @@
+//! Callflow patterns: Kazoo's PCRE dialect, compiled with the `regex` crate.
+//!
+//! PCRE without the UTF flag treats `\d`, `\w`, `\s` (and their negations) as ASCII classes,
+//! while the `regex` crate makes them Unicode-aware. The translator below rewrites those
+//! escapes to ASCII before compiling; everything else is passed through unchanged. PCRE
+//! features the crate does not have (look-around, back-references, possessive quantifiers,
+//! recursion) fail to compile, and the API rejects such patterns with a 400 naming the reason
+//! (see docs/compatibility.md): no catastrophic backtracking can reach the routing path.
+
+use regex::Regex;
+
+/// Longest pattern accepted, in bytes.
+pub const MAX_PATTERN_LEN: usize = 1024;
+/// Compiled-program size limit, so a small pattern cannot explode in memory.
+const SIZE_LIMIT: usize = 1 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PatternError(pub String);
+
+/// Compile a callflow pattern with Kazoo's (PCRE) semantics.
+pub fn compile(pattern: &str) -> Result<Regex, PatternError> {
+    if pattern.len() > MAX_PATTERN_LEN {
+        return Err(PatternError(format!("pattern longer than {MAX_PATTERN_LEN} bytes")));
+    }
+    let translated = translate(pattern);
+    regex::RegexBuilder::new(&translated)
+        .size_limit(SIZE_LIMIT)
+        .build()
+        .map_err(|e| PatternError(describe(&e, pattern)))
+}
+
+fn describe(e: &regex::Error, pattern: &str) -> String {
+    let lookaround = ["(?=", "(?!", "(?<=", "(?<!"].iter().any(|t| pattern.contains(t));
+    let backref = pattern
+        .as_bytes()
+        .windows(2)
+        .any(|w| w[0] == b'\\' && (b'1'..=b'9').contains(&w[1]));
+    if lookaround {
+        "look-around assertions are not supported".to_string()
+    } else if backref {
+        "back-references are not supported".to_string()
+    } else {
+        match e {
+            regex::Error::Syntax(s) => s.lines().last().unwrap_or(s).trim().to_string(),
+            regex::Error::CompiledTooBig(_) => "pattern too large once compiled".to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Rewrites `\d \w \s \D \W \S` to their ASCII meaning, inside and outside classes.
+fn translate(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut chars = pattern.chars().peekable();
+    let mut in_class = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let Some(next) = chars.next() else {
+                    out.push('\\');
+                    break;
+                };
+                let ascii = match next {
+                    'd' => Some(("0-9", false)),
+                    'w' => Some(("0-9A-Za-z_", false)),
+                    's' => Some(("\\t\\n\\x0B\\x0C\\r ", false)),
+                    'D' => Some(("0-9", true)),
+                    'W' => Some(("0-9A-Za-z_", true)),
+                    'S' => Some(("\\t\\n\\x0B\\x0C\\r ", true)),
+                    _ => None,
+                };
+                match (ascii, in_class) {
+                    (Some((set, false)), true) => out.push_str(set),
+                    (Some((set, negated)), false) => {
+                        out.push_str(if negated { "[^" } else { "[" });
+                        out.push_str(set);
+                        out.push(']');
+                    }
+                    // A negated class inside a class: keep PCRE's escape (Unicode there is
+                    // harmless for dialled numbers).
+                    _ => {
+                        out.push('\\');
+                        out.push(next);
+                    }
+                }
+            }
+            '[' if !in_class => {
+                in_class = true;
+                out.push('[');
+                if chars.peek() == Some(&'^') {
+                    out.push('^');
+                    chars.next();
+                }
+                if chars.peek() == Some(&']') {
+                    out.push_str("\\]");
+                    chars.next();
+                }
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(']');
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digit_class_is_ascii_only() {
+        let re = compile(r"^\d+$").unwrap();
+        assert!(re.is_match("0123"));
+        assert!(!re.is_match("١٢٣"), "Arabic-Indic digits are not PCRE digits");
+        let re = compile(r"^[\d*#]+$").unwrap();
+        assert!(re.is_match("*12#"));
+        assert!(!re.is_match("١"));
+    }
+
+    #[test]
+    fn kazoo_patterns_compile() {
+        for p in [r"^\*7([0-9]{2,})$", r"^\+?1?(\d{10})$", r"^(?<ext>2\d{3})$", r"^(?P<x>\d+)$", r"^011(\d*)$", "no_match"] {
+            compile(p).unwrap_or_else(|e| panic!("{p}: {e}"));
+        }
+    }
+
+    #[test]
+    fn unsupported_features_say_why() {
+        assert_eq!(compile(r"^(?=1)\d+$").unwrap_err().0, "look-around assertions are not supported");
+        assert_eq!(compile(r"^(\d)\1$").unwrap_err().0, "back-references are not supported");
+        assert!(compile(r"^(\d+$").is_err());
+    }
+}

@@ -1,0 +1,135 @@
+//! Building and running the service: store, schemas, signing key, first-start admin account,
+//! listener, graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::accounts::{new_account, NewAccount};
+use crate::api::{self, ApiConfig, AppState};
+use crate::auth::{random_hex, TokenSigner};
+use crate::config::ServeArgs;
+use crate::schema::SchemaSet;
+use crate::store::{self, DynStore};
+
+/// Settings key of the shared token signing key.
+const SIGNING_KEY: &str = "token_signing_key";
+
+/// What the first start created, to be shown once.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    pub account_id: String,
+    pub password: String,
+    pub api_key: String,
+}
+
+pub struct App {
+    listener: TcpListener,
+    router: axum::Router,
+    pub state: AppState,
+    pub bootstrap: Option<Bootstrap>,
+}
+
+/// The application state for a store and settings (also used by tests and benches).
+pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<AppState> {
+    let schemas = match &args.schemas_dir {
+        Some(dir) => SchemaSet::with_overrides(dir).with_context(|| format!("loading schemas from {}", dir.display()))?,
+        None => SchemaSet::embedded()?,
+    };
+    let secret = store.setting_or_init(SIGNING_KEY, &random_hex(32)).await?;
+    let config = ApiConfig {
+        max_body_bytes: args.max_body_bytes,
+        max_json_depth: args.max_json_depth,
+        ..ApiConfig::default()
+    };
+    Ok(AppState {
+        store,
+        schemas,
+        signer: TokenSigner::new(&secret, args.token_ttl),
+        config: Arc::new(config),
+    })
+}
+
+/// Creates the admin account when the store has no account at all.
+pub async fn bootstrap_admin(store: &DynStore, password: Option<String>) -> anyhow::Result<Option<Bootstrap>> {
+    if store.account_count().await? > 0 {
+        return Ok(None);
+    }
+    let password = password.unwrap_or_else(crate::auth::new_password);
+    let created = new_account(
+        store.as_ref(),
+        NewAccount {
+            name: "admin".into(),
+            realm: Some("localhost".into()),
+            parent: None,
+            tree: Vec::new(),
+            doc: Default::default(),
+            admin: Some(("admin".into(), password.clone())),
+        },
+    )
+    .await;
+    match created {
+        Ok(c) => Ok(Some(Bootstrap {
+            account_id: c.account.id,
+            password,
+            api_key: c.api_key,
+        })),
+        // Another process created the first account at the same moment.
+        Err(store::StoreError::Conflict) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl App {
+    pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
+        let store = store::open(&args.store.database_url)
+            .await
+            .with_context(|| format!("opening {}", args.store.database_url))?;
+        let state = build_state(store, args).await?;
+        let bootstrap = bootstrap_admin(&state.store, args.admin_password.clone()).await?;
+        let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+        Ok(Self {
+            listener,
+            router: api::router(state.clone()),
+            state,
+            bootstrap,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested, finishing in-flight requests");
+}

@@ -1,0 +1,211 @@
+//! Persistence: the [`Store`] trait and its SQLite and PostgreSQL backends.
+//!
+//! Owns: every SQL statement and transaction. Speaks domain terms (accounts, users,
+//! callflow documents with revisions); never imports axum. Uniqueness of numbers and patterns
+//! is the database's job (primary keys checked inside the write transaction), so two
+//! concurrent writes can never both claim a number.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+/// An account as the store keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    pub realm: Option<String>,
+    pub parent_id: Option<String>,
+    /// Ancestor ids, root first.
+    pub tree: Vec<String>,
+    pub superduper: bool,
+    /// Public fields (name, realm, timezone, dial_plan, ...).
+    pub doc: Map<String, Value>,
+    /// Gregorian seconds.
+    pub created: i64,
+}
+
+/// A user able to log in. Hashes are argon2 PHC strings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: String,
+    pub account_id: String,
+    pub username: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub enabled: bool,
+    pub md5_hash: String,
+    pub sha1_hash: String,
+}
+
+/// A stored callflow document (private fields included).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCallflow {
+    pub id: String,
+    pub rev: String,
+    pub deleted: bool,
+    pub doc: Map<String, Value>,
+}
+
+/// What a write does, recorded in the revision history and the change feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeOp {
+    Create,
+    Update,
+    Delete,
+}
+
+impl ChangeOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeOp::Create => "create",
+            ChangeOp::Update => "update",
+            ChangeOp::Delete => "delete",
+        }
+    }
+}
+
+/// One callflow write: the new full document and its routing keys.
+#[derive(Debug, Clone)]
+pub struct CallflowWrite {
+    pub account_id: String,
+    pub id: String,
+    /// `None` for a create (the id must be unused), else the revision the change is based on.
+    pub expected_rev: Option<String>,
+    pub new_rev: String,
+    pub doc: Map<String, Value>,
+    pub numbers: Vec<String>,
+    pub patterns: Vec<String>,
+    /// Soft delete: the doc is kept, its numbers and patterns are released.
+    pub deleted: bool,
+    pub op: ChangeOp,
+    pub request_id: String,
+}
+
+/// Which routing key collided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Number,
+    Pattern,
+}
+
+/// A number or pattern already held by another callflow of the account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UniqueConflict {
+    pub kind: KeyKind,
+    pub value: String,
+    pub callflow_id: String,
+    /// The holder's name, or its id when it has none (Kazoo's message uses that).
+    pub name: String,
+}
+
+/// A row of an account's routing index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteKey {
+    pub kind: KeyKind,
+    pub value: String,
+    pub callflow_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// The document changed since `expected_rev`, or a create reused an id.
+    #[error("conflicting documents")]
+    Conflict,
+    #[error("numbers or patterns already in use")]
+    Unique(Vec<UniqueConflict>),
+    /// The database cannot be reached (pool timeout, I/O error).
+    #[error("store unreachable: {0}")]
+    Unavailable(anyhow::Error),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            e @ (sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)) => StoreError::Unavailable(e.into()),
+            other => StoreError::Other(other.into()),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything the service persists. Both backends pass the same conformance story
+/// (`tests/api`), run against a temporary SQLite file and, when configured, PostgreSQL.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap round trip, for `/healthz`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Creates an account (and optionally its first user) in one transaction. When the store
+    /// holds no account yet, the new one becomes the superduper (top-level admin) account;
+    /// the returned account says whether it did.
+    async fn create_account(
+        &self,
+        account: &Account,
+        api_key: Option<(&str, &str)>,
+        admin: Option<&User>,
+    ) -> StoreResult<Account>;
+    async fn account_count(&self) -> StoreResult<i64>;
+    async fn get_account(&self, id: &str) -> StoreResult<Option<Account>>;
+    async fn accounts_by_realm(&self, realm: &str) -> StoreResult<Vec<Account>>;
+    async fn accounts_by_name_key(&self, name_key: &str) -> StoreResult<Vec<Account>>;
+    /// Accounts whose API key starts with `prefix`, with the key's argon2 hash.
+    async fn api_key_candidates(&self, prefix: &str) -> StoreResult<Vec<(Account, String)>>;
+
+    /// Enabled users of an account, as login candidates.
+    async fn login_users(&self, account_id: &str) -> StoreResult<Vec<User>>;
+    async fn get_user(&self, account_id: &str, id: &str) -> StoreResult<Option<User>>;
+
+    /// The stored value of `key`, setting it to `value` first if it has none (atomic, so
+    /// every node ends up with the same value).
+    async fn setting_or_init(&self, key: &str, value: &str) -> StoreResult<String>;
+
+    /// A callflow by id, soft-deleted ones included.
+    async fn get_callflow(&self, account_id: &str, id: &str) -> StoreResult<Option<StoredCallflow>>;
+    /// Live callflows ordered by id, starting at `start` (inclusive), at most `limit`.
+    async fn list_callflows(
+        &self,
+        account_id: &str,
+        start: Option<&str>,
+        limit: i64,
+        descending: bool,
+    ) -> StoreResult<Vec<StoredCallflow>>;
+    /// Writes a document, its routing keys, a revision and a change record atomically.
+    async fn write_callflow(&self, write: &CallflowWrite) -> StoreResult<()>;
+    /// Hard delete (Kazoo's `should_soft_delete=false`).
+    async fn purge_callflow(&self, account_id: &str, id: &str, expected_rev: &str, request_id: &str) -> StoreResult<()>;
+    /// Live callflows holding exactly `number`.
+    async fn callflows_with_number(&self, account_id: &str, number: &str) -> StoreResult<Vec<StoredCallflow>>;
+    /// Live callflows with a number whose search key starts with `key_prefix`.
+    async fn search_numbers(&self, account_id: &str, key_prefix: &str) -> StoreResult<Vec<StoredCallflow>>;
+    /// The whole routing index of an account.
+    async fn route_keys(&self, account_id: &str) -> StoreResult<Vec<RouteKey>>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens the store a URL names (`sqlite://path` or `postgres://...`), creating and migrating
+/// it as needed.
+pub async fn open(url: &str) -> anyhow::Result<DynStore> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else {
+        anyhow::bail!("unsupported database URL {url:?}: use sqlite://PATH or postgres://...")
+    }
+}

@@ -1,0 +1,37 @@
+//! PostgreSQL backend: one pool; the same statements as SQLite (see `sql.rs`). Uniqueness
+//! races between nodes end in a unique-key violation inside the losing transaction, which is
+//! reported as the same Kazoo uniqueness error.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::sql::impl_sql_store;
+
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    read: PgPool,
+    write: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `url` and applies the PostgreSQL migrations.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self { read: pool.clone(), write: pool })
+    }
+
+    /// The pool, for callers that need PostgreSQL-only features (LISTEN/NOTIFY).
+    pub fn pool(&self) -> &PgPool {
+        &self.read
+    }
+}
+
+impl_sql_store!(PgStore, sqlx::Postgres, |pool| pool.begin().await);
