@@ -3,7 +3,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::auth::{hash_secret, md5_credentials, new_api_key, sha1_credentials, API_KEY_PREFIX_LEN};
+use crate::auth::{
+    hash_secret, md5_credentials, new_api_key, sha1_credentials, API_KEY_PREFIX_LEN,
+};
 use crate::store::{Account, Store, StoreError, StoreResult, User};
 
 /// What to create.
@@ -35,7 +37,10 @@ pub async fn new_account(store: &dyn Store, new: NewAccount) -> StoreResult<Crea
     let (key_hash, user_hashes) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let key_hash = hash_secret(&key)?;
         let user_hashes = match admin {
-            Some((user, pass)) => Some((hash_secret(&md5_credentials(&user, &pass))?, hash_secret(&sha1_credentials(&user, &pass))?)),
+            Some((user, pass)) => Some((
+                hash_secret(&md5_credentials(&user, &pass))?,
+                hash_secret(&sha1_credentials(&user, &pass))?,
+            )),
             None => None,
         };
         Ok((key_hash, user_hashes))
@@ -73,7 +78,9 @@ pub async fn new_account(store: &dyn Store, new: NewAccount) -> StoreResult<Crea
         _ => None,
     };
     let prefix: String = api_key.chars().take(API_KEY_PREFIX_LEN).collect();
-    let account = store.create_account(&account, Some((&prefix, &key_hash)), user.as_ref()).await?;
+    let account = store
+        .create_account(&account, Some((&prefix, &key_hash)), user.as_ref())
+        .await?;
     Ok(CreatedAccount {
         account,
         api_key,

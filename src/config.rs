@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "callflowd", version, about = "Kazoo-compatible callflows API server")]
+#[command(
+    name = "callflowd",
+    version,
+    about = "Kazoo-compatible callflows API server"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -24,7 +28,11 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
     /// Where data lives: sqlite://PATH (created and migrated automatically) or postgres://...
-    #[arg(long, env = "CALLFLOWD_DATABASE_URL", default_value = "sqlite://callflowd.db")]
+    #[arg(
+        long,
+        env = "CALLFLOWD_DATABASE_URL",
+        default_value = "sqlite://callflowd.db"
+    )]
     pub database_url: String,
 }
 

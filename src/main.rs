@@ -16,7 +16,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let app = App::build(&args).await?;
             if let Some(b) = &app.bootstrap {
-                println!("Created the admin account {} (realm localhost, user admin).", b.account_id);
+                println!(
+                    "Created the admin account {} (realm localhost, user admin).",
+                    b.account_id
+                );
                 println!("  password: {}", b.password);
                 println!("  api key:  {}", b.api_key);
                 println!("These are shown once; only hashes are stored.");
@@ -42,7 +45,9 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
             .map_err(|e| match e {
-                callflowd::store::StoreError::Conflict => anyhow::anyhow!("an account with that realm already exists"),
+                callflowd::store::StoreError::Conflict => {
+                    anyhow::anyhow!("an account with that realm already exists")
+                }
                 other => other.into(),
             })?;
             let out = json!({

@@ -36,7 +36,8 @@ pub struct App {
 /// The application state for a store and settings (also used by tests and benches).
 pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<AppState> {
     let schemas = match &args.schemas_dir {
-        Some(dir) => SchemaSet::with_overrides(dir).with_context(|| format!("loading schemas from {}", dir.display()))?,
+        Some(dir) => SchemaSet::with_overrides(dir)
+            .with_context(|| format!("loading schemas from {}", dir.display()))?,
         None => SchemaSet::embedded()?,
     };
     let secret = store.setting_or_init(SIGNING_KEY, &random_hex(32)).await?;
@@ -54,7 +55,10 @@ pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<Ap
 }
 
 /// Creates the admin account when the store has no account at all.
-pub async fn bootstrap_admin(store: &DynStore, password: Option<String>) -> anyhow::Result<Option<Bootstrap>> {
+pub async fn bootstrap_admin(
+    store: &DynStore,
+    password: Option<String>,
+) -> anyhow::Result<Option<Bootstrap>> {
     if store.account_count().await? > 0 {
         return Ok(None);
     }
@@ -90,7 +94,9 @@ impl App {
             .with_context(|| format!("opening {}", args.store.database_url))?;
         let state = build_state(store, args).await?;
         let bootstrap = bootstrap_admin(&state.store, args.admin_password.clone()).await?;
-        let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
         Ok(Self {
             listener,
             router: api::router(state.clone()),
@@ -103,10 +109,17 @@ impl App {
         self.listener.local_addr()
     }
 
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await?;
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
         Ok(())
     }
 }

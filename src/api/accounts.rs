@@ -31,7 +31,10 @@ pub fn account_view(account: &Account) -> Value {
     data.insert("created".into(), json!(account.created));
     data.insert("enabled".into(), json!(true));
     data.insert("is_reseller".into(), json!(false));
-    data.insert("reseller_id".into(), json!(account.tree.first().unwrap_or(&account.id)));
+    data.insert(
+        "reseller_id".into(),
+        json!(account.tree.first().unwrap_or(&account.id)),
+    );
     data.insert("wnm_allow_additions".into(), json!(account.superduper));
     data.insert("billing_mode".into(), json!("manual"));
     Value::Object(data)
@@ -53,25 +56,51 @@ async fn create_child(State(state): State<AppState>, scope: AccountScope) -> Api
             let (rule, msg, target) = if s.is_empty() {
                 ("minLength", "String must be at least 1 characters", 1)
             } else {
-                ("maxLength", "String must not be more than 128 characters", 128)
+                (
+                    "maxLength",
+                    "String must not be more than 128 characters",
+                    128,
+                )
             };
-            errors.push(SchemaError::at("name", rule, msg).with("target", json!(target)).with("value", json!(s)));
+            errors.push(
+                SchemaError::at("name", rule, msg)
+                    .with("target", json!(target))
+                    .with("value", json!(s)),
+            );
             None
         }
         Some(other) => {
-            errors.push(SchemaError::at("name", "type", "Value did not match type(s): string").with("target", json!("string")).with("value", other.clone()));
+            errors.push(
+                SchemaError::at("name", "type", "Value did not match type(s): string")
+                    .with("target", json!("string"))
+                    .with("value", other.clone()),
+            );
             None
         }
         None => {
-            errors.push(SchemaError::at("name", "required", "Field is required but missing").with("value", json!("name")));
+            errors.push(
+                SchemaError::at("name", "required", "Field is required but missing")
+                    .with("value", json!("name")),
+            );
             None
         }
     };
     let realm = match data.get("realm") {
         None => None,
-        Some(Value::String(r)) if r.len() >= 4 && r.len() <= 253 && r.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) => Some(r.clone()),
+        Some(Value::String(r))
+            if r.len() >= 4
+                && r.len() <= 253
+                && r.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) =>
+        {
+            Some(r.clone())
+        }
         Some(other) => {
-            errors.push(SchemaError::at("realm", "pattern", "Failed to match pattern '^[.\\w_-]+$'").with("target", json!("^[.\\w_-]+$")).with("value", other.clone()));
+            errors.push(
+                SchemaError::at("realm", "pattern", "Failed to match pattern '^[.\\w_-]+$'")
+                    .with("target", json!("^[.\\w_-]+$"))
+                    .with("value", other.clone()),
+            );
             None
         }
     };
@@ -80,7 +109,10 @@ async fn create_child(State(state): State<AppState>, scope: AccountScope) -> Api
     }
     let mut tree = scope.account.tree.clone();
     tree.push(scope.account.id.clone());
-    let doc: Map<String, Value> = data.into_iter().filter(|(k, _)| !crate::domain::callflow::is_private_key(k) && k != "id").collect();
+    let doc: Map<String, Value> = data
+        .into_iter()
+        .filter(|(k, _)| !crate::domain::callflow::is_private_key(k) && k != "id")
+        .collect();
     let created = new_account(
         state.store.as_ref(),
         NewAccount {
@@ -94,7 +126,11 @@ async fn create_child(State(state): State<AppState>, scope: AccountScope) -> Api
     )
     .await
     .map_err(|e| match e {
-        crate::store::StoreError::Conflict => ApiError::invalid_field(SchemaError::at("realm", "unique", "Realm is not unique for this system")),
+        crate::store::StoreError::Conflict => ApiError::invalid_field(SchemaError::at(
+            "realm",
+            "unique",
+            "Realm is not unique for this system",
+        )),
         other => other.into(),
     })?;
     let mut view = account_view(&created.account);

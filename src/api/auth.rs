@@ -22,22 +22,36 @@ pub fn router() -> Router<AppState> {
         .route("/v2/token_auth", get(token_info))
 }
 
-fn string_field(data: &Map<String, Value>, key: &str, min: usize, max: usize, errors: &mut SchemaErrors) -> Option<String> {
+fn string_field(
+    data: &Map<String, Value>,
+    key: &str,
+    min: usize,
+    max: usize,
+    errors: &mut SchemaErrors,
+) -> Option<String> {
     match data.get(key) {
         None => None,
         Some(Value::String(s)) => {
             let len = s.chars().count();
             if len < min {
                 errors.push(
-                    SchemaError::at(key, "minLength", format!("String must be at least {min} characters"))
-                        .with("target", json!(min))
-                        .with("value", json!(s)),
+                    SchemaError::at(
+                        key,
+                        "minLength",
+                        format!("String must be at least {min} characters"),
+                    )
+                    .with("target", json!(min))
+                    .with("value", json!(s)),
                 );
             } else if len > max {
                 errors.push(
-                    SchemaError::at(key, "maxLength", format!("String must not be more than {max} characters"))
-                        .with("target", json!(max))
-                        .with("value", json!(s)),
+                    SchemaError::at(
+                        key,
+                        "maxLength",
+                        format!("String must not be more than {max} characters"),
+                    )
+                    .with("target", json!(max))
+                    .with("value", json!(s)),
                 );
             }
             Some(s.clone())
@@ -61,10 +75,20 @@ fn login_data(account: &Account, owner_id: Option<&str>) -> Value {
         data.insert("owner_id".into(), json!(owner));
     }
     data.insert("account_name".into(), json!(account.name));
-    data.insert("language".into(), account.doc.get("language").cloned().unwrap_or_else(|| json!("en-us")));
+    data.insert(
+        "language".into(),
+        account
+            .doc
+            .get("language")
+            .cloned()
+            .unwrap_or_else(|| json!("en-us")),
+    );
     data.insert("is_reseller".into(), json!(false));
     data.insert("is_master_account".into(), json!(account.superduper));
-    data.insert("reseller_id".into(), json!(account.tree.first().unwrap_or(&account.id)));
+    data.insert(
+        "reseller_id".into(),
+        json!(account.tree.first().unwrap_or(&account.id)),
+    );
     data.insert("apps".into(), json!([]));
     Value::Object(data)
 }
@@ -74,17 +98,25 @@ async fn user_auth(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Re
     let data = ctx.data.as_object().cloned().unwrap_or_default();
     let mut errors = SchemaErrors::default();
     let credentials = string_field(&data, "credentials", 1, 64, &mut errors);
-    let realm = string_field(&data, "account_realm", 4, 253, &mut errors).or_else(|| string_field(&data, "realm", 4, 253, &mut errors));
+    let realm = string_field(&data, "account_realm", 4, 253, &mut errors)
+        .or_else(|| string_field(&data, "realm", 4, 253, &mut errors));
     let name = string_field(&data, "account_name", 1, 128, &mut errors);
     if credentials.is_none() {
-        errors.push(SchemaError::at("credentials", "required", "Field is required but missing").with("value", json!("credentials")));
+        errors.push(
+            SchemaError::at("credentials", "required", "Field is required but missing")
+                .with("value", json!("credentials")),
+        );
     }
     let method = data.get("method").and_then(Value::as_str).unwrap_or("md5");
     if !matches!(method, "md5" | "sha") {
         errors.push(
-            SchemaError::at("method", "enum", "Value not found in enumerated list of values")
-                .with("target", json!(["md5", "sha"]))
-                .with("value", json!(method)),
+            SchemaError::at(
+                "method",
+                "enum",
+                "Value not found in enumerated list of values",
+            )
+            .with("target", json!(["md5", "sha"]))
+            .with("value", json!(method)),
         );
     }
     if !errors.is_empty() {
@@ -114,9 +146,12 @@ async fn user_auth(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Re
             verify_secret(&credentials, dummy_hash());
             return None;
         }
-        candidates
-            .into_iter()
-            .find(|(_, user)| verify_secret(&credentials, if sha { &user.sha1_hash } else { &user.md5_hash }))
+        candidates.into_iter().find(|(_, user)| {
+            verify_secret(
+                &credentials,
+                if sha { &user.sha1_hash } else { &user.md5_hash },
+            )
+        })
     })
     .await
     .map_err(ApiError::internal)?;
@@ -124,7 +159,10 @@ async fn user_auth(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Re
         tracing::debug!("user_auth rejected: no matching enabled user");
         return Err(ApiError::invalid_credentials());
     };
-    let (token, _) = state.signer.issue(&account.id, Some(&user.id), "cb_user_auth").map_err(ApiError::internal)?;
+    let (token, _) = state
+        .signer
+        .issue(&account.id, Some(&user.id), "cb_user_auth")
+        .map_err(ApiError::internal)?;
     ctx.mark_authenticated();
     Ok(Reply::created(login_data(&account, Some(&user.id))).with_field("auth_token", json!(token)))
 }
@@ -135,12 +173,19 @@ async fn api_auth(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Rep
     let mut errors = SchemaErrors::default();
     let key = string_field(&data, "api_key", 64, 64, &mut errors);
     if key.is_none() && errors.is_empty() {
-        errors.push(SchemaError::at("api_key", "required", "Field is required but missing").with("value", json!("api_key")));
+        errors.push(
+            SchemaError::at("api_key", "required", "Field is required but missing")
+                .with("value", json!("api_key")),
+        );
     }
     for extra in data.keys().filter(|k| k.as_str() != "api_key") {
         errors.push(
-            SchemaError::at(extra, "additionalProperties", "Strict checking of data is enabled; only include schema-defined properties")
-                .with("value", data[extra.as_str()].clone()),
+            SchemaError::at(
+                extra,
+                "additionalProperties",
+                "Strict checking of data is enabled; only include schema-defined properties",
+            )
+            .with("value", data[extra.as_str()].clone()),
         );
     }
     if !errors.is_empty() {
@@ -155,14 +200,24 @@ async fn api_auth(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Rep
             verify_secret(&probe, dummy_hash());
             return None;
         }
-        candidates.into_iter().find(|(_, hash)| verify_secret(&probe, hash)).map(|(a, _)| a)
+        candidates
+            .into_iter()
+            .find(|(_, hash)| verify_secret(&probe, hash))
+            .map(|(a, _)| a)
     })
     .await
     .map_err(ApiError::internal)?;
     let Some(account) = found else {
-        return Err(ApiError::new(axum::http::StatusCode::NOT_FOUND, "bad identifier", Some(json!([key]))));
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "bad identifier",
+            Some(json!([key])),
+        ));
     };
-    let (token, _) = state.signer.issue(&account.id, None, "cb_api_auth").map_err(ApiError::internal)?;
+    let (token, _) = state
+        .signer
+        .issue(&account.id, None, "cb_api_auth")
+        .map_err(ApiError::internal)?;
     ctx.mark_authenticated();
     Ok(Reply::created(login_data(&account, None)).with_field("auth_token", json!(token)))
 }

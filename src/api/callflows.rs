@@ -31,7 +31,15 @@ pub fn router() -> Router<AppState> {
 /// Stored docs that are live callflows (Kazoo's 404 rule for fetch, replace and delete).
 fn live_callflow(doc: Option<StoredCallflow>, id: &str) -> ApiResult<StoredCallflow> {
     match doc {
-        Some(d) if !d.deleted && d.doc.get("pvt_type").map(|t| t == "callflow").unwrap_or(true) => Ok(d),
+        Some(d)
+            if !d.deleted
+                && d.doc
+                    .get("pvt_type")
+                    .map(|t| t == "callflow")
+                    .unwrap_or(true) =>
+        {
+            Ok(d)
+        }
         _ => Err(ApiError::bad_identifier(id)),
     }
 }
@@ -46,7 +54,11 @@ fn check_if_match(ctx: &ReqCtx, current: &str) -> ApiResult<()> {
 
 /// Kazoo's callflow validation pipeline on request data: private keys dropped, numbers and
 /// patterns pre-checked and normalised, schema with defaults, then every pattern compiled.
-fn validate_callflow(state: &AppState, account: &Account, data: &Map<String, Value>) -> ApiResult<Map<String, Value>> {
+fn validate_callflow(
+    state: &AppState,
+    account: &Account,
+    data: &Map<String, Value>,
+) -> ApiResult<Map<String, Value>> {
     let mut public = cf::public_part(data);
     cf::precheck_numbers(&mut public, &dial_plan(&Value::Object(account.doc.clone())))?;
     let mut value = Value::Object(public);
@@ -61,8 +73,12 @@ fn validate_callflow(state: &AppState, account: &Account, data: &Map<String, Val
     for (i, p) in cf::string_list(&public, "patterns").iter().enumerate() {
         if let Err(e) = crate::routing::pattern::compile(p) {
             errors.push(
-                SchemaError::new(vec!["patterns".into(), i.to_string()], "error", format!("invalid regular expression: {e}"))
-                    .with("value", json!(p)),
+                SchemaError::new(
+                    vec!["patterns".into(), i.to_string()],
+                    "error",
+                    format!("invalid regular expression: {e}"),
+                )
+                .with("value", json!(p)),
             );
         }
     }
@@ -87,10 +103,17 @@ fn request_object(ctx: &ReqCtx) -> ApiResult<Map<String, Value>> {
 fn stamp_private(doc: &mut Map<String, Value>, scope: &AccountScope, first_save: bool) {
     let now = crate::domain::now_gregorian();
     let account_id = &scope.account.id;
-    doc.insert("pvt_type".into(), doc.get("pvt_type").cloned().unwrap_or_else(|| json!("callflow")));
+    doc.insert(
+        "pvt_type".into(),
+        doc.get("pvt_type")
+            .cloned()
+            .unwrap_or_else(|| json!("callflow")),
+    );
     doc.entry("pvt_vsn").or_insert_with(|| json!("1"));
-    doc.entry("pvt_account_id").or_insert_with(|| json!(account_id));
-    doc.entry("pvt_account_db").or_insert_with(|| json!(account_db(account_id)));
+    doc.entry("pvt_account_id")
+        .or_insert_with(|| json!(account_id));
+    doc.entry("pvt_account_db")
+        .or_insert_with(|| json!(account_db(account_id)));
     if first_save {
         doc.insert("pvt_created".into(), json!(now));
     }
@@ -102,7 +125,11 @@ fn stamp_private(doc: &mut Map<String, Value>, scope: &AccountScope, first_save:
         Some(owner) => doc.insert("pvt_auth_user_id".into(), json!(owner)),
         None => doc.remove("pvt_auth_user_id"),
     };
-    match doc.get("name").and_then(Value::as_str).map(cf::alphanum_name) {
+    match doc
+        .get("name")
+        .and_then(Value::as_str)
+        .map(cf::alphanum_name)
+    {
         Some(n) => doc.insert("pvt_alphanum_name".into(), json!(n)),
         None => doc.remove("pvt_alphanum_name"),
     };
@@ -117,7 +144,13 @@ fn account_db(id: &str) -> String {
     }
 }
 
-fn write_for(scope: &AccountScope, id: &str, expected_rev: Option<String>, doc: Map<String, Value>, op: ChangeOp) -> CallflowWrite {
+fn write_for(
+    scope: &AccountScope,
+    id: &str,
+    expected_rev: Option<String>,
+    doc: Map<String, Value>,
+    op: ChangeOp,
+) -> CallflowWrite {
     let deleted = op == ChangeOp::Delete;
     CallflowWrite {
         account_id: scope.account.id.clone(),
@@ -147,7 +180,11 @@ async fn create(State(state): State<AppState>, scope: AccountScope) -> ApiResult
     let public = validate_callflow(&state, &scope.account, &data)?;
     let id = ["_id", "id"]
         .iter()
-        .find_map(|k| data.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty()))
+        .find_map(|k| {
+            data.get(*k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        })
         .map(str::to_string)
         .unwrap_or_else(crate::domain::new_id);
     let mut doc = public;
@@ -161,10 +198,17 @@ async fn create(State(state): State<AppState>, scope: AccountScope) -> ApiResult
 }
 
 #[tracing::instrument(skip_all, fields(account_id = %scope.account.id))]
-async fn fetch(State(state): State<AppState>, Path((_, id)): Path<(String, String)>, scope: AccountScope) -> ApiResult<Reply> {
+async fn fetch(
+    State(state): State<AppState>,
+    Path((_, id)): Path<(String, String)>,
+    scope: AccountScope,
+) -> ApiResult<Reply> {
     let stored = live_callflow(state.store.get_callflow(&scope.account.id, &id).await?, &id)?;
     let mut data = public_view(&stored.doc, &id);
-    data.insert("metadata".into(), metadata(&state, &scope.account.id, stored.doc.get("flow")).await?);
+    data.insert(
+        "metadata".into(),
+        metadata(&state, &scope.account.id, stored.doc.get("flow")).await?,
+    );
     Ok(Reply::ok(Value::Object(data)).with_revision(&stored.rev))
 }
 
@@ -172,9 +216,17 @@ async fn fetch(State(state): State<AppState>, Path((_, id)): Path<(String, Strin
 async fn metadata(state: &AppState, account_id: &str, flow: Option<&Value>) -> ApiResult<Value> {
     let mut out = Map::new();
     for id in metadata_candidates(flow) {
-        if let Some(doc) = state.store.get_callflow(account_id, &id).await?.filter(|d| !d.deleted) {
+        if let Some(doc) = state
+            .store
+            .get_callflow(account_id, &id)
+            .await?
+            .filter(|d| !d.deleted)
+        {
             let mut m = Map::new();
-            m.insert("name".into(), doc.doc.get("name").cloned().unwrap_or_else(|| json!(id)));
+            m.insert(
+                "name".into(),
+                doc.doc.get("name").cloned().unwrap_or_else(|| json!(id)),
+            );
             if let Some(numbers) = doc.doc.get("numbers") {
                 m.insert("numbers".into(), numbers.clone());
             }
@@ -182,7 +234,11 @@ async fn metadata(state: &AppState, account_id: &str, flow: Option<&Value>) -> A
             out.insert(id, Value::Object(m));
         } else if let Some(user) = state.store.get_user(account_id, &id).await? {
             let mut m = Map::new();
-            let name = [user.first_name.unwrap_or_default(), user.last_name.unwrap_or_default()].join(" ");
+            let name = [
+                user.first_name.unwrap_or_default(),
+                user.last_name.unwrap_or_default(),
+            ]
+            .join(" ");
             if !name.trim().is_empty() {
                 m.insert("name".into(), json!(name.trim()));
             }
@@ -194,7 +250,11 @@ async fn metadata(state: &AppState, account_id: &str, flow: Option<&Value>) -> A
 }
 
 #[tracing::instrument(skip_all, fields(account_id = %scope.account.id))]
-async fn replace(State(state): State<AppState>, Path((_, id)): Path<(String, String)>, scope: AccountScope) -> ApiResult<Reply> {
+async fn replace(
+    State(state): State<AppState>,
+    Path((_, id)): Path<(String, String)>,
+    scope: AccountScope,
+) -> ApiResult<Reply> {
     let data = request_object(&scope.ctx)?;
     let public = validate_callflow(&state, &scope.account, &data)?;
     let stored = live_callflow(state.store.get_callflow(&scope.account.id, &id).await?, &id)?;
@@ -202,12 +262,20 @@ async fn replace(State(state): State<AppState>, Path((_, id)): Path<(String, Str
     let mut doc = cf::private_part(&stored.doc);
     doc.extend(public);
     stamp_private(&mut doc, &scope, false);
-    let write = commit(&state, write_for(&scope, &id, Some(stored.rev), doc, ChangeOp::Update)).await?;
+    let write = commit(
+        &state,
+        write_for(&scope, &id, Some(stored.rev), doc, ChangeOp::Update),
+    )
+    .await?;
     Ok(Reply::ok(Value::Object(public_view(&write.doc, &id))).with_revision(&write.new_rev))
 }
 
 #[tracing::instrument(skip_all, fields(account_id = %scope.account.id))]
-async fn patch(State(state): State<AppState>, Path((_, id)): Path<(String, String)>, scope: AccountScope) -> ApiResult<Reply> {
+async fn patch(
+    State(state): State<AppState>,
+    Path((_, id)): Path<(String, String)>,
+    scope: AccountScope,
+) -> ApiResult<Reply> {
     let data = request_object(&scope.ctx)?;
     let stored = match state.store.get_callflow(&scope.account.id, &id).await? {
         Some(d) if !d.deleted => d,
@@ -220,12 +288,20 @@ async fn patch(State(state): State<AppState>, Path((_, id)): Path<(String, Strin
     let mut doc = cf::private_part(&stored.doc);
     doc.extend(public);
     stamp_private(&mut doc, &scope, false);
-    let write = commit(&state, write_for(&scope, &id, Some(stored.rev), doc, ChangeOp::Update)).await?;
+    let write = commit(
+        &state,
+        write_for(&scope, &id, Some(stored.rev), doc, ChangeOp::Update),
+    )
+    .await?;
     Ok(Reply::ok(Value::Object(public_view(&write.doc, &id))).with_revision(&write.new_rev))
 }
 
 #[tracing::instrument(skip_all, fields(account_id = %scope.account.id))]
-async fn remove(State(state): State<AppState>, Path((_, id)): Path<(String, String)>, scope: AccountScope) -> ApiResult<Reply> {
+async fn remove(
+    State(state): State<AppState>,
+    Path((_, id)): Path<(String, String)>,
+    scope: AccountScope,
+) -> ApiResult<Reply> {
     let stored = live_callflow(state.store.get_callflow(&scope.account.id, &id).await?, &id)?;
     check_if_match(&scope.ctx, &stored.rev)?;
     if scope.ctx.flag("should_soft_delete") == Some(false) {
@@ -237,7 +313,11 @@ async fn remove(State(state): State<AppState>, Path((_, id)): Path<(String, Stri
         let mut doc = stored.doc.clone();
         doc.insert("pvt_deleted".into(), json!(true));
         stamp_private(&mut doc, &scope, false);
-        commit(&state, write_for(&scope, &id, Some(stored.rev.clone()), doc, ChangeOp::Delete)).await?;
+        commit(
+            &state,
+            write_for(&scope, &id, Some(stored.rev.clone()), doc, ChangeOp::Delete),
+        )
+        .await?;
     }
     let mut data = public_view(&stored.doc, &id);
     data.insert("_read_only".into(), json!({"deleted": true}));
@@ -250,22 +330,35 @@ async fn list(State(state): State<AppState>, scope: AccountScope) -> ApiResult<R
     // Better than Kazoo: `?number=N` lists the callflows holding N (as dialled or normalised).
     if let Some(number) = scope.ctx.query.get("number") {
         let plan = dial_plan(&Value::Object(scope.account.doc.clone()));
-        let mut found = state.store.callflows_with_number(&account_id, number).await?;
+        let mut found = state
+            .store
+            .callflows_with_number(&account_id, number)
+            .await?;
         let normalised = normalize(number, &plan);
         if normalised != *number {
-            for d in state.store.callflows_with_number(&account_id, &normalised).await? {
+            for d in state
+                .store
+                .callflows_with_number(&account_id, &normalised)
+                .await?
+            {
                 if !found.iter().any(|f| f.id == d.id) {
                     found.push(d);
                 }
             }
         }
-        let items: Vec<Value> = found.iter().map(|d| listing_summary(&d.id, &d.doc)).collect();
+        let items: Vec<Value> = found
+            .iter()
+            .map(|d| listing_summary(&d.id, &d.doc))
+            .collect();
         return Ok(list_reply(items, None));
     }
     let page = Page::from_request(&scope.ctx)?;
     let filters = listing::Filters::from_query(&scope.ctx.query_pairs);
     let (docs, next) = listing::collect(&state, &account_id, &page, &filters).await?;
-    let items: Vec<Value> = docs.iter().map(|d| listing_summary(&d.id, &d.doc)).collect();
+    let items: Vec<Value> = docs
+        .iter()
+        .map(|d| listing_summary(&d.id, &d.doc))
+        .collect();
     Ok(list_reply(items, Some((&page, next))))
 }
 
@@ -296,11 +389,19 @@ fn list_reply(items: Vec<Value>, paging: Option<(&Page, Option<String>)>) -> Rep
 /// the normalised number (and name), as Kazoo's search views do.
 #[tracing::instrument(skip_all, fields(account_id = %scope.account.id))]
 async fn search(State(state): State<AppState>, scope: AccountScope) -> ApiResult<Reply> {
-    let q = |k: &str| scope.ctx.option(k).and_then(|v| v.as_str().map(str::to_string));
+    let q = |k: &str| {
+        scope
+            .ctx
+            .option(k)
+            .and_then(|v| v.as_str().map(str::to_string))
+    };
     let mut errors = SchemaErrors::default();
     for key in ["t", "q"] {
         if q(key).is_none() {
-            errors.push(SchemaError::at(key, "required", "Field is required but missing").with("value", json!(key)));
+            errors.push(
+                SchemaError::at(key, "required", "Field is required but missing")
+                    .with("value", json!(key)),
+            );
         }
     }
     if !errors.is_empty() {
@@ -310,17 +411,39 @@ async fn search(State(state): State<AppState>, scope: AccountScope) -> ApiResult
     if t != "callflow" || !matches!(kind.as_str(), "number" | "name_and_number") {
         let field = if t != "callflow" { "t" } else { "q" };
         return Err(ApiError::invalid_field(
-            SchemaError::at(field, "enum", "Value not found in enumerated list of values")
-                .with("target", if field == "t" { json!(["callflow"]) } else { json!(["number", "name_and_number"]) })
-                .with("value", json!(if field == "t" { t } else { kind.clone() })),
+            SchemaError::at(
+                field,
+                "enum",
+                "Value not found in enumerated list of values",
+            )
+            .with(
+                "target",
+                if field == "t" {
+                    json!(["callflow"])
+                } else {
+                    json!(["number", "name_and_number"])
+                },
+            )
+            .with("value", json!(if field == "t" { t } else { kind.clone() })),
         ));
     }
     let needle = search_key(&q("v").unwrap_or_default());
-    let mut found = state.store.search_numbers(&scope.account.id, &needle).await?;
+    let mut found = state
+        .store
+        .search_numbers(&scope.account.id, &needle)
+        .await?;
     if kind == "name_and_number" {
-        let all = state.store.list_callflows(&scope.account.id, None, i64::MAX, false).await?;
+        let all = state
+            .store
+            .list_callflows(&scope.account.id, None, i64::MAX, false)
+            .await?;
         for d in all {
-            let name_hit = d.doc.get("name").and_then(Value::as_str).map(|n| search_key(n).starts_with(&needle)).unwrap_or(false);
+            let name_hit = d
+                .doc
+                .get("name")
+                .and_then(Value::as_str)
+                .map(|n| search_key(n).starts_with(&needle))
+                .unwrap_or(false);
             if name_hit && !found.iter().any(|f| f.id == d.id) {
                 found.push(d);
             }

@@ -26,7 +26,8 @@ use super::error::ApiError;
 use super::AppState;
 
 const CORS_ALLOW_HEADERS: &str = "content-type, depth, user-agent, x-http-method-override, x-file-size, x-requested-with, if-modified-since, x-file-name, cache-control, x-auth-token, x-kazoo-cluster-id, if-match";
-const CORS_EXPOSE_HEADERS: &str = "content-type, x-auth-token, x-request-id, x-kazoo-cluster-id, location, etag";
+const CORS_EXPOSE_HEADERS: &str =
+    "content-type, x-auth-token, x-request-id, x-kazoo-cluster-id, location, etag";
 
 /// A handler's part of the response body (`data`, `status`, `revision`, paging keys...).
 #[derive(Debug, Clone, Default)]
@@ -68,7 +69,9 @@ impl Reply {
 
     /// Adds `revision` to the body and uses it as the `ETag`.
     pub fn with_revision(mut self, revision: &str) -> Self {
-        self.envelope.body.insert("revision".into(), json!(revision));
+        self.envelope
+            .body
+            .insert("revision".into(), json!(revision));
         self.envelope.etag = Some(revision.to_string());
         self
     }
@@ -157,9 +160,13 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_string)
         .unwrap_or_else(crate::domain::new_id);
-    let cors = ["origin", "access-control-request-method", "access-control-request-headers"]
-        .iter()
-        .any(|h| req.headers().contains_key(*h));
+    let cors = [
+        "origin",
+        "access-control-request-method",
+        "access-control-request-headers",
+    ]
+    .iter()
+    .any(|h| req.headers().contains_key(*h));
     let requested_method = req
         .headers()
         .get("access-control-request-method")
@@ -173,7 +180,11 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         .map(|v| v.eq_ignore_ascii_case("true"))
         .unwrap_or(false);
 
-    let finish = |status: StatusCode, envelope: Envelope, ctx: Option<&ReqCtx>, extra: HeaderMap, method: &Method| {
+    let finish = |status: StatusCode,
+                  envelope: Envelope,
+                  ctx: Option<&ReqCtx>,
+                  extra: HeaderMap,
+                  method: &Method| {
         finalize(FinalizeInput {
             state: &state,
             request_id: &request_id,
@@ -210,7 +221,10 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
                 SchemaError::at(
                     "file",
                     "maxSize",
-                    format!("Payload or Files must not be more than {} bytes", state.config.max_body_bytes),
+                    format!(
+                        "Payload or Files must not be more than {} bytes",
+                        state.config.max_body_bytes
+                    ),
                 )
                 .with("target", json!(state.config.max_body_bytes)),
             );
@@ -230,7 +244,13 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
             Ok(m) => effective = m,
             Err(_) => {
                 let e = ApiError::method_not_allowed();
-                return finish(e.status, envelope_of(&e), Some(&ctx), HeaderMap::new(), &method);
+                return finish(
+                    e.status,
+                    envelope_of(&e),
+                    Some(&ctx),
+                    HeaderMap::new(),
+                    &method,
+                );
             }
         }
     }
@@ -243,7 +263,13 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         Some(env) => env.clone(),
         None => envelope_for_bare(resp_parts.status),
     };
-    finish(resp_parts.status, envelope, Some(&ctx), resp_parts.headers, &effective)
+    finish(
+        resp_parts.status,
+        envelope,
+        Some(&ctx),
+        resp_parts.headers,
+        &effective,
+    )
 }
 
 fn envelope_of(e: &ApiError) -> Envelope {
@@ -260,8 +286,14 @@ fn envelope_for_bare(status: StatusCode) -> Envelope {
         StatusCode::NOT_FOUND => ApiError::not_found(),
         other => ApiError::new(
             other,
-            &other.canonical_reason().unwrap_or("error").to_ascii_lowercase().replace(' ', "_"),
-            Some(json!({"message": other.canonical_reason().unwrap_or("error").to_ascii_lowercase()})),
+            &other
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_ascii_lowercase()
+                .replace(' ', "_"),
+            Some(
+                json!({"message": other.canonical_reason().unwrap_or("error").to_ascii_lowercase()}),
+            ),
         ),
     };
     envelope_of(&e)
@@ -297,11 +329,20 @@ fn normalise_path(uri: &Uri) -> Result<Option<Uri>, ApiError> {
     Ok(pq.parse::<Uri>().ok())
 }
 
-fn parse_request(state: &AppState, parts: &axum::http::request::Parts, bytes: &Bytes, request_id: &str) -> Result<ReqCtx, ApiError> {
+fn parse_request(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    bytes: &Bytes,
+    request_id: &str,
+) -> Result<ReqCtx, ApiError> {
     let query_pairs: Vec<(String, String)> = parts
         .uri
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
     let query: HashMap<String, String> = query_pairs.iter().cloned().collect();
 
@@ -309,7 +350,13 @@ fn parse_request(state: &AppState, parts: &axum::http::request::Parts, bytes: &B
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
 
     let (data, envelope) = if bytes.iter().all(u8::is_ascii_whitespace) {
         (json!({}), Map::new())
@@ -361,14 +408,23 @@ fn find_token(ctx: &ReqCtx) -> Option<String> {
     if let Some(t) = ctx.header("x-auth-token").filter(|t| !t.is_empty()) {
         return Some(t.to_string());
     }
-    if let Some(Value::String(t)) = ctx.option("auth_token").filter(|v| v.as_str().map(|s| !s.is_empty()).unwrap_or(false)) {
+    if let Some(Value::String(t)) = ctx
+        .option("auth_token")
+        .filter(|v| v.as_str().map(|s| !s.is_empty()).unwrap_or(false))
+    {
         return Some(t);
     }
     let auth = ctx
         .header("authorization")
         .map(str::to_string)
-        .or_else(|| ctx.option("authorization").and_then(|v| v.as_str().map(str::to_string)))?;
-    let token = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer ")).unwrap_or(&auth);
+        .or_else(|| {
+            ctx.option("authorization")
+                .and_then(|v| v.as_str().map(str::to_string))
+        })?;
+    let token = auth
+        .strip_prefix("Bearer ")
+        .or_else(|| auth.strip_prefix("bearer "))
+        .unwrap_or(&auth);
     Some(token.trim().to_string()).filter(|t| !t.is_empty())
 }
 
@@ -378,21 +434,35 @@ fn normalise_key(k: &str) -> String {
 }
 
 fn json_error(message: String) -> ApiError {
-    ApiError::invalid_field(SchemaError::at("json", "invalid", message).with("target", json!("body")))
+    ApiError::invalid_field(
+        SchemaError::at("json", "invalid", message).with("target", json!("body")),
+    )
 }
 
 fn parse_envelope(bytes: &[u8], max_depth: usize) -> Result<(Value, Map<String, Value>), ApiError> {
     if let Some(offset) = too_deep(bytes, max_depth) {
-        return Err(json_error(format!("nesting deeper than {max_depth} levels around {offset}")));
+        return Err(json_error(format!(
+            "nesting deeper than {max_depth} levels around {offset}"
+        )));
     }
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-        let kind = if e.is_eof() { "truncated_json" } else { "invalid_json" };
-        json_error(format!("{kind} around {}", byte_offset(bytes, e.line(), e.column())))
+        let kind = if e.is_eof() {
+            "truncated_json"
+        } else {
+            "invalid_json"
+        };
+        json_error(format!(
+            "{kind} around {}",
+            byte_offset(bytes, e.line(), e.column())
+        ))
     })?;
     let Value::Object(top) = value else {
         return Err(json_error("All JSON must be valid".to_string()));
     };
-    let mut envelope: Map<String, Value> = top.into_iter().map(|(k, v)| (normalise_key(&k), v)).collect();
+    let mut envelope: Map<String, Value> = top
+        .into_iter()
+        .map(|(k, v)| (normalise_key(&k), v))
+        .collect();
     match envelope.remove("data") {
         Some(data @ (Value::Object(_) | Value::Array(_))) => Ok((data, envelope)),
         Some(other) => Err(ApiError::invalid_field(
@@ -401,7 +471,8 @@ fn parse_envelope(bytes: &[u8], max_depth: usize) -> Result<(Value, Map<String, 
                 .with("value", other),
         )),
         None => Err(ApiError::invalid_field(
-            SchemaError::at("data", "required", "Field is required but missing").with("value", json!("data")),
+            SchemaError::at("data", "required", "Field is required but missing")
+                .with("value", json!("data")),
         )),
     }
 }
@@ -464,8 +535,14 @@ fn add_cors(h: &mut HeaderMap, requested: Option<&str>) {
     let pairs = [
         ("access-control-allow-origin", "*".to_string()),
         ("access-control-allow-methods", methods),
-        ("access-control-allow-headers", CORS_ALLOW_HEADERS.to_string()),
-        ("access-control-expose-headers", CORS_EXPOSE_HEADERS.to_string()),
+        (
+            "access-control-allow-headers",
+            CORS_ALLOW_HEADERS.to_string(),
+        ),
+        (
+            "access-control-expose-headers",
+            CORS_EXPOSE_HEADERS.to_string(),
+        ),
         ("access-control-max-age", "86400".to_string()),
     ];
     for (k, v) in pairs {
@@ -508,8 +585,14 @@ fn finalize(input: FinalizeInput<'_>) -> Response {
     if let Some(token) = ctx.and_then(|c| c.auth_token.as_ref()) {
         body.entry("auth_token").or_insert_with(|| json!(token));
     }
-    body.insert("timestamp".into(), json!(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()));
-    if ctx.map(|c| c.authenticated.load(Ordering::Relaxed)).unwrap_or(false) {
+    body.insert(
+        "timestamp".into(),
+        json!(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+    );
+    if ctx
+        .map(|c| c.authenticated.load(Ordering::Relaxed))
+        .unwrap_or(false)
+    {
         body.insert("version".into(), json!(state.config.version));
     }
     body.insert("node".into(), json!(state.config.node));
@@ -526,7 +609,9 @@ fn finalize(input: FinalizeInput<'_>) -> Response {
         if let Ok(v) = HeaderValue::from_str(tag) {
             headers.insert(header::ETAG, v);
         }
-        if *method == Method::GET && if_none_match.and_then(|v| v.to_str().ok()) == Some(tag.as_str()) {
+        if *method == Method::GET
+            && if_none_match.and_then(|v| v.to_str().ok()) == Some(tag.as_str())
+        {
             let mut response = StatusCode::NOT_MODIFIED.into_response();
             *response.headers_mut() = headers;
             return response;
@@ -544,7 +629,11 @@ fn finalize(input: FinalizeInput<'_>) -> Response {
     let jsonp = ctx
         .and_then(|c| c.option("jsonp"))
         .and_then(|v| v.as_str().map(str::to_string))
-        .filter(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '$'));
+        .filter(|f| {
+            !f.is_empty()
+                && f.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '$')
+        });
     let (text, content_type) = match jsonp {
         Some(f) => (format!("{f}({text});"), "application/javascript"),
         None => (text, "application/json"),
@@ -568,10 +657,16 @@ mod tests {
     #[test]
     fn json_errors_report_a_byte_offset() {
         let e = parse_envelope(b"{\"data\": {\"a\": }", 64).unwrap_err();
-        let msg = e.data.unwrap()["json"]["invalid"]["message"].as_str().unwrap().to_string();
+        let msg = e.data.unwrap()["json"]["invalid"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert!(msg.starts_with("invalid_json around"), "{msg}");
         let e = parse_envelope(b"{\"data\": {", 64).unwrap_err();
-        let msg = e.data.unwrap()["json"]["invalid"]["message"].as_str().unwrap().to_string();
+        let msg = e.data.unwrap()["json"]["invalid"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert!(msg.starts_with("truncated_json around"), "{msg}");
     }
 
@@ -583,13 +678,19 @@ mod tests {
         let e = parse_envelope(br#"{"x": 1}"#, 64).unwrap_err();
         assert!(e.data.unwrap()["data"]["required"].is_object());
         let e = parse_envelope(br#"[1]"#, 64).unwrap_err();
-        assert_eq!(e.data.unwrap()["json"]["invalid"]["message"], "All JSON must be valid");
+        assert_eq!(
+            e.data.unwrap()["json"]["invalid"]["message"],
+            "All JSON must be valid"
+        );
     }
 
     #[test]
     fn versions_and_trailing_slashes_normalise() {
         let u: Uri = "/v3/accounts/x/callflows/?a=1".parse().unwrap();
-        assert_eq!(normalise_path(&u).unwrap().unwrap().to_string(), "/v2/accounts/x/callflows?a=1");
+        assert_eq!(
+            normalise_path(&u).unwrap().unwrap().to_string(),
+            "/v2/accounts/x/callflows?a=1"
+        );
         let u: Uri = "/v1/accounts".parse().unwrap();
         assert_eq!(normalise_path(&u).unwrap_err().status, StatusCode::GONE);
         let u: Uri = "/v2/accounts".parse().unwrap();

@@ -34,7 +34,11 @@ impl ApiError {
 
     /// 400 with Kazoo's per-field error map.
     pub fn validation(errors: SchemaErrors) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "validation error", Some(errors.to_json()))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "validation error",
+            Some(errors.to_json()),
+        )
     }
 
     /// 400 for one field and rule.
@@ -58,16 +62,28 @@ impl ApiError {
         } else {
             format!("invalid account_id '{id}'")
         };
-        Self::new(StatusCode::NOT_FOUND, "bad identifier", Some(json!({ "message": message })))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "bad identifier",
+            Some(json!({ "message": message })),
+        )
     }
 
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", Some(json!({"message": "not found"})))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            Some(json!({"message": "not found"})),
+        )
     }
 
     /// 404 Kazoo uses for bad paging parameters.
     pub fn faulty_request(message: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "faulty_request", Some(json!({ "message": message })))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "faulty_request",
+            Some(json!({ "message": message })),
+        )
     }
 
     /// 401: no credentials, or wrong ones.
@@ -81,11 +97,19 @@ impl ApiError {
 
     /// 401: a token that is unknown, forged or expired.
     pub fn invalid_token() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid credentials", Some(json!({})))
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid credentials",
+            Some(json!({})),
+        )
     }
 
     pub fn forbidden() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", Some(json!({"message": "forbidden"})))
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            Some(json!({"message": "forbidden"})),
+        )
     }
 
     pub fn method_not_allowed() -> Self {
@@ -108,7 +132,9 @@ impl ApiError {
         Self::new(
             StatusCode::GONE,
             "gone",
-            Some(json!("API version 1 is not supported. Please upgrade your code to use version 2.")),
+            Some(json!(
+                "API version 1 is not supported. Please upgrade your code to use version 2."
+            )),
         )
     }
 
@@ -116,14 +142,20 @@ impl ApiError {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
-            Some(json!({"message": format!("content type {content_type} is not accepted; send application/json")})),
+            Some(
+                json!({"message": format!("content type {content_type} is not accepted; send application/json")}),
+            ),
         )
     }
 
     /// 500 for a missing schema (Kazoo's text, including the trailing dot).
     pub fn schema_missing(name: &str) -> Self {
         let message = format!("schema {name} not found.");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, &message, Some(json!({ "message": message })))
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &message,
+            Some(json!({ "message": message })),
+        )
     }
 
     /// 500 for our own failures: logged in full, reported without detail.
@@ -181,14 +213,20 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => Self::not_found(),
             StoreError::Conflict => Self::conflict(),
             StoreError::Unique(conflicts) => {
-                let errors = conflicts
+                // Kazoo reports one conflict per field: the last row its view returned.
+                let last = |kind| conflicts.iter().rev().find(|c| c.kind == kind).cloned();
+                let errors = [last(KeyKind::Number), last(KeyKind::Pattern)]
                     .into_iter()
+                    .flatten()
                     .map(|c| {
                         let (field, what) = match c.kind {
                             KeyKind::Number => ("numbers", "Number"),
                             KeyKind::Pattern => ("patterns", "Pattern"),
                         };
-                        let message = format!("{what} {} exists in callflow {} {}", c.value, c.callflow_id, c.name);
+                        let message = format!(
+                            "{what} {} exists in callflow {} {}",
+                            c.value, c.callflow_id, c.name
+                        );
                         SchemaError::at(field, "unique", message).with("cause", json!(c.value))
                     })
                     .collect();

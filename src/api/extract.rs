@@ -25,7 +25,9 @@ impl FromRequestParts<AppState> for Ctx {
             .get::<Arc<ReqCtx>>()
             .cloned()
             .map(Ctx)
-            .ok_or_else(|| ApiError::internal("request context missing: envelope layer not installed"))
+            .ok_or_else(|| {
+                ApiError::internal("request context missing: envelope layer not installed")
+            })
     }
 }
 
@@ -40,7 +42,9 @@ impl Caller {
     /// Kazoo's rule: a token may touch its own account, its descendants, and every account if
     /// it belongs to a superduper admin account.
     pub fn may_access(&self, target: &Account) -> bool {
-        self.account.superduper || target.id == self.account.id || target.tree.iter().any(|a| *a == self.account.id)
+        self.account.superduper
+            || target.id == self.account.id
+            || target.tree.contains(&self.account.id)
     }
 }
 
@@ -49,7 +53,10 @@ pub async fn caller(state: &AppState, ctx: &ReqCtx) -> Result<Option<Caller>, Ap
     let Some(token) = ctx.auth_token.as_deref() else {
         return Ok(None);
     };
-    let claims = state.signer.verify(token).ok_or_else(ApiError::invalid_token)?;
+    let claims = state
+        .signer
+        .verify(token)
+        .ok_or_else(ApiError::invalid_token)?;
     let account = state
         .store
         .get_account(&claims.account_id)
@@ -65,7 +72,10 @@ pub struct Authenticated(pub Caller, pub Arc<ReqCtx>);
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Ctx(ctx) = Ctx::from_request_parts(parts, state).await?;
         match caller(state, &ctx).await? {
             Some(c) => Ok(Self(c, ctx)),
@@ -86,7 +96,10 @@ pub struct AccountScope {
 impl FromRequestParts<AppState> for AccountScope {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Ctx(ctx) = Ctx::from_request_parts(parts, state).await?;
         let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
             .await
@@ -109,6 +122,10 @@ impl FromRequestParts<AppState> for AccountScope {
         if !caller.may_access(&account) {
             return Err(ApiError::forbidden());
         }
-        Ok(Self { account, caller, ctx })
+        Ok(Self {
+            account,
+            caller,
+            ctx,
+        })
     }
 }

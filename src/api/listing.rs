@@ -50,7 +50,12 @@ impl Page {
             other => Some(other.to_string()),
         });
         let q = |k: &str| ctx.query.get(k).map(|v| v.eq_ignore_ascii_case("true"));
-        let descending = q("descending") == Some(true) || ctx.query.get("ascending").map(|v| v.eq_ignore_ascii_case("false")) == Some(true);
+        let descending = q("descending") == Some(true)
+            || ctx
+                .query
+                .get("ascending")
+                .map(|v| v.eq_ignore_ascii_case("false"))
+                == Some(true);
         Ok(Self {
             paginate,
             page_size,
@@ -79,7 +84,9 @@ pub fn decode_key(raw: &str) -> String {
         .filter(|b| b.len() >= 6 && b[0] == 131 && b[1] == 109)
         .and_then(|b| {
             let len = u32::from_be_bytes([b[2], b[3], b[4], b[5]]) as usize;
-            (b.len() == 6 + len).then(|| String::from_utf8(b[6..].to_vec()).ok()).flatten()
+            (b.len() == 6 + len)
+                .then(|| String::from_utf8(b[6..].to_vec()).ok())
+                .flatten()
         })
         .unwrap_or_else(|| raw.to_string())
 }
@@ -170,7 +177,7 @@ fn equals(doc_value: Option<&Value>, wanted: &str) -> bool {
     match serde_json::from_str::<Value>(wanted) {
         Ok(Value::Array(items)) => items.iter().any(|i| stringify(Some(i)) == s),
         Ok(Value::String(w)) => w == s,
-        Ok(other) => other.to_string() == s,
+        Ok(other) => s.parse::<Value>().map(|v| v == other).unwrap_or(false),
         Err(_) => false,
     }
 }
@@ -204,16 +211,34 @@ fn keep_one(f: &Filter, doc: &serde_json::Map<String, Value>) -> bool {
 
 /// One page of live callflows (all of them with `paginate=false`), plus the id the next page
 /// starts at. With filters, batches are read until the page is full or rows run out.
-pub async fn collect(state: &AppState, account_id: &str, page: &Page, filters: &Filters) -> ApiResult<(Vec<StoredCallflow>, Option<String>)> {
-    let want = if page.paginate { page.page_size.saturating_add(1) } else { i64::MAX };
-    let batch = if filters.is_empty() { want } else { FILTER_BATCH };
+pub async fn collect(
+    state: &AppState,
+    account_id: &str,
+    page: &Page,
+    filters: &Filters,
+) -> ApiResult<(Vec<StoredCallflow>, Option<String>)> {
+    let want = if page.paginate {
+        page.page_size.saturating_add(1)
+    } else {
+        i64::MAX
+    };
+    let batch = if filters.is_empty() {
+        want
+    } else {
+        FILTER_BATCH
+    };
     let mut out: Vec<StoredCallflow> = Vec::new();
     let mut start = page.start.clone();
     let mut skip_first = false;
     loop {
         let rows = state
             .store
-            .list_callflows(account_id, start.as_deref(), batch.saturating_add(i64::from(skip_first)), page.descending)
+            .list_callflows(
+                account_id,
+                start.as_deref(),
+                batch.saturating_add(i64::from(skip_first)),
+                page.descending,
+            )
             .await?;
         let fetched = rows.len() as i64;
         let mut last = None;
@@ -229,7 +254,10 @@ pub async fn collect(state: &AppState, account_id: &str, page: &Page, filters: &
                 }
             }
         }
-        if out.len() as i64 >= want || fetched < batch.saturating_add(i64::from(skip_first)) || last.is_none() {
+        if out.len() as i64 >= want
+            || fetched < batch.saturating_add(i64::from(skip_first))
+            || last.is_none()
+        {
             break;
         }
         start = last;
@@ -260,7 +288,14 @@ mod tests {
     fn filters_follow_kazoo_stringification() {
         let doc = json!({"name": "Main", "numbers": ["1000"], "flow": {"module": "user"}, "flags": [], "pvt_created": 10});
         let doc = doc.as_object().unwrap();
-        let f = |q: &[(&str, &str)]| Filters::from_query(&q.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>()).keep(doc);
+        let f = |q: &[(&str, &str)]| {
+            Filters::from_query(
+                &q.iter()
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .collect::<Vec<_>>(),
+            )
+            .keep(doc)
+        };
         assert!(f(&[("filter_name", "Main")]));
         assert!(f(&[("filter_numbers", "1000")]));
         assert!(f(&[("filter_flow.module", "user")]));

@@ -22,7 +22,10 @@ async fn list(State(state): State<AppState>) -> ApiResult<Reply> {
 }
 
 async fn fetch(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Reply> {
-    let doc = state.schemas.get(&name).ok_or_else(|| ApiError::bad_identifier(&name))?;
+    let doc = state
+        .schemas
+        .get(&name)
+        .ok_or_else(|| ApiError::bad_identifier(&name))?;
     let mut data = doc.as_object().cloned().unwrap_or_default();
     data.retain(|k, _| !k.starts_with('_'));
     data.insert("id".into(), json!(name));
@@ -30,7 +33,11 @@ async fn fetch(State(state): State<AppState>, Path(name): Path<String>) -> ApiRe
 }
 
 /// Validates without saving; any authenticated caller may use it.
-async fn validate(State(state): State<AppState>, Path(name): Path<String>, Authenticated(_, ctx): Authenticated) -> ApiResult<Reply> {
+async fn validate(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Authenticated(_, ctx): Authenticated,
+) -> ApiResult<Reply> {
     if !state.schemas.contains(&name) {
         return Err(ApiError::schema_missing(&name));
     }

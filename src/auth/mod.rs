@@ -6,7 +6,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use md5::{Digest, Md5};
@@ -29,7 +31,11 @@ pub fn hash_secret(secret: &str) -> anyhow::Result<String> {
 /// Checks a secret against a PHC string; a malformed hash is simply a mismatch.
 pub fn verify_secret(secret: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|parsed| Argon2::default().verify_password(secret.as_bytes(), &parsed).is_ok())
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(secret.as_bytes(), &parsed)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -41,12 +47,16 @@ pub fn dummy_hash() -> &'static str {
 
 /// Kazoo's md5 credentials: hex md5 of `"<lower-cased username>:<password>"`.
 pub fn md5_credentials(username: &str, password: &str) -> String {
-    hex::encode(Md5::digest(format!("{}:{}", username.to_lowercase(), password).as_bytes()))
+    hex::encode(Md5::digest(
+        format!("{}:{}", username.to_lowercase(), password).as_bytes(),
+    ))
 }
 
 /// Kazoo's sha1 credentials (`"method": "sha"`).
 pub fn sha1_credentials(username: &str, password: &str) -> String {
-    Sha1::from(format!("{}:{}", username.to_lowercase(), password)).digest().to_string()
+    Sha1::from(format!("{}:{}", username.to_lowercase(), password))
+        .digest()
+        .to_string()
 }
 
 /// Random lowercase hex string of `bytes` random bytes.
@@ -90,7 +100,9 @@ pub struct TokenSigner {
 
 impl std::fmt::Debug for TokenSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenSigner").field("ttl_secs", &self.ttl_secs).finish_non_exhaustive()
+        f.debug_struct("TokenSigner")
+            .field("ttl_secs", &self.ttl_secs)
+            .finish_non_exhaustive()
     }
 }
 
@@ -103,7 +115,12 @@ impl TokenSigner {
         }
     }
 
-    pub fn issue(&self, account_id: &str, owner_id: Option<&str>, method: &str) -> anyhow::Result<(String, Claims)> {
+    pub fn issue(
+        &self,
+        account_id: &str,
+        owner_id: Option<&str>,
+        method: &str,
+    ) -> anyhow::Result<(String, Claims)> {
         let now = unix_now();
         let claims = Claims {
             account_id: account_id.to_string(),
@@ -128,7 +145,10 @@ impl TokenSigner {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -138,7 +158,10 @@ mod tests {
     #[test]
     fn credentials_match_kazoo_md5() {
         // md5("admin:secret")
-        assert_eq!(md5_credentials("Admin", "secret"), hex::encode(Md5::digest(b"admin:secret")));
+        assert_eq!(
+            md5_credentials("Admin", "secret"),
+            hex::encode(Md5::digest(b"admin:secret"))
+        );
     }
 
     #[test]

@@ -87,7 +87,10 @@ pub fn merge_patch(stored: &Map<String, Value>, patch: &Map<String, Value>) -> M
 /// Kazoo's own checks before the schema runs: at least one number or pattern, the right
 /// container types, and number normalisation. Unlike Kazoo (which crashes with a 500 on them),
 /// non-string and empty numbers get a schema-shaped 400.
-pub fn precheck_numbers(data: &mut Map<String, Value>, plan: &[Converter]) -> Result<(), SchemaErrors> {
+pub fn precheck_numbers(
+    data: &mut Map<String, Value>,
+    plan: &[Converter],
+) -> Result<(), SchemaErrors> {
     let empty = |v: Option<&Value>| match v {
         None => true,
         Some(Value::Array(a)) => a.is_empty(),
@@ -148,15 +151,25 @@ fn array_type_error(field: &str, value: &Value) -> SchemaError {
 pub fn string_list(doc: &Map<String, Value>, key: &str) -> Vec<String> {
     doc.get(key)
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Children of a flow node in JavaScript object-key order (what CouchDB's view server uses):
 /// integer-like keys ascending first, then the others in insertion order.
 pub fn children_in_js_order(children: &Map<String, Value>) -> Vec<(&String, &Value)> {
-    let is_index = |k: &str| !k.is_empty() && k.len() < 10 && k.bytes().all(|b| b.is_ascii_digit()) && (k == "0" || !k.starts_with('0'));
-    let mut numeric: Vec<(&String, &Value)> = children.iter().filter(|(k, _)| is_index(k)).collect();
+    let is_index = |k: &str| {
+        !k.is_empty()
+            && k.len() < 10
+            && k.bytes().all(|b| b.is_ascii_digit())
+            && (k == "0" || !k.starts_with('0'))
+    };
+    let mut numeric: Vec<(&String, &Value)> =
+        children.iter().filter(|(k, _)| is_index(k)).collect();
     numeric.sort_by_key(|(k, _)| k.parse::<u64>().unwrap_or(0));
     numeric.extend(children.iter().filter(|(k, _)| !is_index(k)));
     numeric
@@ -167,7 +180,9 @@ pub fn children_in_js_order(children: &Map<String, Value>) -> Vec<(&String, &Val
 pub fn flow_modules(flow: Option<&Value>) -> Vec<String> {
     fn walk(node: &Value, out: &mut Vec<String>) {
         let Some(obj) = node.as_object() else { return };
-        if let (Some(Value::String(m)), Some(Value::Object(data))) = (obj.get("module"), obj.get("data")) {
+        if let (Some(Value::String(m)), Some(Value::Object(data))) =
+            (obj.get("module"), obj.get("data"))
+        {
             if data.get("skip_module") != Some(&Value::Bool(true)) && !out.contains(m) {
                 out.push(m.clone());
             }
@@ -205,7 +220,10 @@ pub fn listing_summary(id: &str, doc: &Map<String, Value>) -> Value {
         }
     }
     out.insert("modules".into(), json!(flow_modules(doc.get("flow"))));
-    out.insert("flags".into(), doc.get("flags").cloned().unwrap_or_else(|| json!([])));
+    out.insert(
+        "flags".into(),
+        doc.get("flags").cloned().unwrap_or_else(|| json!([])),
+    );
     Value::Object(out)
 }
 
@@ -254,10 +272,15 @@ mod tests {
 
     #[test]
     fn patch_null_removes_and_objects_merge() {
-        let stored = obj(json!({"name": "a", "ringback": {"early": "x"}, "flow": {"module": "user", "data": {"id": "u", "timeout": 20}}}));
+        let stored = obj(
+            json!({"name": "a", "ringback": {"early": "x"}, "flow": {"module": "user", "data": {"id": "u", "timeout": 20}}}),
+        );
         let patch = obj(json!({"name": "b", "ringback": null, "flow": {"data": {"timeout": 30}}}));
         let out = merge_patch(&stored, &patch);
-        assert_eq!(Value::Object(out), json!({"name": "b", "flow": {"module": "user", "data": {"id": "u", "timeout": 30}}}));
+        assert_eq!(
+            Value::Object(out),
+            json!({"name": "b", "flow": {"module": "user", "data": {"id": "u", "timeout": 30}}})
+        );
     }
 
     #[test]
@@ -280,10 +303,16 @@ mod tests {
     fn precheck_reports_missing_numbers_and_patterns() {
         let mut d = obj(json!({"name": "x"}));
         let e = precheck_numbers(&mut d, &[]).unwrap_err().to_json();
-        assert_eq!(e["numbers"]["required"]["message"], "Callflows must be assigned at least one number or pattern");
+        assert_eq!(
+            e["numbers"]["required"]["message"],
+            "Callflows must be assigned at least one number or pattern"
+        );
         let mut d = obj(json!({"numbers": "1000"}));
         let e = precheck_numbers(&mut d, &[]).unwrap_err().to_json();
-        assert_eq!(e["numbers"]["type"]["message"], "Value did not match type: array");
+        assert_eq!(
+            e["numbers"]["type"]["message"],
+            "Value did not match type: array"
+        );
         let mut d = obj(json!({"numbers": [1000, ""]}));
         let e = precheck_numbers(&mut d, &[]).unwrap_err().to_json();
         assert!(e.get("numbers.0").unwrap().get("type").is_some());
@@ -301,7 +330,10 @@ mod tests {
     fn metadata_candidates_follow_kazoo() {
         let flow = json!({"module": "user", "data": {"id": "u1", "owner_id": "o1", "nested": {"id": "no"}, "vm_id": ""},
             "children": {"_": {"module": "voicemail", "data": {"id": "v1"}}, "rule1": {"module": "play", "data": {"media_id": "u1"}}}});
-        assert_eq!(metadata_candidates(Some(&flow)), vec!["u1", "o1", "v1", "rule1"]);
+        assert_eq!(
+            metadata_candidates(Some(&flow)),
+            vec!["u1", "o1", "v1", "rule1"]
+        );
     }
 
     #[test]

@@ -58,7 +58,12 @@ pub fn dial_plan(account_doc: &Value) -> Vec<Converter> {
             plan.iter()
                 .filter_map(|(re, rule)| {
                     let regex = Regex::new(re).ok()?;
-                    let field = |k: &str| rule.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+                    let field = |k: &str| {
+                        rule.get(k)
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string()
+                    };
                     Some(Converter {
                         regex,
                         prefix: field("prefix"),
@@ -123,7 +128,8 @@ mod tests {
 
     #[test]
     fn account_dial_plan_runs_first() {
-        let plan = dial_plan(&serde_json::json!({"dial_plan": {"^(\\d{7})$": {"prefix": "+1415"}}}));
+        let plan =
+            dial_plan(&serde_json::json!({"dial_plan": {"^(\\d{7})$": {"prefix": "+1415"}}}));
         assert_eq!(normalize("8867900", &plan), "+14158867900");
     }
 

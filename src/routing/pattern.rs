@@ -6,6 +6,11 @@
 //! features the crate does not have (look-around, back-references, possessive quantifiers,
 //! recursion) fail to compile, and the API rejects such patterns with a 400 naming the reason
 //! (see docs/compatibility.md): no catastrophic backtracking can reach the routing path.
+//!
+//! One leniency: a `*` with nothing to repeat (at the start, or right after `^`, `(` or `|`)
+//! is read as a literal star. PCRE rejects such patterns, so Kazoo stores them and then never
+//! routes them; they are always feature codes (`*55(\d+)` in Kazoo's own documentation), and
+//! matching the star literally is what their authors meant.
 
 use regex::Regex;
 
@@ -21,7 +26,9 @@ pub struct PatternError(pub String);
 /// Compile a callflow pattern with Kazoo's (PCRE) semantics.
 pub fn compile(pattern: &str) -> Result<Regex, PatternError> {
     if pattern.len() > MAX_PATTERN_LEN {
-        return Err(PatternError(format!("pattern longer than {MAX_PATTERN_LEN} bytes")));
+        return Err(PatternError(format!(
+            "pattern longer than {MAX_PATTERN_LEN} bytes"
+        )));
     }
     let translated = translate(pattern);
     regex::RegexBuilder::new(&translated)
@@ -31,7 +38,9 @@ pub fn compile(pattern: &str) -> Result<Regex, PatternError> {
 }
 
 fn describe(e: &regex::Error, pattern: &str) -> String {
-    let lookaround = ["(?=", "(?!", "(?<=", "(?<!"].iter().any(|t| pattern.contains(t));
+    let lookaround = ["(?=", "(?!", "(?<=", "(?<!"]
+        .iter()
+        .any(|t| pattern.contains(t));
     let backref = pattern
         .as_bytes()
         .windows(2)
@@ -54,8 +63,13 @@ fn translate(pattern: &str) -> String {
     let mut out = String::with_capacity(pattern.len() + 16);
     let mut chars = pattern.chars().peekable();
     let mut in_class = false;
+    // Whether a quantifier here would have nothing to repeat.
+    let mut at_item_start = true;
     while let Some(c) = chars.next() {
+        let item_start_before = at_item_start;
+        at_item_start = !in_class && matches!(c, '^' | '(' | '|');
         match c {
+            '*' if !in_class && item_start_before => out.push_str("\\*"),
             '\\' => {
                 let Some(next) = chars.next() else {
                     out.push('\\');
@@ -115,7 +129,10 @@ mod tests {
     fn digit_class_is_ascii_only() {
         let re = compile(r"^\d+$").unwrap();
         assert!(re.is_match("0123"));
-        assert!(!re.is_match("١٢٣"), "Arabic-Indic digits are not PCRE digits");
+        assert!(
+            !re.is_match("١٢٣"),
+            "Arabic-Indic digits are not PCRE digits"
+        );
         let re = compile(r"^[\d*#]+$").unwrap();
         assert!(re.is_match("*12#"));
         assert!(!re.is_match("١"));
@@ -123,15 +140,44 @@ mod tests {
 
     #[test]
     fn kazoo_patterns_compile() {
-        for p in [r"^\*7([0-9]{2,})$", r"^\+?1?(\d{10})$", r"^(?<ext>2\d{3})$", r"^(?P<x>\d+)$", r"^011(\d*)$", "no_match"] {
+        for p in [
+            r"^\*7([0-9]{2,})$",
+            r"^\+?1?(\d{10})$",
+            r"^(?<ext>2\d{3})$",
+            r"^(?P<x>\d+)$",
+            r"^011(\d*)$",
+            "no_match",
+        ] {
             compile(p).unwrap_or_else(|e| panic!("{p}: {e}"));
         }
     }
 
     #[test]
+    fn a_star_with_nothing_to_repeat_is_literal() {
+        let re = compile(r"*55(\d+)").unwrap();
+        assert_eq!(
+            re.captures("*55123").unwrap().get(1).unwrap().as_str(),
+            "123"
+        );
+        let re = compile(r"^*7(\d)$|^(*8)$").unwrap();
+        assert!(re.is_match("*71") && re.is_match("*8"));
+        assert!(
+            compile(r"^1*$").unwrap().is_match("111"),
+            "ordinary quantifiers are untouched"
+        );
+        assert!(!compile(r"^1*$").unwrap().is_match("*"));
+    }
+
+    #[test]
     fn unsupported_features_say_why() {
-        assert_eq!(compile(r"^(?=1)\d+$").unwrap_err().0, "look-around assertions are not supported");
-        assert_eq!(compile(r"^(\d)\1$").unwrap_err().0, "back-references are not supported");
+        assert_eq!(
+            compile(r"^(?=1)\d+$").unwrap_err().0,
+            "look-around assertions are not supported"
+        );
+        assert_eq!(
+            compile(r"^(\d)\1$").unwrap_err().0,
+            "back-references are not supported"
+        );
         assert!(compile(r"^(\d+$").is_err());
     }
 }

@@ -65,14 +65,19 @@ impl SchemaErrors {
         self.0.extend(other.0);
     }
 
-    /// Kazoo's error map. Errors merge by dotted key only: a later error on the same key
-    /// replaces the earlier one entirely, so one rule per key survives.
+    /// Kazoo's error map. Errors merge by dotted key only, so one rule per key survives: the
+    /// first one found (jesse collects errors newest-first and Kazoo's merge lets the later
+    /// list entry win, which is the earliest found).
     pub fn to_json(&self) -> Value {
         let mut out = Map::new();
         for e in &self.0 {
+            let key = e.key();
+            if out.contains_key(&key) {
+                continue;
+            }
             let mut rule = Map::new();
             rule.insert(e.rule.clone(), Value::Object(e.detail.clone()));
-            out.insert(e.key(), Value::Object(rule));
+            out.insert(key, Value::Object(rule));
         }
         Value::Object(out)
     }
@@ -98,14 +103,14 @@ mod tests {
     }
 
     #[test]
-    fn later_error_on_the_same_key_wins() {
+    fn first_error_on_the_same_key_wins() {
         let errs = SchemaErrors(vec![
             SchemaError::at("numbers", "required", "first"),
             SchemaError::at("numbers", "type", "second"),
         ]);
         assert_eq!(
             errs.to_json(),
-            json!({"numbers": {"type": {"message": "second"}}})
+            json!({"numbers": {"required": {"message": "first"}}})
         );
     }
 }

@@ -66,8 +66,11 @@ impl SchemaSet {
             if !path.ends_with(".json") {
                 continue;
             }
-            let doc: Value = serde_json::from_slice(file.contents())
-                .map_err(|source| LoadError::Json { path: path.clone(), source })?;
+            let doc: Value =
+                serde_json::from_slice(file.contents()).map_err(|source| LoadError::Json {
+                    path: path.clone(),
+                    source,
+                })?;
             insert_doc(&mut docs, &path, doc);
         }
         Self::from_docs(docs)
@@ -101,11 +104,12 @@ impl SchemaSet {
                 path: name.clone(),
                 source,
             })?;
-            let doc: Value = serde_json::from_slice(&bytes)
-                .map_err(|source| LoadError::Json { path: name.clone(), source })?;
+            let doc: Value = serde_json::from_slice(&bytes).map_err(|source| LoadError::Json {
+                path: name.clone(),
+                source,
+            })?;
             // Kazoo's examples directory also holds an index; only schema documents count.
-            if doc.get("_id").is_none() && doc.get("id").is_none() && doc.get("$schema").is_none()
-            {
+            if doc.get("_id").is_none() && doc.get("id").is_none() && doc.get("$schema").is_none() {
                 continue;
             }
             insert_doc(&mut docs, &name, doc);
@@ -255,7 +259,8 @@ mod tests {
     #[test]
     fn user_defaults_are_written_into_module_data() {
         let set = SchemaSet::embedded().unwrap();
-        let mut doc = json!({"numbers": ["1000"], "flow": {"module": "user", "data": {"id": "u1"}}});
+        let mut doc =
+            json!({"numbers": ["1000"], "flow": {"module": "user", "data": {"id": "u1"}}});
         set.validate("callflows", &mut doc).unwrap();
         assert_eq!(doc["flow"]["data"]["timeout"], json!(20));
         assert_eq!(doc["flow"]["data"]["strategy"], json!("simultaneous"));

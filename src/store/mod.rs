@@ -135,7 +135,9 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match e {
             sqlx::Error::RowNotFound => StoreError::NotFound,
-            e @ (sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)) => StoreError::Unavailable(e.into()),
+            e @ (sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)) => {
+                StoreError::Unavailable(e.into())
+            }
             other => StoreError::Other(other.into()),
         }
     }
@@ -175,7 +177,8 @@ pub trait Store: Send + Sync + 'static {
     async fn setting_or_init(&self, key: &str, value: &str) -> StoreResult<String>;
 
     /// A callflow by id, soft-deleted ones included.
-    async fn get_callflow(&self, account_id: &str, id: &str) -> StoreResult<Option<StoredCallflow>>;
+    async fn get_callflow(&self, account_id: &str, id: &str)
+        -> StoreResult<Option<StoredCallflow>>;
     /// Live callflows ordered by id, starting at `start` (inclusive), at most `limit`.
     async fn list_callflows(
         &self,
@@ -187,11 +190,25 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a document, its routing keys, a revision and a change record atomically.
     async fn write_callflow(&self, write: &CallflowWrite) -> StoreResult<()>;
     /// Hard delete (Kazoo's `should_soft_delete=false`).
-    async fn purge_callflow(&self, account_id: &str, id: &str, expected_rev: &str, request_id: &str) -> StoreResult<()>;
+    async fn purge_callflow(
+        &self,
+        account_id: &str,
+        id: &str,
+        expected_rev: &str,
+        request_id: &str,
+    ) -> StoreResult<()>;
     /// Live callflows holding exactly `number`.
-    async fn callflows_with_number(&self, account_id: &str, number: &str) -> StoreResult<Vec<StoredCallflow>>;
+    async fn callflows_with_number(
+        &self,
+        account_id: &str,
+        number: &str,
+    ) -> StoreResult<Vec<StoredCallflow>>;
     /// Live callflows with a number whose search key starts with `key_prefix`.
-    async fn search_numbers(&self, account_id: &str, key_prefix: &str) -> StoreResult<Vec<StoredCallflow>>;
+    async fn search_numbers(
+        &self,
+        account_id: &str,
+        key_prefix: &str,
+    ) -> StoreResult<Vec<StoredCallflow>>;
     /// The whole routing index of an account.
     async fn route_keys(&self, account_id: &str) -> StoreResult<Vec<RouteKey>>;
 }

@@ -25,7 +25,25 @@ impl PgStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { read: pool.clone(), write: pool })
+        Ok(Self {
+            read: pool.clone(),
+            write: pool,
+        })
+    }
+
+    /// Creates an empty database next to the one `admin_url` names and returns its URL
+    /// (test isolation: every test app gets its own database).
+    pub async fn scratch_database(admin_url: &str) -> anyhow::Result<String> {
+        use sqlx::Connection;
+        let name = format!("callflowd_test_{}", crate::domain::new_id());
+        let mut conn = sqlx::PgConnection::connect(admin_url).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
+        conn.close().await?;
+        let mut url = url::Url::parse(admin_url)?;
+        url.set_path(&format!("/{name}"));
+        Ok(url.to_string())
     }
 
     /// The pool, for callers that need PostgreSQL-only features (LISTEN/NOTIFY).

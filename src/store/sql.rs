@@ -7,14 +7,14 @@ use serde_json::{Map, Value};
 use super::{Account, StoreError, User};
 
 pub(super) fn parse_doc(text: &str) -> Result<Map<String, Value>, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Other(anyhow::anyhow!("corrupt stored document: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Other(anyhow::anyhow!("corrupt stored document: {e}")))
 }
 
 pub(super) fn doc_text(doc: &Map<String, Value>) -> String {
     // Serialising a JSON map cannot fail.
     serde_json::to_string(doc).unwrap_or_else(|_| "{}".to_string())
 }
-
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn account_from_parts(
@@ -32,15 +32,18 @@ pub(super) fn account_from_parts(
         name,
         realm,
         parent_id,
-        tree: serde_json::from_str(&tree).map_err(|e| StoreError::Other(anyhow::anyhow!("corrupt account tree: {e}")))?,
+        tree: serde_json::from_str(&tree)
+            .map_err(|e| StoreError::Other(anyhow::anyhow!("corrupt account tree: {e}")))?,
         superduper: superduper != 0,
         doc: parse_doc(&doc)?,
         created,
     })
 }
 
-pub(super) const ACCOUNT_COLUMNS: &str = "id, name, realm, parent_id, tree, superduper, doc, created";
-pub(super) const USER_COLUMNS: &str = "id, account_id, username, first_name, last_name, enabled, md5_hash, sha1_hash";
+pub(super) const ACCOUNT_COLUMNS: &str =
+    "id, name, realm, parent_id, tree, superduper, doc, created";
+pub(super) const USER_COLUMNS: &str =
+    "id, account_id, username, first_name, last_name, enabled, md5_hash, sha1_hash";
 
 pub(super) fn user_from_parts(
     (id, account_id, username, first_name, last_name, enabled, md5_hash, sha1_hash): (
@@ -482,4 +485,3 @@ macro_rules! impl_sql_store {
 }
 
 pub(super) use impl_sql_store;
-

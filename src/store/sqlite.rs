@@ -4,7 +4,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use super::sql::impl_sql_store;
 
@@ -38,4 +40,6 @@ impl SqliteStore {
 
 // BEGIN IMMEDIATE takes the write lock up front, so a transaction that reads then writes can
 // never fail half-way because another process (e.g. `callflowd create-account`) wrote first.
-impl_sql_store!(SqliteStore, sqlx::Sqlite, |pool| pool.begin_with("BEGIN IMMEDIATE").await);
+impl_sql_store!(SqliteStore, sqlx::Sqlite, |pool| pool
+    .begin_with("BEGIN IMMEDIATE")
+    .await);

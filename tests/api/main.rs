@@ -1,0 +1,9 @@
+//! One integration-test binary (one link step) with a module per area.
+
+mod helpers;
+
+mod auth;
+mod callflows;
+mod concurrency;
+mod conformance;
+mod envelope;
