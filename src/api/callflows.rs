@@ -61,14 +61,11 @@ fn validate_callflow(
 ) -> ApiResult<Map<String, Value>> {
     let mut public = cf::public_part(data);
     cf::precheck_numbers(&mut public, &dial_plan(&Value::Object(account.doc.clone())))?;
-    let mut value = Value::Object(public);
     if !state.schemas.contains("callflows") {
         return Err(ApiError::schema_missing("callflows"));
     }
-    state.schemas.validate("callflows", &mut value)?;
-    let Value::Object(public) = value else {
-        return Err(ApiError::internal("validated callflow is not an object"));
-    };
+    // Pattern compile errors are reported together with the schema's, so one round trip
+    // shows everything wrong with the document.
     let mut errors = SchemaErrors::default();
     for (i, p) in cf::string_list(&public, "patterns").iter().enumerate() {
         if let Err(e) = crate::routing::pattern::compile(p) {
@@ -82,9 +79,16 @@ fn validate_callflow(
             );
         }
     }
+    let mut value = Value::Object(public);
+    if let Err(schema_errors) = state.schemas.validate("callflows", &mut value) {
+        errors.extend(schema_errors);
+    }
     if !errors.is_empty() {
         return Err(errors.into());
     }
+    let Value::Object(public) = value else {
+        return Err(ApiError::internal("validated callflow is not an object"));
+    };
     Ok(public)
 }
 

@@ -599,6 +599,9 @@ fn finalize(input: FinalizeInput<'_>) -> Response {
 
     let etag = envelope.etag.map(|r| format!("\"{r}\""));
     let mut headers = extra_headers;
+    // The handler's bodiless response carried its own length; the envelope replaces the body.
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::TRANSFER_ENCODING);
     if let Ok(v) = HeaderValue::from_str(request_id) {
         headers.insert("x-request-id", v);
     }

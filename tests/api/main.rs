@@ -7,3 +7,4 @@ mod callflows;
 mod concurrency;
 mod conformance;
 mod envelope;
+mod socket;
