@@ -23,6 +23,22 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create an account with an admin user and an API key; prints one JSON object.
     CreateAccount(CreateAccountArgs),
+    /// Show which callflow a dialled number reaches in an account, and why (JSON).
+    Lookup(LookupArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LookupArgs {
+    /// Account id (32 characters).
+    #[arg(long)]
+    pub account: String,
+    /// The dialled number, as the call delivers it.
+    pub number: String,
+    /// Route as an inbound carrier call would: the `no_match` callflow is not used.
+    #[arg(long)]
+    pub no_no_match: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -55,6 +71,9 @@ pub struct ServeArgs {
     /// Deepest JSON nesting accepted in a request body.
     #[arg(long, env = "CALLFLOWD_MAX_JSON_DEPTH", default_value_t = 64)]
     pub max_json_depth: usize,
+    /// Memory budget for cached routing snapshots, in bytes; least used accounts are evicted.
+    #[arg(long, env = "CALLFLOWD_ROUTE_CACHE_BYTES", default_value_t = crate::routing::cache::DEFAULT_BUDGET_BYTES)]
+    pub route_cache_bytes: u64,
     /// Password of the admin user created on first start (default: generated and printed).
     #[arg(long, env = "CALLFLOWD_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,

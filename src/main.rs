@@ -57,6 +57,33 @@ async fn main() -> anyhow::Result<()> {
             });
             println!("{out}");
         }
+        Command::Lookup(args) => {
+            let store = callflowd::store::open(&args.store.database_url)
+                .await
+                .with_context(|| format!("opening {}", args.store.database_url))?;
+            let routes = callflowd::routing::RouteCache::new(
+                store.clone(),
+                callflowd::routing::cache::DEFAULT_BUDGET_BYTES,
+            );
+            match callflowd::api::lookup::resolve(
+                &routes,
+                store.as_ref(),
+                &args.account,
+                &args.number,
+                !args.no_no_match,
+            )
+            .await?
+            {
+                Some(data) => println!("{}", serde_json::to_string_pretty(&data)?),
+                None => {
+                    eprintln!(
+                        "no callflow in account {} routes {:?}",
+                        args.account, args.number
+                    );
+                    std::process::exit(1);
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -35,6 +35,7 @@ pub struct App {
 
 /// The application state for a store and settings (also used by tests and benches).
 pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<AppState> {
+    crate::telemetry::metrics_handle();
     let schemas = match &args.schemas_dir {
         Some(dir) => SchemaSet::with_overrides(dir)
             .with_context(|| format!("loading schemas from {}", dir.display()))?,
@@ -47,6 +48,10 @@ pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<Ap
         ..ApiConfig::default()
     };
     Ok(AppState {
+        routes: Arc::new(crate::routing::RouteCache::new(
+            store.clone(),
+            args.route_cache_bytes,
+        )),
         store,
         schemas,
         signer: TokenSigner::new(&secret, args.token_ttl),

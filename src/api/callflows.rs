@@ -172,7 +172,17 @@ fn write_for(
 
 async fn commit(state: &AppState, write: CallflowWrite) -> ApiResult<CallflowWrite> {
     state.store.write_callflow(&write).await?;
+    refresh_routes(state, &write.account_id, &write.id).await;
     Ok(write)
+}
+
+/// Make a committed write visible to this node's lookups before answering. The write itself
+/// succeeded, so a failure here only drops the snapshot (the next lookup reloads it).
+async fn refresh_routes(state: &AppState, account_id: &str, callflow_id: &str) {
+    if let Err(error) = state.routes.refresh(account_id, callflow_id).await {
+        tracing::warn!(%error, account_id, "routing refresh failed; snapshot dropped");
+        state.routes.invalidate(account_id);
+    }
 }
 
 #[tracing::instrument(skip_all, fields(account_id = %scope.account.id))]
@@ -311,8 +321,9 @@ async fn remove(
     if scope.ctx.flag("should_soft_delete") == Some(false) {
         state
             .store
-            .purge_callflow(&scope.account.id, &id, &stored.rev, &scope.ctx.request_id)
+            .purge_callflow(&scope.account.id, &id, &stored.rev)
             .await?;
+        refresh_routes(&state, &scope.account.id, &id).await;
     } else {
         let mut doc = stored.doc.clone();
         doc.insert("pvt_deleted".into(), json!(true));

@@ -203,6 +203,11 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     let (mut parts, body) = req.into_parts();
     let method = parts.method.clone();
 
+    // Prometheus scrapes plain text, not an envelope.
+    if parts.uri.path() == "/metrics" && method == Method::GET {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+
     // CORS preflight short-circuits everything else.
     if method == Method::OPTIONS && cors {
         return preflight(&request_id, requested_method.as_deref());

@@ -11,6 +11,7 @@ pub mod envelope;
 pub mod error;
 pub mod extract;
 pub mod listing;
+pub mod lookup;
 pub mod schemas;
 
 use std::sync::Arc;
@@ -63,6 +64,7 @@ pub fn node_id(name: &str) -> String {
 #[derive(Clone)]
 pub struct AppState {
     pub store: DynStore,
+    pub routes: Arc<crate::routing::RouteCache>,
     pub schemas: SchemaSet,
     pub signer: TokenSigner,
     pub config: Arc<ApiConfig>,
@@ -75,6 +77,8 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(accounts::router())
         .merge(callflows::router())
+        .merge(lookup::router())
+        .route("/metrics", get(metrics))
         .merge(schemas::router())
         .fallback(not_found)
         .with_state(state.clone());
@@ -85,6 +89,18 @@ pub fn router(state: AppState) -> Router {
             let e = ApiError::internal("handler panicked");
             axum::response::IntoResponse::into_response((e.status, json!(e.envelope()).to_string()))
         }))
+}
+
+/// Prometheus text exposition of the process metrics.
+async fn metrics() -> axum::response::Response {
+    let body = crate::telemetry::metrics_handle().render();
+    axum::response::IntoResponse::into_response((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    ))
 }
 
 async fn not_found() -> ApiError {

@@ -1,5 +1,13 @@
-//! Routing: which callflow a dialled number reaches.
+//! Routing: which callflow a dialled number reaches, and why.
 //!
-//! Owns: the pattern dialect. Must not touch HTTP or SQL.
+//! Owns: the pattern dialect ([`pattern`]), per-account snapshots ([`table`]) and their cache
+//! ([`cache`]), plus a plain reference implementation of Kazoo's algorithm ([`reference`])
+//! that tests and benchmarks compare the engine with. Must not touch HTTP or SQL.
 
+pub mod cache;
 pub mod pattern;
+pub mod reference;
+pub mod table;
+
+pub use cache::RouteCache;
+pub use table::{MatchKind, Route, RouteTable};

@@ -59,7 +59,7 @@ fn describe(e: &regex::Error, pattern: &str) -> String {
 }
 
 /// Rewrites `\d \w \s \D \W \S` to their ASCII meaning, inside and outside classes.
-fn translate(pattern: &str) -> String {
+pub(crate) fn translate(pattern: &str) -> String {
     let mut out = String::with_capacity(pattern.len() + 16);
     let mut chars = pattern.chars().peekable();
     let mut in_class = false;

@@ -188,15 +188,15 @@ pub trait Store: Send + Sync + 'static {
         descending: bool,
     ) -> StoreResult<Vec<StoredCallflow>>;
     /// Writes a document, its routing keys, a revision and a change record atomically.
-    async fn write_callflow(&self, write: &CallflowWrite) -> StoreResult<()>;
-    /// Hard delete (Kazoo's `should_soft_delete=false`).
+    /// Returns the change's position in the change feed.
+    async fn write_callflow(&self, write: &CallflowWrite) -> StoreResult<i64>;
+    /// Hard delete (Kazoo's `should_soft_delete=false`); returns the change's feed position.
     async fn purge_callflow(
         &self,
         account_id: &str,
         id: &str,
         expected_rev: &str,
-        request_id: &str,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<i64>;
     /// Live callflows holding exactly `number`.
     async fn callflows_with_number(
         &self,
@@ -211,6 +211,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<StoredCallflow>>;
     /// The whole routing index of an account.
     async fn route_keys(&self, account_id: &str) -> StoreResult<Vec<RouteKey>>;
+    /// The committed numbers and patterns of one callflow (empty when deleted).
+    async fn callflow_route_keys(
+        &self,
+        account_id: &str,
+        callflow_id: &str,
+    ) -> StoreResult<(Vec<String>, Vec<String>)>;
 }
 
 pub type DynStore = Arc<dyn Store>;

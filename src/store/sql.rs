@@ -131,7 +131,7 @@ macro_rules! impl_sql_store {
                 Ok(found)
             }
 
-            async fn try_write(&self, write: &$crate::store::CallflowWrite) -> Result<(), $crate::store::StoreError> {
+            async fn try_write(&self, write: &$crate::store::CallflowWrite) -> Result<i64, $crate::store::StoreError> {
                 use $crate::store::StoreError;
                 let mut tx = self.begin_write().await?;
                 let current: Option<(String,)> =
@@ -204,16 +204,16 @@ macro_rules! impl_sql_store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("INSERT INTO changes (account_id, callflow_id, rev, op, written_at) VALUES ($1, $2, $3, $4, $5)")
+                let (seq,): (i64,) = sqlx::query_as("INSERT INTO changes (account_id, callflow_id, rev, op, written_at) VALUES ($1, $2, $3, $4, $5) RETURNING seq")
                     .bind(&write.account_id)
                     .bind(&write.id)
                     .bind(&write.new_rev)
                     .bind(write.op.as_str())
                     .bind(now)
-                    .execute(&mut *tx)
+                    .fetch_one(&mut *tx)
                     .await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(seq)
             }
 
             async fn fetch_callflows_where(
@@ -383,7 +383,7 @@ macro_rules! impl_sql_store {
                 rows.into_iter().map(callflow_row).collect()
             }
 
-            async fn write_callflow(&self, write: &$crate::store::CallflowWrite) -> $crate::store::StoreResult<()> {
+            async fn write_callflow(&self, write: &$crate::store::CallflowWrite) -> $crate::store::StoreResult<i64> {
                 match self.try_write(write).await {
                     // A concurrent writer committed the same key between our check and our
                     // insert: report who holds it now, as the pre-check would have.
@@ -400,8 +400,7 @@ macro_rules! impl_sql_store {
                 }
             }
 
-            async fn purge_callflow(&self, account_id: &str, id: &str, expected_rev: &str, request_id: &str) -> $crate::store::StoreResult<()> {
-                let _ = request_id;
+            async fn purge_callflow(&self, account_id: &str, id: &str, expected_rev: &str) -> $crate::store::StoreResult<i64> {
                 let mut tx = self.begin_write().await?;
                 let current: Option<(String,)> = sqlx::query_as("SELECT rev FROM callflows WHERE account_id = $1 AND id = $2")
                     .bind(account_id)
@@ -425,15 +424,15 @@ macro_rules! impl_sql_store {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("INSERT INTO changes (account_id, callflow_id, rev, op, written_at) VALUES ($1, $2, $3, 'purge', $4)")
+                let (seq,): (i64,) = sqlx::query_as("INSERT INTO changes (account_id, callflow_id, rev, op, written_at) VALUES ($1, $2, $3, 'purge', $4) RETURNING seq")
                     .bind(account_id)
                     .bind(id)
                     .bind(expected_rev)
                     .bind($crate::domain::now_gregorian())
-                    .execute(&mut *tx)
+                    .fetch_one(&mut *tx)
                     .await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(seq)
             }
 
             async fn callflows_with_number(&self, account_id: &str, number: &str) -> $crate::store::StoreResult<Vec<$crate::store::StoredCallflow>> {
@@ -464,14 +463,29 @@ macro_rules! impl_sql_store {
                 .bind(account_id)
                 .fetch_all(&self.read)
                 .await?;
-                Ok(rows
+                let keys = rows
                     .into_iter()
                     .map(|(kind, value, callflow_id)| $crate::store::RouteKey {
                         kind: if kind == "number" { $crate::store::KeyKind::Number } else { $crate::store::KeyKind::Pattern },
                         value,
                         callflow_id,
                     })
-                    .collect())
+                    .collect();
+                Ok(keys)
+            }
+
+            async fn callflow_route_keys(&self, account_id: &str, callflow_id: &str) -> $crate::store::StoreResult<(Vec<String>, Vec<String>)> {
+                let numbers: Vec<(String,)> = sqlx::query_as("SELECT number FROM callflow_numbers WHERE account_id = $1 AND callflow_id = $2")
+                    .bind(account_id)
+                    .bind(callflow_id)
+                    .fetch_all(&self.read)
+                    .await?;
+                let patterns: Vec<(String,)> = sqlx::query_as("SELECT pattern FROM callflow_patterns WHERE account_id = $1 AND callflow_id = $2")
+                    .bind(account_id)
+                    .bind(callflow_id)
+                    .fetch_all(&self.read)
+                    .await?;
+                Ok((numbers.into_iter().map(|r| r.0).collect(), patterns.into_iter().map(|r| r.0).collect()))
             }
         }
 

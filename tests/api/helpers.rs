@@ -48,6 +48,7 @@ pub fn serve_args(database_url: String) -> ServeArgs {
         token_ttl: 3600,
         max_body_bytes: 1024 * 1024,
         max_json_depth: 64,
+        route_cache_bytes: callflowd::routing::cache::DEFAULT_BUDGET_BYTES,
         admin_password: Some(ADMIN_PASSWORD.into()),
     }
 }

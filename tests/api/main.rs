@@ -7,4 +7,5 @@ mod callflows;
 mod concurrency;
 mod conformance;
 mod envelope;
+mod lookup;
 mod socket;

@@ -1,0 +1,109 @@
+//! `GET /v2/accounts/{ACCOUNT_ID}/lookup?number=N`: which callflow a dialled number reaches,
+//! and why. Also used by `callflowd lookup`.
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Map, Value};
+
+use crate::domain::callflow::public_view;
+use crate::routing::{Route, RouteCache};
+use crate::schema::SchemaError;
+use crate::store::{Store, StoreError};
+
+use super::envelope::Reply;
+use super::error::{ApiError, ApiResult};
+use super::extract::AccountScope;
+use super::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v2/accounts/{account_id}/lookup", get(lookup))
+}
+
+/// What a lookup reports: the winner, its document, how it matched, and every pattern that
+/// matched with its capture.
+pub fn lookup_data(route: &Route, doc: Value) -> Value {
+    let mut data = Map::new();
+    data.insert("callflow_id".into(), json!(route.callflow_id.as_ref()));
+    data.insert("callflow".into(), doc);
+    data.insert(
+        "match".into(),
+        json!({"type": route.kind.as_str(), "value": route.value}),
+    );
+    if let Some(c) = &route.capture_group {
+        data.insert("capture_group".into(), json!(c));
+    }
+    if !route.capture_groups.is_empty() {
+        data.insert("capture_groups".into(), json!(route.capture_groups));
+    }
+    let matched: Vec<Value> = route
+        .hits
+        .iter()
+        .map(|h| json!({"pattern": h.pattern, "callflow_id": h.callflow_id, "capture": h.capture, "length": h.capture.len()}))
+        .collect();
+    data.insert(
+        "explain".into(),
+        json!({"reason": route.reason, "matched_patterns": matched}),
+    );
+    Value::Object(data)
+}
+
+/// Routes `number` in `account_id`; `Ok(None)` when nothing routes it.
+pub async fn resolve(
+    routes: &RouteCache,
+    store: &dyn Store,
+    account_id: &str,
+    number: &str,
+    allow_no_match: bool,
+) -> Result<Option<Value>, StoreError> {
+    let started = Instant::now();
+    let table = routes.table(account_id).await?;
+    let route = table.lookup(number, allow_no_match, true);
+    metrics::histogram!("callflowd_lookup_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
+    let result = route
+        .as_ref()
+        .map(|r| r.kind.as_str())
+        .unwrap_or("not_found");
+    metrics::counter!("callflowd_lookups_total", "result" => result).increment(1);
+    let Some(route) = route else { return Ok(None) };
+    let Some(doc) = store
+        .get_callflow(account_id, &route.callflow_id)
+        .await?
+        .filter(|d| !d.deleted)
+    else {
+        return Ok(None);
+    };
+    Ok(Some(lookup_data(
+        &route,
+        Value::Object(public_view(&doc.doc, &doc.id)),
+    )))
+}
+
+#[tracing::instrument(skip_all, fields(account_id = %scope.account.id))]
+async fn lookup(State(state): State<AppState>, scope: AccountScope) -> ApiResult<Reply> {
+    let number = match scope.ctx.query.get("number") {
+        Some(n) if !n.is_empty() => n.clone(),
+        _ => {
+            return Err(ApiError::invalid_field(
+                SchemaError::at("number", "required", "Field is required but missing")
+                    .with("value", json!("number")),
+            ))
+        }
+    };
+    let allow_no_match = scope.ctx.flag("allow_no_match").unwrap_or(true);
+    match resolve(
+        &state.routes,
+        state.store.as_ref(),
+        &scope.account.id,
+        &number,
+        allow_no_match,
+    )
+    .await?
+    {
+        Some(data) => Ok(Reply::ok(data)),
+        None => Err(ApiError::bad_identifier(&number)),
+    }
+}
