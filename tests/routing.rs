@@ -52,7 +52,10 @@ fn number() -> impl Strategy<Value = String> {
     ]
 }
 
-fn setup() -> impl Strategy<Value = (Vec<(String, String)>, Vec<(String, String)>)> {
+/// `(key, callflow id)` pairs.
+type Keys = Vec<(String, String)>;
+
+fn setup() -> impl Strategy<Value = (Keys, Keys)> {
     (
         prop::collection::btree_map("[0-9]{1,4}|no_match", "cf[0-9]", 0..6),
         prop::collection::btree_map(pattern(), "cf[0-9]", 0..12),
