@@ -30,7 +30,7 @@ pub fn lookup_data(route: &Route, doc: Value) -> Value {
     data.insert("callflow".into(), doc);
     data.insert(
         "match".into(),
-        json!({"type": route.kind.as_str(), "value": route.value}),
+        json!({"type": route.kind.as_str(), "value": route.value.as_str()}),
     );
     if let Some(c) = &route.capture_group {
         data.insert("capture_group".into(), json!(c));

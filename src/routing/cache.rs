@@ -129,6 +129,11 @@ impl RouteCache {
         Ok(())
     }
 
+    /// Install a snapshot built elsewhere (warm-up from a known state, benchmarks).
+    pub fn preload(&self, account_id: &str, table: RouteTable) {
+        self.install(account_id, Arc::new(table), "preload", Instant::now());
+    }
+
     /// Forget one account's snapshot (the next lookup reloads it).
     pub fn invalidate(&self, account_id: &str) {
         self.tables.remove(account_id);

@@ -18,8 +18,14 @@
 //! Updates never copy the big number map: a snapshot is a `base` (built in one go) plus a small
 //! `overlay` of callflows replaced since, which is folded into a new base once it grows.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
+
+use compact_str::CompactString;
+// hashbrown's default hasher (foldhash) is several times faster than std's SipHash on short
+// keys and is seeded per process, so crafted numbers cannot be aimed at a bucket.
+use hashbrown::{HashMap, HashSet};
 
 use regex::Regex;
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
@@ -59,13 +65,14 @@ pub struct PatternHit {
 pub struct Route {
     pub callflow_id: Arc<str>,
     pub kind: MatchKind,
-    /// The number, pattern, or `no_match` that matched.
-    pub value: String,
+    /// The number, pattern, or `no_match` that matched (inline up to 24 bytes: no allocation
+    /// on the exact-number path).
+    pub value: CompactString,
     pub capture_group: Option<String>,
     pub capture_groups: BTreeMap<String, String>,
     /// Every pattern that matched, in the order tried (only when asked for).
     pub hits: Vec<PatternHit>,
-    pub reason: String,
+    pub reason: Cow<'static, str>,
 }
 
 /// A pattern with its lazily compiled regex and the prefixes every match starts with.
@@ -123,7 +130,7 @@ fn literal_prefixes(pattern: &str) -> Option<Vec<Box<[u8]>>> {
     let mut extractor = Extractor::new();
     extractor
         .kind(ExtractKind::Prefix)
-        .limit_class(10)
+        .limit_class(1)
         .limit_repeat(4)
         .limit_literal_len(MAX_PREFIX)
         .limit_total(MAX_PREFIXES_PER_PATTERN);
@@ -270,10 +277,11 @@ impl PatternSet {
     }
 }
 
-/// Numbers built in one go: number -> index into `ids`.
+/// Numbers built in one go: number -> index into `ids`. Numbers up to 24 bytes are stored
+/// inline in the map, so an exact lookup touches one cache line for the key.
 #[derive(Debug, Default)]
 struct Base {
-    numbers: HashMap<Box<str>, u32>,
+    numbers: HashMap<CompactString, u32>,
     ids: Vec<Arc<str>>,
 }
 
@@ -315,7 +323,7 @@ impl RouteTable {
         for (number, id) in numbers {
             let next = ids.len() as u32;
             let idx = *ids.entry(Arc::from(id.as_str())).or_insert(next);
-            base.numbers.insert(number.into_boxed_str(), idx);
+            base.numbers.insert(CompactString::from(number), idx);
         }
         base.ids = vec![Arc::from(""); ids.len()];
         for (id, idx) in ids {
@@ -358,6 +366,13 @@ impl RouteTable {
 
     /// The callflow holding exactly `number`.
     pub fn number(&self, number: &str) -> Option<&Arc<str>> {
+        if self.overlay.replaced.is_empty() {
+            return self
+                .base
+                .numbers
+                .get(number)
+                .map(|i| &self.base.ids[*i as usize]);
+        }
         if let Some(id) = self.overlay.numbers.get(number) {
             return Some(id);
         }
@@ -385,30 +400,32 @@ impl RouteTable {
             return Some(Route {
                 callflow_id: id.clone(),
                 kind: MatchKind::Number,
-                value: number.to_string(),
+                value: CompactString::from(number),
                 capture_group: None,
                 capture_groups: BTreeMap::new(),
                 hits: Vec::new(),
-                reason: "exact number match (numbers are checked before any pattern)".into(),
+                reason: Cow::Borrowed(
+                    "exact number match (numbers are checked before any pattern)",
+                ),
             });
         }
         if number == "no_match" {
             return None;
         }
         if let Some((rule, capture, named, hits)) = self.patterns.best(number, explain) {
-            let reason = if hits.len() > 1 {
-                format!(
-                    "{} patterns matched; this one captured the longest group ({} characters); on equal length the pattern sorting last wins",
-                    hits.len(),
+            let reason = match hits.len() {
+                // Not explaining: no list of hits was kept.
+                0 => Cow::Borrowed("the pattern with the longest capture"),
+                1 => Cow::Borrowed("the only pattern that matched"),
+                n => Cow::Owned(format!(
+                    "{n} patterns matched; this one captured the longest group ({} characters); on equal length the pattern sorting last wins",
                     capture.len()
-                )
-            } else {
-                "the only pattern that matched".to_string()
+                )),
             };
             return Some(Route {
                 callflow_id: rule.callflow_id.clone(),
                 kind: MatchKind::Pattern,
-                value: rule.pattern.to_string(),
+                value: CompactString::from(rule.pattern.as_ref()),
                 capture_group: Some(capture).filter(|c| !c.is_empty()),
                 capture_groups: named,
                 hits,
@@ -421,11 +438,11 @@ impl RouteTable {
                 return Some(Route {
                     callflow_id: id.clone(),
                     kind: MatchKind::NoMatch,
-                    value: "no_match".into(),
+                    value: CompactString::const_new("no_match"),
                     capture_group: None,
                     capture_groups: BTreeMap::new(),
                     hits: Vec::new(),
-                    reason: "no number or pattern matched and the number is all digits: the no_match callflow".into(),
+                    reason: Cow::Borrowed("no number or pattern matched and the number is all digits: the no_match callflow"),
                 });
             }
         }
@@ -503,7 +520,7 @@ impl RouteTable {
             }
         }
         for (n, id) in &overlay.numbers {
-            numbers.insert(Box::from(n.as_ref()), intern(id));
+            numbers.insert(CompactString::from(n.as_ref()), intern(id));
         }
         Base { numbers, ids }
     }

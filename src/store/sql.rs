@@ -40,6 +40,9 @@ pub(super) fn account_from_parts(
     })
 }
 
+/// Rows per multi-row statement (4 parameters each stays far below both backends' limits).
+pub(super) const CHUNK: usize = 500;
+
 pub(super) const ACCOUNT_COLUMNS: &str =
     "id, name, realm, parent_id, tree, superduper, doc, created";
 pub(super) const USER_COLUMNS: &str =
@@ -107,21 +110,28 @@ macro_rules! impl_sql_store {
                     return Ok(found);
                 }
                 let lists = [
-                    (KeyKind::Number, &write.numbers, "SELECT n.callflow_id, c.name FROM callflow_numbers n JOIN callflows c ON c.account_id = n.account_id AND c.id = n.callflow_id WHERE n.account_id = $1 AND n.number = $2 AND n.callflow_id <> $3"),
-                    (KeyKind::Pattern, &write.patterns, "SELECT n.callflow_id, c.name FROM callflow_patterns n JOIN callflows c ON c.account_id = n.account_id AND c.id = n.callflow_id WHERE n.account_id = $1 AND n.pattern = $2 AND n.callflow_id <> $3"),
+                    (KeyKind::Number, &write.numbers, "callflow_numbers", "number"),
+                    (KeyKind::Pattern, &write.patterns, "callflow_patterns", "pattern"),
                 ];
-                for (kind, values, query) in lists {
-                    for value in values.iter() {
-                        let rows: Vec<(String, Option<String>)> = sqlx::query_as(query)
-                            .bind(&write.account_id)
-                            .bind(value)
-                            .bind(&write.id)
-                            .fetch_all(&mut *conn)
-                            .await?;
-                        for (callflow_id, name) in rows {
+                for (kind, values, table, column) in lists {
+                    for chunk in values.chunks($crate::store::sql::CHUNK) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                            "SELECT n.{column}, n.callflow_id, c.name FROM {table} n JOIN callflows c ON c.account_id = n.account_id AND c.id = n.callflow_id WHERE n.account_id = "
+                        ));
+                        qb.push_bind(&write.account_id);
+                        qb.push(" AND n.callflow_id <> ");
+                        qb.push_bind(&write.id);
+                        qb.push(format!(" AND n.{column} IN ("));
+                        let mut list = qb.separated(", ");
+                        for value in chunk {
+                            list.push_bind(value);
+                        }
+                        list.push_unseparated(format!(") ORDER BY n.{column}, n.callflow_id"));
+                        let rows: Vec<(String, String, Option<String>)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+                        for (value, callflow_id, name) in rows {
                             found.push(UniqueConflict {
                                 kind,
-                                value: value.clone(),
+                                value,
                                 name: name.filter(|n| !n.is_empty()).unwrap_or_else(|| callflow_id.clone()),
                                 callflow_id,
                             });
@@ -174,22 +184,22 @@ macro_rules! impl_sql_store {
                         .await?;
                 }
                 if !write.deleted {
-                    for number in &write.numbers {
-                        sqlx::query("INSERT INTO callflow_numbers (account_id, number, callflow_id, search_key) VALUES ($1, $2, $3, $4)")
-                            .bind(&write.account_id)
-                            .bind(number)
-                            .bind(&write.id)
-                            .bind($crate::domain::numbers::search_key(number))
-                            .execute(&mut *tx)
-                            .await?;
+                    for chunk in write.numbers.chunks($crate::store::sql::CHUNK) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO callflow_numbers (account_id, number, callflow_id, search_key) ");
+                        qb.push_values(chunk, |mut row, number| {
+                            row.push_bind(&write.account_id)
+                                .push_bind(number)
+                                .push_bind(&write.id)
+                                .push_bind($crate::domain::numbers::search_key(number));
+                        });
+                        qb.build().execute(&mut *tx).await?;
                     }
-                    for pattern in &write.patterns {
-                        sqlx::query("INSERT INTO callflow_patterns (account_id, pattern, callflow_id) VALUES ($1, $2, $3)")
-                            .bind(&write.account_id)
-                            .bind(pattern)
-                            .bind(&write.id)
-                            .execute(&mut *tx)
-                            .await?;
+                    for chunk in write.patterns.chunks($crate::store::sql::CHUNK) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO callflow_patterns (account_id, pattern, callflow_id) ");
+                        qb.push_values(chunk, |mut row, pattern| {
+                            row.push_bind(&write.account_id).push_bind(pattern).push_bind(&write.id);
+                        });
+                        qb.build().execute(&mut *tx).await?;
                     }
                 }
                 sqlx::query(

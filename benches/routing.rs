@@ -1,0 +1,461 @@
+//! Routing benchmark: `cargo bench --bench routing` (set `ROUTING_BENCH_SCALE=0.1` for a quick
+//! run). Reports, for one account of 1,000,000 numbers and 10,000 realistic patterns and for
+//! 10,000 accounts of 100 numbers: lookup latency percentiles, the speed-up over Kazoo's linear
+//! scan measured in the same run, snapshot build times, write-to-lookup visibility through the
+//! real store and cache, and resident memory.
+
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Map, Value};
+
+use callflowd::routing::reference::LinearScan;
+use callflowd::routing::{RouteCache, RouteTable};
+use callflowd::store::{Account, CallflowWrite, ChangeOp, DynStore};
+
+fn scale() -> f64 {
+    std::env::var("ROUTING_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0)
+}
+
+fn scaled(n: usize) -> usize {
+    ((n as f64 * scale()) as usize).max(1)
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+fn stats(mut v: Vec<Duration>) -> Stats {
+    v.sort();
+    let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
+    Stats {
+        p50: at(0.50),
+        p99: at(0.99),
+        max: *v.last().unwrap_or(&Duration::ZERO),
+    }
+}
+
+fn time_each<T>(inputs: &[T], mut f: impl FnMut(&T)) -> Vec<Duration> {
+    inputs
+        .iter()
+        .map(|x| {
+            let t = Instant::now();
+            f(x);
+            t.elapsed()
+        })
+        .collect()
+}
+
+/// 10,000 patterns shaped like real ones, each with a number it should route.
+fn realistic_patterns(rng: &mut StdRng, n: usize) -> (Vec<(String, String)>, Vec<String>) {
+    let mut patterns = Vec::with_capacity(n);
+    let mut probes = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut i = 0;
+    while patterns.len() < n {
+        let cf = format!("cf-pattern-{:03}", i % 100);
+        let (p, probe) = match i % 10 {
+            // DID blocks: +1 NPA NXX xxxx
+            0..=5 => {
+                let npa = rng.gen_range(201..990);
+                let nxx = rng.gen_range(200..999);
+                (
+                    format!(r"^\+1{npa}{nxx}(\d{{4}})$"),
+                    format!("+1{npa}{nxx}{:04}", rng.gen_range(0..10000)),
+                )
+            }
+            // Feature codes with captures: *NN<digits>
+            6 => {
+                let code = rng.gen_range(0..1000);
+                (
+                    format!(r"^\*{code}([0-9]{{2,}})$"),
+                    format!("*{code}{}", rng.gen_range(10..99999)),
+                )
+            }
+            // International by country code
+            7 => {
+                let cc = rng.gen_range(20..9999);
+                (
+                    format!(r"^011{cc}(\d{{5,}})$"),
+                    format!("011{cc}{}", rng.gen_range(100000..99999999)),
+                )
+            }
+            // Extension ranges
+            8 => {
+                let lead = rng.gen_range(10..9999);
+                (
+                    format!(r"^({lead}\d{{2}})$"),
+                    format!("{lead}{:02}", rng.gen_range(0..100)),
+                )
+            }
+            // Catch-alls with named groups
+            _ => {
+                let pre = rng.gen_range(0..100000);
+                (
+                    format!(r"^(?<prefix>9{pre})(?<rest>\d+)$"),
+                    format!("9{pre}{}", rng.gen_range(1000..9999)),
+                )
+            }
+        };
+        if seen.insert(p.clone()) {
+            patterns.push((p, cf));
+            probes.push(probe);
+        }
+        i += 1;
+    }
+    // A few broad patterns every real account has.
+    for (p, cf) in [
+        (r"^\+?1?(\d{10})$", "cf-us"),
+        (r"^011(\d*)$", "cf-intl"),
+        (r"^\*(\d{2})$", "cf-star"),
+    ] {
+        if patterns.len() < n + 3 {
+            patterns.push((p.to_string(), cf.to_string()));
+        }
+    }
+    (patterns, probes)
+}
+
+fn numbers(rng: &mut StdRng, n: usize) -> Vec<(String, String)> {
+    let mut set = std::collections::HashSet::with_capacity(n);
+    while set.len() < n {
+        set.insert(format!(
+            "+1{}",
+            rng.gen_range(2_000_000_000u64..9_999_999_999)
+        ));
+    }
+    set.into_iter()
+        .enumerate()
+        .map(|(i, num)| (num, format!("cf-number-{:04}", i % 1000)))
+        .collect()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|kb| format!("{:.0} GiB", kb as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!("{cpu}, {cores} cores, {mem} RAM, commit {commit}")
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let n_numbers = scaled(1_000_000);
+    let n_patterns = scaled(10_000);
+    println!("# routing benchmark ({})", machine());
+    println!(
+        "scale {} -> {n_numbers} numbers, {n_patterns} patterns in one account",
+        scale()
+    );
+
+    // --- One big account, in memory -------------------------------------------------------
+    let nums = numbers(&mut rng, n_numbers);
+    let (patterns, probes) = realistic_patterns(&mut rng, n_patterns);
+    let rss_before = rss_bytes();
+    let t = Instant::now();
+    let table = RouteTable::build(nums.clone(), patterns.clone());
+    let build = t.elapsed();
+    let rss_after = rss_bytes();
+    println!(
+        "snapshot build (1 account, in memory): {:.1} ms",
+        build.as_secs_f64() * 1e3
+    );
+    println!(
+        "resident memory for the snapshot: {:.1} MiB (process RSS now {:.1} MiB)",
+        mib(rss_after.saturating_sub(rss_before)),
+        mib(rss_after)
+    );
+
+    // Timer overhead, to read the small numbers right.
+    let overhead = stats(time_each(&vec![(); 100_000], |_| {})).p50;
+
+    let exact_inputs: Vec<&str> = (0..200_000)
+        .map(|_| nums[rng.gen_range(0..nums.len())].0.as_str())
+        .collect();
+    for _ in 0..3 {
+        for n in exact_inputs.iter().take(20_000) {
+            std::hint::black_box(table.lookup(n, true, false));
+        }
+    }
+    let exact = stats(time_each(&exact_inputs, |n| {
+        std::hint::black_box(table.lookup(n, true, false));
+    }));
+    println!(
+        "exact-number lookup: p50 {} ns, p99 {} ns (timer overhead {} ns included)",
+        exact.p50.as_nanos(),
+        exact.p99.as_nanos(),
+        overhead.as_nanos()
+    );
+
+    let pattern_inputs: Vec<&str> = (0..50_000)
+        .map(|_| probes[rng.gen_range(0..probes.len())].as_str())
+        .collect();
+    for n in &pattern_inputs {
+        std::hint::black_box(table.lookup(n, true, false));
+    }
+    let engine = stats(time_each(&pattern_inputs, |n| {
+        std::hint::black_box(table.lookup(n, true, false));
+    }));
+    println!(
+        "pattern lookup (engine): p50 {:.2} us, p99 {:.2} us",
+        engine.p50.as_secs_f64() * 1e6,
+        engine.p99.as_secs_f64() * 1e6
+    );
+
+    // Kazoo's way, same patterns, same numbers: try every compiled pattern.
+    let t = Instant::now();
+    let linear = LinearScan::new(&[], &patterns);
+    println!(
+        "reference linear scan: compiling {} patterns took {:.1} s",
+        patterns.len(),
+        t.elapsed().as_secs_f64()
+    );
+    let sample: Vec<&str> = pattern_inputs.iter().take(300).copied().collect();
+    for n in &sample {
+        let a = table
+            .lookup(n, true, false)
+            .map(|r| r.callflow_id.to_string());
+        let b = linear.lookup(n, true).map(|d| d.0);
+        assert_eq!(a, b, "engine and reference disagree on {n}");
+    }
+    let scan = stats(time_each(&sample, |n| {
+        std::hint::black_box(linear.lookup(n, true));
+    }));
+    println!(
+        "pattern lookup (linear scan): p50 {:.1} us, p99 {:.1} us",
+        scan.p50.as_secs_f64() * 1e6,
+        scan.p99.as_secs_f64() * 1e6
+    );
+    println!(
+        "speed-up over the linear scan at {} patterns: {:.0}x (p50), {:.0}x (p99)",
+        patterns.len(),
+        scan.p50.as_secs_f64() / engine.p50.as_secs_f64(),
+        scan.p99.as_secs_f64() / engine.p99.as_secs_f64()
+    );
+    drop(linear);
+    drop(table);
+
+    // --- 10,000 accounts of 100 numbers, through the cache ----------------------------------
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: DynStore = callflowd::store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("bench.db").display()
+    ))
+    .await
+    .expect("store");
+    let cache = RouteCache::new(
+        store.clone(),
+        callflowd::routing::cache::DEFAULT_BUDGET_BYTES,
+    );
+    let n_accounts = scaled(10_000);
+    let rss_before = rss_bytes();
+    let t = Instant::now();
+    let mut all = Vec::with_capacity(n_accounts);
+    for a in 0..n_accounts {
+        let account = format!("{a:032x}");
+        let nums: Vec<(String, String)> = (0..100)
+            .map(|i| {
+                (
+                    format!("+1{}", rng.gen_range(2_000_000_000u64..9_999_999_999)),
+                    format!("cf{}", i % 10),
+                )
+            })
+            .collect();
+        all.push((account.clone(), nums[rng.gen_range(0..100)].0.clone()));
+        cache.preload(&account, RouteTable::build(nums, Vec::new()));
+    }
+    println!(
+        "{n_accounts} accounts x 100 numbers: built in {:.0} ms, resident {:.1} MiB",
+        t.elapsed().as_secs_f64() * 1e3,
+        mib(rss_bytes().saturating_sub(rss_before))
+    );
+    let inputs: Vec<&(String, String)> = (0..100_000)
+        .map(|_| &all[rng.gen_range(0..all.len())])
+        .collect();
+    let many = stats(time_each(&inputs, |(account, number)| {
+        let table = cache.cached(account).expect("preloaded");
+        std::hint::black_box(table.lookup(number, true, false));
+    }));
+    println!(
+        "exact-number lookup across accounts (cache + table): p50 {} ns, p99 {} ns",
+        many.p50.as_nanos(),
+        many.p99.as_nanos()
+    );
+    drop(all);
+    cache.invalidate_all();
+
+    // --- The big account through the real store and cache: cold load and write visibility ----
+    let account = Account {
+        id: "b".repeat(32),
+        name: "big".into(),
+        realm: Some("big.example".into()),
+        parent_id: None,
+        tree: vec![],
+        superduper: false,
+        doc: Map::new(),
+        created: 0,
+    };
+    store
+        .create_account(&account, None, None)
+        .await
+        .expect("account");
+    let t = Instant::now();
+    let chunks: Vec<Vec<String>> = nums
+        .chunks(1000)
+        .map(|c| c.iter().map(|(n, _)| n.clone()).collect())
+        .collect();
+    let pchunks: Vec<Vec<String>> = patterns
+        .chunks(100)
+        .map(|c| c.iter().map(|(p, _)| p.clone()).collect())
+        .collect();
+    let total = chunks.len() + pchunks.len();
+    for (i, (numbers, patterns)) in chunks
+        .into_iter()
+        .map(|n| (n, Vec::new()))
+        .chain(pchunks.into_iter().map(|p| (Vec::new(), p)))
+        .enumerate()
+    {
+        write(
+            &store,
+            &account.id,
+            &format!("seed{i:05}"),
+            numbers,
+            patterns,
+        )
+        .await;
+        if (i + 1) % 200 == 0 || i + 1 == total {
+            eprintln!(
+                "  seeding the store: {}/{total} callflows ({:.0} s)",
+                i + 1,
+                t.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let t = Instant::now();
+    let big = cache.table(&account.id).await.expect("load");
+    println!(
+        "snapshot build from the store (cold load, {} numbers + {} patterns): {:.0} ms",
+        big.number_count(),
+        big.pattern_count(),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    drop(big);
+
+    let mut visible = Vec::new();
+    for i in 0..30 {
+        let number = format!("+4420{i:08}");
+        let pattern = format!(r"^\*55{i:03}(\d+)$");
+        let probe = format!("*55{i:03}123");
+        let started = Instant::now();
+        let id = format!("visible{i:03}");
+        write(
+            &store,
+            &account.id,
+            &id,
+            vec![number.clone()],
+            vec![pattern],
+        )
+        .await;
+        cache.refresh(&account.id, &id).await.expect("refresh");
+        let table = cache.table(&account.id).await.expect("table");
+        let seen_number = table
+            .lookup(&number, true, false)
+            .map(|r| r.callflow_id.to_string());
+        let seen_pattern = table
+            .lookup(&probe, true, false)
+            .map(|r| r.callflow_id.to_string());
+        visible.push(started.elapsed());
+        assert_eq!(seen_number.as_deref(), Some(id.as_str()));
+        assert_eq!(seen_pattern.as_deref(), Some(id.as_str()));
+    }
+    let vis = stats(visible);
+    println!(
+        "write -> visible to lookups (commit + snapshot swap + lookup, {} patterns): p50 {:.1} ms, max {:.1} ms",
+        n_patterns,
+        vis.p50.as_secs_f64() * 1e3,
+        vis.max.as_secs_f64() * 1e3
+    );
+    println!(
+        "process resident memory at the end: {:.1} MiB",
+        mib(rss_bytes())
+    );
+}
+
+async fn write(
+    store: &DynStore,
+    account_id: &str,
+    id: &str,
+    numbers: Vec<String>,
+    patterns: Vec<String>,
+) {
+    let mut doc = Map::new();
+    doc.insert("numbers".into(), json!(numbers));
+    doc.insert("patterns".into(), json!(patterns));
+    doc.insert("pvt_type".into(), Value::String("callflow".into()));
+    let w = CallflowWrite {
+        account_id: account_id.to_string(),
+        id: id.to_string(),
+        expected_rev: None,
+        new_rev: format!("1-{id}"),
+        doc,
+        numbers,
+        patterns,
+        deleted: false,
+        op: ChangeOp::Create,
+        request_id: "bench".into(),
+    };
+    store.write_callflow(&w).await.expect("write");
+}
