@@ -129,6 +129,11 @@ impl RouteCache {
         Ok(())
     }
 
+    /// How many accounts have a snapshot in memory.
+    pub fn cached_accounts(&self) -> usize {
+        self.tables.len()
+    }
+
     /// Install a snapshot built elsewhere (warm-up from a known state, benchmarks).
     pub fn preload(&self, account_id: &str, table: RouteTable) {
         self.install(account_id, Arc::new(table), "preload", Instant::now());

@@ -52,4 +52,4 @@ impl PgStore {
     }
 }
 
-impl_sql_store!(PgStore, sqlx::Postgres, |pool| pool.begin().await);
+impl_sql_store!(PgStore, sqlx::Postgres, json_agg: "json_agg({})::text", |pool| pool.begin().await);

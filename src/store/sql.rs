@@ -73,9 +73,10 @@ pub(super) fn user_from_parts(
 }
 
 /// Implements [`super::Store`] for a backend struct with `read` and `write` pools of `$db`.
-/// `$begin` is an expression turning `&self.write` into a write transaction.
+/// `json_agg` is the backend's aggregate building a JSON array text of a column (`{}` stands for
+/// the column); `$begin` is an expression turning `&self.write` into a write transaction.
 macro_rules! impl_sql_store {
-    ($store:ty, $db:ty, |$pool:ident| $begin:expr) => {
+    ($store:ty, $db:ty, json_agg: $json_agg:literal, |$pool:ident| $begin:expr) => {
         type AccountRow = (String, String, Option<String>, Option<String>, String, i64, String, i64);
         type UserRow = (String, String, String, Option<String>, Option<String>, i64, String, String);
 
@@ -466,21 +467,28 @@ macro_rules! impl_sql_store {
             }
 
             async fn route_keys(&self, account_id: &str) -> $crate::store::StoreResult<Vec<$crate::store::RouteKey>> {
-                let rows: Vec<(String, String, String)> = sqlx::query_as(
-                    "SELECT 'number', number, callflow_id FROM callflow_numbers WHERE account_id = $1 \
-                     UNION ALL SELECT 'pattern', pattern, callflow_id FROM callflow_patterns WHERE account_id = $1",
-                )
-                .bind(account_id)
-                .fetch_all(&self.read)
-                .await?;
-                let keys = rows
-                    .into_iter()
-                    .map(|(kind, value, callflow_id)| $crate::store::RouteKey {
-                        kind: if kind == "number" { $crate::store::KeyKind::Number } else { $crate::store::KeyKind::Pattern },
-                        value,
-                        callflow_id,
-                    })
-                    .collect();
+                // One row per callflow with its keys as a JSON array: a million-number account
+                // loads in a thousand rows instead of a million.
+                let mut keys = Vec::new();
+                for (kind, table, column) in [
+                    ($crate::store::KeyKind::Number, "callflow_numbers", "number"),
+                    ($crate::store::KeyKind::Pattern, "callflow_patterns", "pattern"),
+                ] {
+                    let query = format!(
+                        "SELECT callflow_id, {} FROM {table} WHERE account_id = $1 GROUP BY callflow_id",
+                        $json_agg.replace("{}", column)
+                    );
+                    let rows: Vec<(String, String)> = sqlx::query_as(&query).bind(account_id).fetch_all(&self.read).await?;
+                    for (callflow_id, values) in rows {
+                        let values: Vec<String> = serde_json::from_str(&values)
+                            .map_err(|e| $crate::store::StoreError::Other(anyhow::anyhow!("routing keys of {callflow_id}: {e}")))?;
+                        keys.extend(values.into_iter().map(|value| $crate::store::RouteKey {
+                            kind,
+                            value,
+                            callflow_id: callflow_id.clone(),
+                        }));
+                    }
+                }
                 Ok(keys)
             }
 

@@ -40,6 +40,6 @@ impl SqliteStore {
 
 // BEGIN IMMEDIATE takes the write lock up front, so a transaction that reads then writes can
 // never fail half-way because another process (e.g. `callflowd create-account`) wrote first.
-impl_sql_store!(SqliteStore, sqlx::Sqlite, |pool| pool
+impl_sql_store!(SqliteStore, sqlx::Sqlite, json_agg: "json_group_array({})", |pool| pool
     .begin_with("BEGIN IMMEDIATE")
     .await);

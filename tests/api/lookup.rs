@@ -244,3 +244,45 @@ async fn metrics_move_with_lookups_and_rebuilds() {
     assert!(after.contains("callflowd_route_rebuild_duration_seconds_bucket"));
     assert!(after.contains("callflowd_route_cache_accounts"));
 }
+
+#[tokio::test]
+async fn snapshots_are_evicted_under_the_memory_budget_and_reload() {
+    let app = TestApp::spawn().await;
+    let mut accounts = Vec::new();
+    for name in ["alpha", "beta", "gamma", "delta"] {
+        let (acc, token) = app.top_level_account(name).await;
+        let r = app
+            .create(&token, &acc, json!({"numbers": ["1000", "1001"]}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+        accounts.push((acc, r.data()["id"].as_str().unwrap().to_string()));
+    }
+    // A budget that holds about two small snapshots.
+    let one = app
+        .state
+        .routes
+        .table(&accounts[0].0)
+        .await
+        .unwrap()
+        .weight();
+    let cache = callflowd::routing::RouteCache::new(app.state.store.clone(), one * 2 + one / 2);
+    for _ in 0..3 {
+        for (acc, id) in &accounts {
+            let table = cache.table(acc).await.unwrap();
+            assert_eq!(
+                table
+                    .lookup("1000", true, false)
+                    .unwrap()
+                    .callflow_id
+                    .as_ref(),
+                id.as_str()
+            );
+        }
+    }
+    assert!(
+        cache.cached_accounts() <= 2,
+        "cached {}",
+        cache.cached_accounts()
+    );
+    assert!(cache.cached_accounts() >= 1);
+}
