@@ -31,7 +31,7 @@ pub const DEFAULT_BUDGET_BYTES: u64 = 512 * 1024 * 1024;
 
 pub struct RouteCache {
     store: DynStore,
-    tables: Cache<String, Arc<RouteTable>, TableWeight>,
+    tables: Cache<String, Arc<RouteTable>, TableWeight, hashbrown::DefaultHashBuilder>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
