@@ -47,16 +47,32 @@ pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<Ap
         max_json_depth: args.max_json_depth,
         ..ApiConfig::default()
     };
+    let routes = Arc::new(crate::routing::RouteCache::new(store.clone(), args.route_cache_bytes));
+    if let Some(events) = store.subscribe_changes() {
+        tokio::spawn(follow_changes(events, routes.clone()));
+    }
     Ok(AppState {
-        routes: Arc::new(crate::routing::RouteCache::new(
-            store.clone(),
-            args.route_cache_bytes,
-        )),
+        routes,
         store,
         schemas,
         signer: TokenSigner::new(&secret, args.token_ttl),
         config: Arc::new(config),
     })
+}
+
+/// Applies other nodes' writes to this node's routing snapshots.
+async fn follow_changes(mut events: tokio::sync::mpsc::UnboundedReceiver<store::ChangeEvent>, routes: Arc<crate::routing::RouteCache>) {
+    while let Some(event) = events.recv().await {
+        match event {
+            store::ChangeEvent::Changed { account_id, callflow_id } => {
+                if let Err(error) = routes.refresh(&account_id, &callflow_id).await {
+                    tracing::warn!(%error, %account_id, "refresh after a remote write failed; snapshot dropped");
+                    routes.invalidate(&account_id);
+                }
+            }
+            store::ChangeEvent::Resync => routes.invalidate_all(),
+        }
+    }
 }
 
 /// Creates the admin account when the store has no account at all.

@@ -209,6 +209,10 @@ pub trait Store: Send + Sync + 'static {
         account_id: &str,
         key_prefix: &str,
     ) -> StoreResult<Vec<StoredCallflow>>;
+    /// Changes committed by other processes, pushed as they commit (`None` when the backend
+    /// has no push channel; SQLite is single-node). After any gap in the feed (a lost
+    /// connection) a [`ChangeEvent::Resync`] is sent: every cache must then be dropped.
+    fn subscribe_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<ChangeEvent>>;
     /// The whole routing index of an account.
     async fn route_keys(&self, account_id: &str) -> StoreResult<Vec<RouteKey>>;
     /// The committed numbers and patterns of one callflow (empty when deleted).
@@ -220,6 +224,15 @@ pub trait Store: Send + Sync + 'static {
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// What another node changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeEvent {
+    /// A callflow of an account was written (created, changed, deleted).
+    Changed { account_id: String, callflow_id: String },
+    /// Changes may have been missed: drop every cache.
+    Resync,
+}
 
 /// Opens the store a URL names (`sqlite://path` or `postgres://...`), creating and migrating
 /// it as needed.

@@ -5,14 +5,22 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use serde_json::json;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use tokio::sync::mpsc;
 
 use super::sql::impl_sql_store;
+use super::ChangeEvent;
+
+/// The NOTIFY channel every write announces itself on.
+const CHANNEL: &str = "callflowd_changes";
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
     read: PgPool,
     write: PgPool,
+    /// Tags this process's notifications so it can skip its own.
+    origin: String,
 }
 
 impl PgStore {
@@ -28,7 +36,79 @@ impl PgStore {
         Ok(Self {
             read: pool.clone(),
             write: pool,
+            origin: crate::domain::new_id(),
         })
+    }
+
+    /// NOTIFY inside the write transaction: delivered to every listener when, and only if,
+    /// the transaction commits.
+    async fn announce(&self, tx: &mut sqlx::PgConnection, account_id: &str, callflow_id: &str, seq: i64) -> Result<(), sqlx::Error> {
+        let payload = json!({"a": account_id, "c": callflow_id, "s": seq, "o": self.origin}).to_string();
+        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(tx).await?;
+        Ok(())
+    }
+
+    /// Listens for other processes' writes. The listener reconnects by itself; each time it
+    /// (re)connects it sends `Resync`, because notifications sent while it was away are lost.
+    fn change_events(&self) -> Option<mpsc::UnboundedReceiver<ChangeEvent>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let pool = self.read.clone();
+        let origin = self.origin.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let mut listener = match PgListener::connect_with(&pool).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "change listener cannot connect; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                };
+                if let Err(e) = listener.listen(CHANNEL).await {
+                    tracing::warn!(error = %e, "LISTEN failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+                backoff = Duration::from_millis(100);
+                tracing::info!("listening for changes from other nodes");
+                // Anything committed before LISTEN took effect was not announced to us.
+                if tx.send(ChangeEvent::Resync).is_err() {
+                    return;
+                }
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(n)) => {
+                            let Ok(v) = serde_json::from_str::<serde_json::Value>(n.payload()) else {
+                                continue;
+                            };
+                            if v["o"].as_str() == Some(origin.as_str()) {
+                                continue;
+                            }
+                            let (Some(a), Some(c)) = (v["a"].as_str(), v["c"].as_str()) else {
+                                continue;
+                            };
+                            let event = ChangeEvent::Changed {
+                                account_id: a.to_string(),
+                                callflow_id: c.to_string(),
+                            };
+                            if tx.send(event).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) | Err(_) => {
+                            tracing::warn!("change listener lost its connection; dropping caches and reconnecting");
+                            if tx.send(ChangeEvent::Resync).is_err() {
+                                return;
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Some(rx)
     }
 
     /// Creates an empty database next to the one `admin_url` names and returns its URL

@@ -223,6 +223,7 @@ macro_rules! impl_sql_store {
                     .bind(now)
                     .fetch_one(&mut *tx)
                     .await?;
+                self.announce(&mut tx, &write.account_id, &write.id, seq).await?;
                 tx.commit().await?;
                 Ok(seq)
             }
@@ -442,6 +443,7 @@ macro_rules! impl_sql_store {
                     .bind($crate::domain::now_gregorian())
                     .fetch_one(&mut *tx)
                     .await?;
+                self.announce(&mut tx, account_id, id, seq).await?;
                 tx.commit().await?;
                 Ok(seq)
             }
@@ -464,6 +466,10 @@ macro_rules! impl_sql_store {
                     &prefix,
                 )
                 .await
+            }
+
+            fn subscribe_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<$crate::store::ChangeEvent>> {
+                self.change_events()
             }
 
             async fn route_keys(&self, account_id: &str) -> $crate::store::StoreResult<Vec<$crate::store::RouteKey>> {

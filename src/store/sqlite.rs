@@ -38,6 +38,17 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// SQLite has no cross-process push; a single node sees its own writes directly.
+    async fn announce(&self, _tx: &mut sqlx::SqliteConnection, _account_id: &str, _callflow_id: &str, _seq: i64) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
+    fn change_events(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<super::ChangeEvent>> {
+        None
+    }
+}
+
 // BEGIN IMMEDIATE takes the write lock up front, so a transaction that reads then writes can
 // never fail half-way because another process (e.g. `callflowd create-account`) wrote first.
 impl_sql_store!(SqliteStore, sqlx::Sqlite, json_agg: "json_group_array({})", |pool| pool

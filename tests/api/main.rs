@@ -9,3 +9,14 @@ mod conformance;
 mod envelope;
 mod lookup;
 mod socket;
+
+/// Says which backend this run covers; without PostgreSQL the PostgreSQL leg is skipped.
+#[test]
+fn backend_under_test_notice() {
+    match std::env::var("CALLFLOWD_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => println!("NOTICE: integration suite running against PostgreSQL ({url})"),
+        _ => println!(
+            "NOTICE: CALLFLOWD_TEST_POSTGRES_URL not set; integration suite ran on SQLite only, PostgreSQL leg skipped (.ci/run runs it)"
+        ),
+    }
+}
