@@ -59,7 +59,11 @@ where
     }
     let elapsed = started.elapsed().as_secs_f64();
     all.sort();
-    let at = |q: f64| all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default();
+    let at = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     Phase {
         ok: all.len(),
         errors,
@@ -86,7 +90,10 @@ async fn run_backend(label: &str, database_url: String) -> (Phase, Phase) {
     let server = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
-    let client = reqwest::Client::builder().pool_max_idle_per_host(WORKERS).build().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(WORKERS)
+        .build()
+        .unwrap();
     let creds = callflowd::auth::md5_credentials("admin", "bench");
     let login: Value = client
         .put(format!("{base}/v2/user_auth"))
@@ -152,12 +159,24 @@ async fn run_backend(label: &str, database_url: String) -> (Phase, Phase) {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        println!("# HTTP throughput, {WORKERS} concurrent clients, {}s per phase, release build", PHASE.as_secs());
+        println!(
+            "# HTTP throughput, {WORKERS} concurrent clients, {}s per phase, release build",
+            PHASE.as_secs()
+        );
         let dir = tempfile::tempdir().unwrap();
-        let (sc, sf) = run_backend("sqlite", format!("sqlite://{}", dir.path().join("bench.db").display())).await;
-        let admin = std::env::var("CALLFLOWD_BENCH_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let (sc, sf) = run_backend(
+            "sqlite",
+            format!("sqlite://{}", dir.path().join("bench.db").display()),
+        )
+        .await;
+        let admin = std::env::var("CALLFLOWD_BENCH_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         match callflowd::store::PgStore::scratch_database(&admin).await {
             Ok(url) => {
                 let (pc, pf) = run_backend("postgres", url).await;

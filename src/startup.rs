@@ -47,7 +47,10 @@ pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<Ap
         max_json_depth: args.max_json_depth,
         ..ApiConfig::default()
     };
-    let routes = Arc::new(crate::routing::RouteCache::new(store.clone(), args.route_cache_bytes));
+    let routes = Arc::new(crate::routing::RouteCache::new(
+        store.clone(),
+        args.route_cache_bytes,
+    ));
     if let Some(events) = store.subscribe_changes() {
         tokio::spawn(follow_changes(events, routes.clone()));
     }
@@ -61,10 +64,16 @@ pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<Ap
 }
 
 /// Applies other nodes' writes to this node's routing snapshots.
-async fn follow_changes(mut events: tokio::sync::mpsc::UnboundedReceiver<store::ChangeEvent>, routes: Arc<crate::routing::RouteCache>) {
+async fn follow_changes(
+    mut events: tokio::sync::mpsc::UnboundedReceiver<store::ChangeEvent>,
+    routes: Arc<crate::routing::RouteCache>,
+) {
     while let Some(event) = events.recv().await {
         match event {
-            store::ChangeEvent::Changed { account_id, callflow_id } => {
+            store::ChangeEvent::Changed {
+                account_id,
+                callflow_id,
+            } => {
                 if let Err(error) = routes.refresh(&account_id, &callflow_id).await {
                     tracing::warn!(%error, %account_id, "refresh after a remote write failed; snapshot dropped");
                     routes.invalidate(&account_id);

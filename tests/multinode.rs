@@ -14,7 +14,11 @@ use serde_json::{json, Value};
 const PASSWORD: &str = "multi-node-secret";
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 struct Proc(Child);
@@ -29,7 +33,13 @@ impl Drop for Proc {
 fn start_node(db_url: &str, port: u16, dir: &Path, name: &str) -> Proc {
     let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file");
     let child = Command::new(env!("CARGO_BIN_EXE_callflowd"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", db_url])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--database-url",
+            db_url,
+        ])
         .env("CALLFLOWD_ADMIN_PASSWORD", PASSWORD)
         .env("RUST_LOG", "info")
         .stdout(Stdio::from(log.try_clone().expect("clone")))
@@ -90,8 +100,16 @@ async fn wait_healthy(client: &reqwest::Client, base: &str) {
     panic!("{base} never became healthy");
 }
 
-async fn send(client: &reqwest::Client, method: reqwest::Method, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    let mut req = client.request(method, url).header("content-type", "application/json");
+async fn send(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = client
+        .request(method, url)
+        .header("content-type", "application/json");
     if let Some(t) = token {
         req = req.header("X-Auth-Token", t);
     }
@@ -117,9 +135,14 @@ async fn two_nodes_behind_nginx_share_one_postgres() {
         println!("NOTICE: nginx not installed; multi-node test skipped (.ci/run installs it)");
         return;
     }
-    let db_url = callflowd::store::PgStore::scratch_database(&admin_url).await.expect("scratch db");
+    let db_url = callflowd::store::PgStore::scratch_database(&admin_url)
+        .await
+        .expect("scratch db");
     let dir = tempfile::tempdir().expect("tempdir");
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
 
     let (port_a, port_b, port_lb) = (free_port(), free_port(), free_port());
     let node_a = start_node(&db_url, port_a, dir.path(), "node-a");
@@ -135,7 +158,12 @@ async fn two_nodes_behind_nginx_share_one_postgres() {
     std::fs::write(&conf, nginx_config(dir.path(), port_lb, &[port_a, port_b])).unwrap();
     let _nginx = Proc(
         Command::new("nginx")
-            .args(["-c", conf.to_str().unwrap(), "-p", dir.path().to_str().unwrap()])
+            .args([
+                "-c",
+                conf.to_str().unwrap(),
+                "-p",
+                dir.path().to_str().unwrap(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -145,72 +173,183 @@ async fn two_nodes_behind_nginx_share_one_postgres() {
 
     // Login through the balancer; the token works on both nodes.
     let creds = callflowd::auth::md5_credentials("admin", PASSWORD);
-    let (status, login) = send(&client, reqwest::Method::PUT, &format!("{lb}/v2/user_auth"), None, Some(json!({"data": {"credentials": creds, "account_name": "admin"}}))).await;
+    let (status, login) = send(
+        &client,
+        reqwest::Method::PUT,
+        &format!("{lb}/v2/user_auth"),
+        None,
+        Some(json!({"data": {"credentials": creds, "account_name": "admin"}})),
+    )
+    .await;
     assert_eq!(status, 201, "{login}");
     let token = login["auth_token"].as_str().unwrap().to_string();
     let account = login["data"]["account_id"].as_str().unwrap().to_string();
     for node in [&a, &b] {
-        let (s, _) = send(&client, reqwest::Method::GET, &format!("{node}/v2/token_auth"), Some(&token), None).await;
+        let (s, _) = send(
+            &client,
+            reqwest::Method::GET,
+            &format!("{node}/v2/token_auth"),
+            Some(&token),
+            None,
+        )
+        .await;
         assert_eq!(s, 200, "token accepted by {node}");
     }
     let cf = |base: &str| format!("{base}/v2/accounts/{account}/callflows");
-    let lookup = |base: &str, n: &str| format!("{base}/v2/accounts/{account}/lookup?number={}", n.replace('+', "%2B"));
+    let lookup = |base: &str, n: &str| {
+        format!(
+            "{base}/v2/accounts/{account}/lookup?number={}",
+            n.replace('+', "%2B")
+        )
+    };
 
     // CRUD and lookup through nginx (requests alternate between the nodes).
-    let (s, created) = send(&client, reqwest::Method::PUT, &cf(&lb), Some(&token), Some(json!({"data": {"name": "Main", "numbers": ["1000"]}}))).await;
+    let (s, created) = send(
+        &client,
+        reqwest::Method::PUT,
+        &cf(&lb),
+        Some(&token),
+        Some(json!({"data": {"name": "Main", "numbers": ["1000"]}})),
+    )
+    .await;
     assert_eq!(s, 201, "{created}");
     let id = created["data"]["id"].as_str().unwrap().to_string();
     for _ in 0..2 {
-        let (s, got) = send(&client, reqwest::Method::GET, &format!("{}/{id}", cf(&lb)), Some(&token), None).await;
+        let (s, got) = send(
+            &client,
+            reqwest::Method::GET,
+            &format!("{}/{id}", cf(&lb)),
+            Some(&token),
+            None,
+        )
+        .await;
         assert_eq!((s, got["data"]["name"].as_str()), (200, Some("Main")));
     }
-    let (s, patched) = send(&client, reqwest::Method::PATCH, &format!("{}/{id}", cf(&lb)), Some(&token), Some(json!({"data": {"name": "Patched"}}))).await;
-    assert_eq!((s, patched["data"]["name"].as_str()), (200, Some("Patched")));
+    let (s, patched) = send(
+        &client,
+        reqwest::Method::PATCH,
+        &format!("{}/{id}", cf(&lb)),
+        Some(&token),
+        Some(json!({"data": {"name": "Patched"}})),
+    )
+    .await;
+    assert_eq!(
+        (s, patched["data"]["name"].as_str()),
+        (200, Some("Patched"))
+    );
     for _ in 0..2 {
-        let (s, found) = send(&client, reqwest::Method::GET, &lookup(&lb, "1000"), Some(&token), None).await;
-        assert_eq!((s, found["data"]["callflow_id"].as_str()), (200, Some(id.as_str())));
+        let (s, found) = send(
+            &client,
+            reqwest::Method::GET,
+            &lookup(&lb, "1000"),
+            Some(&token),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (s, found["data"]["callflow_id"].as_str()),
+            (200, Some(id.as_str()))
+        );
     }
-    let (s, _) = send(&client, reqwest::Method::DELETE, &format!("{}/{id}", cf(&lb)), Some(&token), None).await;
+    let (s, _) = send(
+        &client,
+        reqwest::Method::DELETE,
+        &format!("{}/{id}", cf(&lb)),
+        Some(&token),
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
     for _ in 0..2 {
-        let (s, _) = send(&client, reqwest::Method::GET, &lookup(&lb, "1000"), Some(&token), None).await;
+        let (s, _) = send(
+            &client,
+            reqwest::Method::GET,
+            &lookup(&lb, "1000"),
+            Some(&token),
+            None,
+        )
+        .await;
         assert_eq!(s, 404);
     }
 
     // A write on A is visible to lookups on B (whose snapshot is warm) within 100 ms.
-    let (s, _) = send(&client, reqwest::Method::GET, &lookup(&b, "0"), Some(&token), None).await;
+    let (s, _) = send(
+        &client,
+        reqwest::Method::GET,
+        &lookup(&b, "0"),
+        Some(&token),
+        None,
+    )
+    .await;
     assert_eq!(s, 404, "warms B's snapshot");
     let mut worst = Duration::ZERO;
     for i in 0..20 {
         let number = format!("+1555000{i:04}");
-        let (s, w) = send(&client, reqwest::Method::PUT, &cf(&a), Some(&token), Some(json!({"data": {"numbers": [number]}}))).await;
+        let (s, w) = send(
+            &client,
+            reqwest::Method::PUT,
+            &cf(&a),
+            Some(&token),
+            Some(json!({"data": {"numbers": [number]}})),
+        )
+        .await;
         assert_eq!(s, 201, "{w}");
         let acked = Instant::now();
         let seen = loop {
-            let (s, _) = send(&client, reqwest::Method::GET, &lookup(&b, &number), Some(&token), None).await;
+            let (s, _) = send(
+                &client,
+                reqwest::Method::GET,
+                &lookup(&b, &number),
+                Some(&token),
+                None,
+            )
+            .await;
             if s == 200 {
                 break acked.elapsed();
             }
-            assert!(acked.elapsed() < Duration::from_secs(2), "write on A never reached B");
+            assert!(
+                acked.elapsed() < Duration::from_secs(2),
+                "write on A never reached B"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         };
         worst = worst.max(seen);
         // Deletes travel the same way.
         let del_id = w["data"]["id"].as_str().unwrap();
-        let (s, _) = send(&client, reqwest::Method::DELETE, &format!("{}/{del_id}", cf(&a)), Some(&token), None).await;
+        let (s, _) = send(
+            &client,
+            reqwest::Method::DELETE,
+            &format!("{}/{del_id}", cf(&a)),
+            Some(&token),
+            None,
+        )
+        .await;
         assert_eq!(s, 200);
         let acked = Instant::now();
         loop {
-            let (s, _) = send(&client, reqwest::Method::GET, &lookup(&b, &number), Some(&token), None).await;
+            let (s, _) = send(
+                &client,
+                reqwest::Method::GET,
+                &lookup(&b, &number),
+                Some(&token),
+                None,
+            )
+            .await;
             if s == 404 {
                 worst = worst.max(acked.elapsed());
                 break;
             }
-            assert!(acked.elapsed() < Duration::from_secs(2), "delete on A never reached B");
+            assert!(
+                acked.elapsed() < Duration::from_secs(2),
+                "delete on A never reached B"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    println!("multi-node: worst write-on-A to lookup-on-B delay {:.1} ms (40 writes)", worst.as_secs_f64() * 1e3);
+    println!(
+        "multi-node: worst write-on-A to lookup-on-B delay {:.1} ms (40 writes)",
+        worst.as_secs_f64() * 1e3
+    );
     assert!(worst <= Duration::from_millis(100), "worst delay {worst:?}");
 
     // 100 concurrent creates of one number over both nodes: exactly one wins.
@@ -219,7 +358,14 @@ async fn two_nodes_behind_nginx_share_one_postgres() {
         let (client, token) = (client.clone(), token.clone());
         let url = if i % 2 == 0 { cf(&a) } else { cf(&b) };
         tasks.push(tokio::spawn(async move {
-            send(&client, reqwest::Method::PUT, &url, Some(&token), Some(json!({"data": {"numbers": ["+15559999999"]}}))).await
+            send(
+                &client,
+                reqwest::Method::PUT,
+                &url,
+                Some(&token),
+                Some(json!({"data": {"numbers": ["+15559999999"]}})),
+            )
+            .await
         }));
     }
     let mut outcomes = std::collections::BTreeMap::new();
@@ -230,10 +376,21 @@ async fn two_nodes_behind_nginx_share_one_postgres() {
         }
         *outcomes.entry(s).or_insert(0) += 1;
     }
-    assert_eq!(outcomes, [(201, 1), (400, 99)].into_iter().collect(), "outcomes {outcomes:?}");
+    assert_eq!(
+        outcomes,
+        [(201, 1), (400, 99)].into_iter().collect(),
+        "outcomes {outcomes:?}"
+    );
 
     // A dropped listener connection on B: B resynchronises and serves no stale route.
-    let (s, _) = send(&client, reqwest::Method::GET, &lookup(&b, "0"), Some(&token), None).await;
+    let (s, _) = send(
+        &client,
+        reqwest::Method::GET,
+        &lookup(&b, "0"),
+        Some(&token),
+        None,
+    )
+    .await;
     assert_eq!(s, 404);
     {
         use sqlx::Connection;
@@ -246,15 +403,32 @@ async fn two_nodes_behind_nginx_share_one_postgres() {
         .unwrap();
         assert_eq!(killed.len(), 2, "both nodes listen");
     }
-    let (s, w) = send(&client, reqwest::Method::PUT, &cf(&a), Some(&token), Some(json!({"data": {"numbers": ["+15557770000"]}}))).await;
+    let (s, w) = send(
+        &client,
+        reqwest::Method::PUT,
+        &cf(&a),
+        Some(&token),
+        Some(json!({"data": {"numbers": ["+15557770000"]}})),
+    )
+    .await;
     assert_eq!(s, 201, "{w}");
     let started = Instant::now();
     loop {
-        let (s, _) = send(&client, reqwest::Method::GET, &lookup(&b, "+15557770000"), Some(&token), None).await;
+        let (s, _) = send(
+            &client,
+            reqwest::Method::GET,
+            &lookup(&b, "+15557770000"),
+            Some(&token),
+            None,
+        )
+        .await;
         if s == 200 {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "B kept a stale route after reconnecting");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "B kept a stale route after reconnecting"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -266,9 +440,19 @@ async fn two_nodes_behind_nginx_share_one_postgres() {
             let started = Instant::now();
             let mut i = 0;
             while started.elapsed() < Duration::from_millis(2500) {
-                let (s, body) = send(&client, reqwest::Method::PUT, &url, Some(&token), Some(json!({"data": {"numbers": [format!("+1666{i:07}")]}}))).await;
+                let (s, body) = send(
+                    &client,
+                    reqwest::Method::PUT,
+                    &url,
+                    Some(&token),
+                    Some(json!({"data": {"numbers": [format!("+1666{i:07}")]}})),
+                )
+                .await;
                 if s == 201 {
-                    acked.push((started.elapsed(), body["data"]["id"].as_str().unwrap().to_string()));
+                    acked.push((
+                        started.elapsed(),
+                        body["data"]["id"].as_str().unwrap().to_string(),
+                    ));
                 }
                 i += 1;
             }
@@ -280,11 +464,29 @@ async fn two_nodes_behind_nginx_share_one_postgres() {
     node_a.0.kill().expect("kill node A");
     let killed_at = Duration::from_millis(700);
     let acked = writer.await.unwrap();
-    assert!(acked.iter().any(|(t, _)| *t < killed_at), "writes before the kill");
-    assert!(acked.iter().any(|(t, _)| *t > killed_at + Duration::from_millis(500)), "B keeps accepting writes after A died");
+    assert!(
+        acked.iter().any(|(t, _)| *t < killed_at),
+        "writes before the kill"
+    );
+    assert!(
+        acked
+            .iter()
+            .any(|(t, _)| *t > killed_at + Duration::from_millis(500)),
+        "B keeps accepting writes after A died"
+    );
     for (_, id) in &acked {
-        let (s, _) = send(&client, reqwest::Method::GET, &format!("{}/{id}", cf(&b)), Some(&token), None).await;
+        let (s, _) = send(
+            &client,
+            reqwest::Method::GET,
+            &format!("{}/{id}", cf(&b)),
+            Some(&token),
+            None,
+        )
+        .await;
         assert_eq!(s, 200, "acknowledged write {id} lost");
     }
-    println!("multi-node: {} writes acknowledged around the kill, all present on B", acked.len());
+    println!(
+        "multi-node: {} writes acknowledged around the kill, all present on B",
+        acked.len()
+    );
 }

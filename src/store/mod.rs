@@ -229,7 +229,10 @@ pub type DynStore = Arc<dyn Store>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeEvent {
     /// A callflow of an account was written (created, changed, deleted).
-    Changed { account_id: String, callflow_id: String },
+    Changed {
+        account_id: String,
+        callflow_id: String,
+    },
     /// Changes may have been missed: drop every cache.
     Resync,
 }

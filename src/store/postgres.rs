@@ -42,9 +42,20 @@ impl PgStore {
 
     /// NOTIFY inside the write transaction: delivered to every listener when, and only if,
     /// the transaction commits.
-    async fn announce(&self, tx: &mut sqlx::PgConnection, account_id: &str, callflow_id: &str, seq: i64) -> Result<(), sqlx::Error> {
-        let payload = json!({"a": account_id, "c": callflow_id, "s": seq, "o": self.origin}).to_string();
-        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(tx).await?;
+    async fn announce(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        account_id: &str,
+        callflow_id: &str,
+        seq: i64,
+    ) -> Result<(), sqlx::Error> {
+        let payload =
+            json!({"a": account_id, "c": callflow_id, "s": seq, "o": self.origin}).to_string();
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(payload)
+            .execute(tx)
+            .await?;
         Ok(())
     }
 
@@ -80,7 +91,8 @@ impl PgStore {
                 loop {
                     match listener.try_recv().await {
                         Ok(Some(n)) => {
-                            let Ok(v) = serde_json::from_str::<serde_json::Value>(n.payload()) else {
+                            let Ok(v) = serde_json::from_str::<serde_json::Value>(n.payload())
+                            else {
                                 continue;
                             };
                             if v["o"].as_str() == Some(origin.as_str()) {

@@ -40,7 +40,13 @@ impl SqliteStore {
 
 impl SqliteStore {
     /// SQLite has no cross-process push; a single node sees its own writes directly.
-    async fn announce(&self, _tx: &mut sqlx::SqliteConnection, _account_id: &str, _callflow_id: &str, _seq: i64) -> Result<(), sqlx::Error> {
+    async fn announce(
+        &self,
+        _tx: &mut sqlx::SqliteConnection,
+        _account_id: &str,
+        _callflow_id: &str,
+        _seq: i64,
+    ) -> Result<(), sqlx::Error> {
         Ok(())
     }
 
