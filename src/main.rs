@@ -25,7 +25,10 @@ async fn main() -> anyhow::Result<()> {
                 println!("These are shown once; only hashes are stored.");
             }
             tracing::info!(addr = %app.local_addr()?, database = %args.store.database_url, "callflowd listening");
+            let store = app.state.store.clone();
             app.run_until_stopped(shutdown_signal()).await?;
+            // In-flight requests are done; close the database cleanly (SQLite checkpoints).
+            store.close().await;
             tracing::info!("stopped");
         }
         Command::CreateAccount(args) => {

@@ -273,15 +273,25 @@ async fn replace(
     let public = validate_callflow(&state, &scope.account, &data)?;
     let stored = live_callflow(state.store.get_callflow(&scope.account.id, &id).await?, &id)?;
     check_if_match(&scope.ctx, &stored.rev)?;
+    save_update(&state, &scope, stored, public).await
+}
+
+/// The stored private fields plus the new validated public part, saved on top of `stored`.
+async fn save_update(
+    state: &AppState,
+    scope: &AccountScope,
+    stored: StoredCallflow,
+    public: Map<String, Value>,
+) -> ApiResult<Reply> {
     let mut doc = cf::private_part(&stored.doc);
     doc.extend(public);
-    stamp_private(&mut doc, &scope, false);
+    stamp_private(&mut doc, scope, false);
     let write = commit(
-        &state,
-        write_for(&scope, &id, Some(stored.rev), doc, ChangeOp::Update),
+        state,
+        write_for(scope, &stored.id, Some(stored.rev), doc, ChangeOp::Update),
     )
     .await?;
-    Ok(Reply::ok(Value::Object(public_view(&write.doc, &id))).with_revision(&write.new_rev))
+    Ok(Reply::ok(Value::Object(public_view(&write.doc, &write.id))).with_revision(&write.new_rev))
 }
 
 #[tracing::instrument(skip_all, fields(account_id = %scope.account.id))]
@@ -298,16 +308,9 @@ async fn patch(
     check_if_match(&scope.ctx, &stored.rev)?;
     let merged = cf::merge_patch(&cf::public_part(&stored.doc), &cf::public_part(&data));
     let public = validate_callflow(&state, &scope.account, &merged)?;
+    // Kazoo patches any document type, then refuses to save one that is not a callflow.
     let stored = live_callflow(Some(stored), &id)?;
-    let mut doc = cf::private_part(&stored.doc);
-    doc.extend(public);
-    stamp_private(&mut doc, &scope, false);
-    let write = commit(
-        &state,
-        write_for(&scope, &id, Some(stored.rev), doc, ChangeOp::Update),
-    )
-    .await?;
-    Ok(Reply::ok(Value::Object(public_view(&write.doc, &id))).with_revision(&write.new_rev))
+    save_update(&state, &scope, stored, public).await
 }
 
 #[tracing::instrument(skip_all, fields(account_id = %scope.account.id))]

@@ -152,6 +152,9 @@ pub trait Store: Send + Sync + 'static {
     /// Cheap round trip, for `/healthz`.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Closes every connection (shutdown); later calls fail with [`StoreError::Unavailable`].
+    async fn close(&self);
+
     /// Creates an account (and optionally its first user) in one transaction. When the store
     /// holds no account yet, the new one becomes the superduper (top-level admin) account;
     /// the returned account says whether it did.

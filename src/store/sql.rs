@@ -250,6 +250,11 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
+            async fn close(&self) {
+                self.read.close().await;
+                self.write.close().await;
+            }
+
             async fn create_account(
                 &self,
                 account: &$crate::store::Account,

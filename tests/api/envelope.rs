@@ -364,3 +364,22 @@ async fn schemas_endpoints_list_fetch_and_validate() {
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(r.body["message"], "schema missing not found.");
 }
+
+#[tokio::test]
+async fn an_unreachable_store_gives_503_and_the_server_stays_up() {
+    let app = TestApp::spawn().await;
+    app.state.store.close().await;
+    let r = app.list(&app.admin_token, &app.admin_account, "").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert_eq!(r.body["message"], "datastore_unreachable");
+    assert_eq!(r.data()["message"], "datastore timeout");
+    let r = app.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    // Requests that need no store still work.
+    assert_eq!(
+        app.call(Method::GET, "/v2/schemas", None, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+}

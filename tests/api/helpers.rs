@@ -55,6 +55,7 @@ pub fn serve_args(database_url: String) -> ServeArgs {
 
 pub struct TestApp {
     pub router: Router,
+    pub database_url: String,
     pub state: AppState,
     pub admin_account: String,
     pub admin_token: String,
@@ -105,6 +106,7 @@ impl TestApp {
         let router = api::router(state.clone());
         let mut app = Self {
             router,
+            database_url: args.store.database_url.clone(),
             state,
             admin_account: boot.account_id,
             admin_token: String::new(),

@@ -286,3 +286,92 @@ async fn snapshots_are_evicted_under_the_memory_budget_and_reload() {
     );
     assert!(cache.cached_accounts() >= 1);
 }
+
+#[tokio::test]
+async fn cli_lookup_prints_the_same_data() {
+    let app = TestApp::spawn().await;
+    let id = app
+        .create_ok(
+            &app.admin_account,
+            json!({"name": "Ext", "patterns": ["^(?<ext>2\\d{3})$"]}),
+        )
+        .await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_callflowd"))
+        .args([
+            "lookup",
+            "--account",
+            &app.admin_account,
+            "2001",
+            "--database-url",
+            &app.database_url,
+        ])
+        .output()
+        .expect("run callflowd lookup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let http = app
+        .call(
+            Method::GET,
+            &lookup_path(&app.admin_account, "2001"),
+            Some(&app.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(&data, http.data());
+    assert_eq!(data["callflow_id"], id.as_str());
+    assert_eq!(data["capture_groups"], json!({"ext": "2001"}));
+    let miss = std::process::Command::new(env!("CARGO_BIN_EXE_callflowd"))
+        .args([
+            "lookup",
+            "--account",
+            &app.admin_account,
+            "*99",
+            "--database-url",
+            &app.database_url,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(miss.status.code(), Some(1));
+    assert!(miss.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn cli_create_account_prints_one_json_object() {
+    let app = TestApp::spawn().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_callflowd"))
+        .args([
+            "create-account",
+            "--name",
+            "Acme",
+            "--realm",
+            "acme.example",
+            "--username",
+            "alice",
+            "--password",
+            "pw",
+            "--database-url",
+            &app.database_url,
+        ])
+        .output()
+        .expect("run create-account");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("only JSON on stdout");
+    assert_eq!(v["account_id"].as_str().unwrap().len(), 32);
+    assert_eq!(v["api_key"].as_str().unwrap().len(), 64);
+    let token = app.login("alice", "acme.example", "pw").await;
+    let acc = v["account_id"].as_str().unwrap();
+    assert_eq!(app.list(&token, acc, "").await.status, StatusCode::OK);
+    assert_eq!(
+        app.list(&token, &app.admin_account, "").await.status,
+        StatusCode::FORBIDDEN,
+        "not a superduper account"
+    );
+}
