@@ -296,7 +296,9 @@ async fn run() {
     let mut rounds = Vec::new();
     let mut single = Vec::new();
     for _ in 0..5 {
-        let exact_inputs: Vec<&str> = (0..200_000).map(|_| nums[rng.gen_range(0..nums.len())].0.as_str()).collect();
+        let exact_inputs: Vec<&str> = (0..200_000)
+            .map(|_| nums[rng.gen_range(0..nums.len())].0.as_str())
+            .collect();
         for n in exact_inputs.iter().take(20_000) {
             std::hint::black_box(table.lookup(n, true, false));
         }

@@ -5,6 +5,7 @@
 //! that tests and benchmarks compare the engine with. Must not touch HTTP or SQL.
 
 pub mod cache;
+pub mod numbers;
 pub mod pattern;
 pub mod reference;
 pub mod table;

@@ -31,6 +31,7 @@ use regex::Regex;
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::Look;
 
+use super::numbers::NumberMap;
 use super::pattern;
 
 /// How the winner was found.
@@ -277,11 +278,10 @@ impl PatternSet {
     }
 }
 
-/// Numbers built in one go: number -> index into `ids`. Numbers up to 24 bytes are stored
-/// inline in the map, so an exact lookup touches one cache line for the key.
+/// Numbers built in one go: number -> index into `ids` (see [`NumberMap`]).
 #[derive(Debug, Default)]
 struct Base {
-    numbers: HashMap<CompactString, u32>,
+    numbers: NumberMap,
     ids: Vec<Arc<str>>,
 }
 
@@ -318,14 +318,17 @@ impl RouteTable {
         numbers: impl IntoIterator<Item = (String, String)>,
         patterns: impl IntoIterator<Item = (String, String)>,
     ) -> Self {
-        let mut base = Base::default();
         let mut ids: HashMap<Arc<str>, u32> = HashMap::new();
+        let mut entries = Vec::new();
         for (number, id) in numbers {
             let next = ids.len() as u32;
             let idx = *ids.entry(Arc::from(id.as_str())).or_insert(next);
-            base.numbers.insert(CompactString::from(number), idx);
+            entries.push((number, idx));
         }
-        base.ids = vec![Arc::from(""); ids.len()];
+        let mut base = Base {
+            numbers: NumberMap::build(entries),
+            ids: vec![Arc::from(""); ids.len()],
+        };
         for (id, idx) in ids {
             base.ids[idx as usize] = id;
         }
@@ -341,8 +344,11 @@ impl RouteTable {
     }
 
     fn assemble(base: Arc<Base>, overlay: Overlay, patterns: Arc<PatternSet>) -> Self {
-        let numbers = base.numbers.len() + overlay.numbers.len();
-        let weight = (numbers * 64 + base.ids.len() * 56 + patterns.approx_bytes() + 1024) as u64;
+        let weight = (base.numbers.approx_bytes()
+            + overlay.numbers.len() * 96
+            + base.ids.len() * 56
+            + patterns.approx_bytes()
+            + 1024) as u64;
         Self {
             base,
             overlay,
@@ -371,12 +377,12 @@ impl RouteTable {
                 .base
                 .numbers
                 .get(number)
-                .map(|i| &self.base.ids[*i as usize]);
+                .map(|i| &self.base.ids[i as usize]);
         }
         if let Some(id) = self.overlay.numbers.get(number) {
             return Some(id);
         }
-        let id = &self.base.ids[*self.base.numbers.get(number)? as usize];
+        let id = &self.base.ids[self.base.numbers.get(number)? as usize];
         (!self.overlay.replaced.contains(id)).then_some(id)
     }
 
@@ -506,23 +512,26 @@ impl RouteTable {
     fn compact(&self, overlay: &Overlay) -> Base {
         let mut ids: Vec<Arc<str>> = Vec::new();
         let mut id_index: HashMap<Arc<str>, u32> = HashMap::new();
-        let mut numbers = HashMap::with_capacity(self.base.numbers.len() + overlay.numbers.len());
+        let mut numbers = Vec::with_capacity(self.base.numbers.len() + overlay.numbers.len());
         let mut intern = |id: &Arc<str>| -> u32 {
             *id_index.entry(id.clone()).or_insert_with(|| {
                 ids.push(id.clone());
                 (ids.len() - 1) as u32
             })
         };
-        for (n, idx) in &self.base.numbers {
-            let id = &self.base.ids[*idx as usize];
+        for (n, idx) in self.base.numbers.iter() {
+            let id = &self.base.ids[idx as usize];
             if !overlay.replaced.contains(id) {
-                numbers.insert(n.clone(), intern(id));
+                numbers.push((n, intern(id)));
             }
         }
         for (n, id) in &overlay.numbers {
-            numbers.insert(CompactString::from(n.as_ref()), intern(id));
+            numbers.push((n.to_string(), intern(id)));
         }
-        Base { numbers, ids }
+        Base {
+            numbers: NumberMap::build(numbers),
+            ids,
+        }
     }
 }
 
