@@ -26,11 +26,11 @@ pub fn router() -> Router<AppState> {
 /// matched with its capture.
 pub fn lookup_data(route: &Route, doc: Value) -> Value {
     let mut data = Map::new();
-    data.insert("callflow_id".into(), json!(route.callflow_id.as_ref()));
+    data.insert("callflow_id".into(), json!(route.callflow_id));
     data.insert("callflow".into(), doc);
     data.insert(
         "match".into(),
-        json!({"type": route.kind.as_str(), "value": route.value.as_str()}),
+        json!({"type": route.kind.as_str(), "value": route.value}),
     );
     if let Some(c) = &route.capture_group {
         data.insert("capture_group".into(), json!(c));
@@ -70,7 +70,7 @@ pub async fn resolve(
     metrics::counter!("callflowd_lookups_total", "result" => result).increment(1);
     let Some(route) = route else { return Ok(None) };
     let Some(doc) = store
-        .get_callflow(account_id, &route.callflow_id)
+        .get_callflow(account_id, route.callflow_id)
         .await?
         .filter(|d| !d.deleted)
     else {

@@ -22,7 +22,6 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
-use compact_str::CompactString;
 // hashbrown's default hasher (foldhash) is several times faster than std's SipHash on short
 // keys and is seeded per process, so crafted numbers cannot be aimed at a bucket.
 use hashbrown::{HashMap, HashSet};
@@ -61,14 +60,14 @@ pub struct PatternHit {
     pub capture: String,
 }
 
-/// The routing decision for one number.
+/// The routing decision for one number. It borrows from the snapshot and the dialled number,
+/// so the exact-number path allocates and copies nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    pub callflow_id: Arc<str>,
+pub struct Route<'a> {
+    pub callflow_id: &'a str,
     pub kind: MatchKind,
-    /// The number, pattern, or `no_match` that matched (inline up to 24 bytes: no allocation
-    /// on the exact-number path).
-    pub value: CompactString,
+    /// The number, pattern, or `no_match` that matched.
+    pub value: &'a str,
     pub capture_group: Option<String>,
     pub capture_groups: BTreeMap<String, String>,
     /// Every pattern that matched, in the order tried (only when asked for).
@@ -145,8 +144,8 @@ fn literal_prefixes(pattern: &str) -> Option<Vec<Box<[u8]>>> {
 
 /// The winning rule, its capture, its non-empty named captures, and (when explaining) every
 /// pattern that matched.
-pub type PatternWin = (
-    Arc<PatternRule>,
+pub type PatternWin<'a> = (
+    &'a PatternRule,
     String,
     BTreeMap<String, String>,
     Vec<PatternHit>,
@@ -223,7 +222,7 @@ impl PatternSet {
     }
 
     /// Kazoo's longest-capture rule over the candidate patterns.
-    pub fn best(&self, number: &str, explain: bool) -> Option<PatternWin> {
+    pub fn best(&self, number: &str, explain: bool) -> Option<PatternWin<'_>> {
         let mut best: Option<(usize, u32, String)> = None;
         let mut hits = Vec::new();
         for pos in self.candidates(number) {
@@ -259,7 +258,7 @@ impl PatternSet {
             }
         }
         let (_, pos, capture) = best?;
-        let rule = self.rules[pos as usize].clone();
+        let rule = self.rules[pos as usize].as_ref();
         let mut named = BTreeMap::new();
         if let Some(re) = rule.regex() {
             if let Some(caps) = re.captures(number) {
@@ -388,25 +387,35 @@ impl RouteTable {
 
     /// Kazoo's routing decision for `number`. `allow_no_match` says whether the caller may
     /// reach the `no_match` callflow (Kazoo allows it only for calls from its own endpoints).
-    pub fn lookup(&self, number: &str, allow_no_match: bool, explain: bool) -> Option<Route> {
+    pub fn lookup<'a>(
+        &'a self,
+        number: &'a str,
+        allow_no_match: bool,
+        explain: bool,
+    ) -> Option<Route<'a>> {
         let route = self.resolve(number, allow_no_match, explain)?;
         // Kazoo refuses any callflow that holds `no_match` to callers not allowed to use it,
         // however it was reached.
-        if !allow_no_match && self.number("no_match") == Some(&route.callflow_id) {
+        if !allow_no_match && self.number("no_match").map(|id| &**id) == Some(route.callflow_id) {
             return None;
         }
         Some(route)
     }
 
-    fn resolve(&self, number: &str, allow_no_match: bool, explain: bool) -> Option<Route> {
+    fn resolve<'a>(
+        &'a self,
+        number: &'a str,
+        allow_no_match: bool,
+        explain: bool,
+    ) -> Option<Route<'a>> {
         if number.is_empty() {
             return None;
         }
         if let Some(id) = self.number(number) {
             return Some(Route {
-                callflow_id: id.clone(),
+                callflow_id: id,
                 kind: MatchKind::Number,
-                value: CompactString::from(number),
+                value: number,
                 capture_group: None,
                 capture_groups: BTreeMap::new(),
                 hits: Vec::new(),
@@ -429,9 +438,9 @@ impl RouteTable {
                 )),
             };
             return Some(Route {
-                callflow_id: rule.callflow_id.clone(),
+                callflow_id: &rule.callflow_id,
                 kind: MatchKind::Pattern,
-                value: CompactString::from(rule.pattern.as_ref()),
+                value: &rule.pattern,
                 capture_group: Some(capture).filter(|c| !c.is_empty()),
                 capture_groups: named,
                 hits,
@@ -442,9 +451,9 @@ impl RouteTable {
         if allow_no_match && digits.bytes().all(|b| b.is_ascii_digit()) {
             if let Some(id) = self.number("no_match") {
                 return Some(Route {
-                    callflow_id: id.clone(),
+                    callflow_id: id,
                     kind: MatchKind::NoMatch,
-                    value: CompactString::const_new("no_match"),
+                    value: "no_match",
                     capture_group: None,
                     capture_groups: BTreeMap::new(),
                     hits: Vec::new(),
@@ -565,26 +574,26 @@ mod tests {
     fn spec_examples() {
         let t = kazoo_example();
         let r = t.lookup("1000", true, false).unwrap();
-        assert_eq!((&*r.callflow_id, r.kind), ("exact", MatchKind::Number));
+        assert_eq!((r.callflow_id, r.kind), ("exact", MatchKind::Number));
         let r = t.lookup("*7101", true, false).unwrap();
         assert_eq!(
-            (&*r.callflow_id, r.capture_group.as_deref()),
+            (r.callflow_id, r.capture_group.as_deref()),
             ("star7", Some("101"))
         );
         let r = t.lookup("+14155550000", true, false).unwrap();
         assert_eq!(
-            (&*r.callflow_id, r.capture_group.as_deref()),
+            (r.callflow_id, r.capture_group.as_deref()),
             ("us", Some("4155550000"))
         );
         let r = t.lookup("2001", true, false).unwrap();
-        assert_eq!(&*r.callflow_id, "ext");
+        assert_eq!(r.callflow_id, "ext");
         assert_eq!(r.capture_group.as_deref(), Some("2001"));
         assert_eq!(
             r.capture_groups.get("ext").map(String::as_str),
             Some("2001")
         );
         let r = t.lookup("5551234", true, false).unwrap();
-        assert_eq!((&*r.callflow_id, r.kind), ("fallback", MatchKind::NoMatch));
+        assert_eq!((r.callflow_id, r.kind), ("fallback", MatchKind::NoMatch));
         assert!(
             t.lookup("5551234", false, false).is_none(),
             "no_match only for allowed callers"
@@ -627,7 +636,7 @@ mod tests {
         );
         let r = t.lookup("123456", true, true).unwrap();
         // "^\d(\d{5})$" sorts after "^(\d{5})\d$" bytewise ('\' > '('), so it is tried first and kept.
-        assert_eq!(&*r.callflow_id, "five");
+        assert_eq!(r.callflow_id, "five");
         assert_eq!(r.hits.len(), 3);
         assert_eq!(r.hits[0].pattern, r"^\d(\d{5})$");
     }
@@ -636,7 +645,7 @@ mod tests {
     fn patterns_without_groups_score_the_whole_match_and_unanchored_patterns_work() {
         let t = table(&[], &[("555", "plain"), (r"^(5)", "one")]);
         let r = t.lookup("x5551", true, false).unwrap();
-        assert_eq!(&*r.callflow_id, "plain");
+        assert_eq!(r.callflow_id, "plain");
         assert_eq!(r.capture_group.as_deref(), Some("555"));
     }
 
@@ -661,11 +670,11 @@ mod tests {
         };
         let t2 = t.with_changes(&[keys]);
         assert!(t2.lookup("1000", false, false).is_none());
-        assert_eq!(&*t2.lookup("2000", false, false).unwrap().callflow_id, "a");
-        assert_eq!(&*t2.lookup("1001", false, false).unwrap().callflow_id, "b");
+        assert_eq!(t2.lookup("2000", false, false).unwrap().callflow_id, "a");
+        assert_eq!(t2.lookup("1001", false, false).unwrap().callflow_id, "b");
         assert!(t2.lookup("91", false, false).is_none());
         // The original snapshot is untouched.
-        assert_eq!(&*t.lookup("1000", false, false).unwrap().callflow_id, "a");
+        assert_eq!(t.lookup("1000", false, false).unwrap().callflow_id, "a");
     }
 
     #[test]
@@ -680,10 +689,10 @@ mod tests {
             t = t.with_changes(&[keys]);
         }
         assert!(t.overlay.replaced.len() < COMPACT_AFTER);
-        assert_eq!(&*t.lookup("1", false, false).unwrap().callflow_id, "keep");
+        assert_eq!(t.lookup("1", false, false).unwrap().callflow_id, "keep");
         for i in 0..(COMPACT_AFTER + 10) {
             assert_eq!(
-                &*t.lookup(&format!("n{i}"), false, false)
+                t.lookup(&format!("n{i}"), false, false)
                     .unwrap()
                     .callflow_id,
                 format!("cf{i}")

@@ -270,11 +270,7 @@ async fn snapshots_are_evicted_under_the_memory_budget_and_reload() {
         for (acc, id) in &accounts {
             let table = cache.table(acc).await.unwrap();
             assert_eq!(
-                table
-                    .lookup("1000", true, false)
-                    .unwrap()
-                    .callflow_id
-                    .as_ref(),
+                table.lookup("1000", true, false).unwrap().callflow_id,
                 id.as_str()
             );
         }
