@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use callflowd::config::{ServeArgs, StoreArgs};
+use callflowd::config::ServeArgs;
 use callflowd::startup::App;
 
 const WORKERS: usize = 16;
@@ -74,16 +74,8 @@ where
 }
 
 async fn run_backend(label: &str, database_url: String) -> (Phase, Phase) {
-    let args = ServeArgs {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        store: StoreArgs { database_url },
-        schemas_dir: None,
-        token_ttl: 3600,
-        max_body_bytes: 1024 * 1024,
-        max_json_depth: 64,
-        route_cache_bytes: callflowd::routing::cache::DEFAULT_BUDGET_BYTES,
-        admin_password: Some("bench".into()),
-    };
+    let mut args = ServeArgs::ephemeral(&database_url).expect("default serve arguments");
+    args.admin_password = Some("bench".into());
     let app = App::build(&args).await.expect("app");
     let base = format!("http://{}", app.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

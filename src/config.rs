@@ -79,6 +79,26 @@ pub struct ServeArgs {
     pub admin_password: Option<String>,
 }
 
+impl ServeArgs {
+    /// The command line's defaults, on `127.0.0.1:0` with `database_url` (for embedding the
+    /// server: tests, benchmarks). Defaults come from the same definitions as `--help`'s.
+    pub fn ephemeral(database_url: &str) -> Result<Self, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Cli::command().try_get_matches_from([
+            "callflowd",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            database_url,
+        ])?;
+        match Cli::from_arg_matches(&matches)?.command {
+            Command::Serve(args) => Ok(args),
+            _ => Err(clap::Error::new(clap::error::ErrorKind::InvalidSubcommand)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct CreateAccountArgs {
     #[arg(long)]

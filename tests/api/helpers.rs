@@ -13,7 +13,7 @@ use tower::ServiceExt;
 
 use callflowd::accounts::{new_account, NewAccount};
 use callflowd::api::{self, AppState};
-use callflowd::config::{ServeArgs, StoreArgs};
+use callflowd::config::ServeArgs;
 use callflowd::startup::{bootstrap_admin, build_state};
 
 pub const ADMIN_PASSWORD: &str = "admin-secret";
@@ -41,16 +41,9 @@ fn futures_scratch_db(admin_url: &str) -> String {
 }
 
 pub fn serve_args(database_url: String) -> ServeArgs {
-    ServeArgs {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        store: StoreArgs { database_url },
-        schemas_dir: None,
-        token_ttl: 3600,
-        max_body_bytes: 1024 * 1024,
-        max_json_depth: 64,
-        route_cache_bytes: callflowd::routing::cache::DEFAULT_BUDGET_BYTES,
-        admin_password: Some(ADMIN_PASSWORD.into()),
-    }
+    let mut args = ServeArgs::ephemeral(&database_url).expect("default serve arguments");
+    args.admin_password = Some(ADMIN_PASSWORD.into());
+    args
 }
 
 pub struct TestApp {
