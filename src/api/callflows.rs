@@ -92,6 +92,22 @@ fn validate_callflow(
     Ok(public)
 }
 
+/// Schema validation and pattern compilation are CPU work proportional to the body (up to the
+/// size limit, thousands of patterns): keep them off the async workers.
+async fn validate_off_runtime(
+    state: &AppState,
+    account: &Account,
+    data: Map<String, Value>,
+) -> ApiResult<Map<String, Value>> {
+    let (state, account) = (state.clone(), account.clone());
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        span.in_scope(|| validate_callflow(&state, &account, &data))
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
 fn request_object(ctx: &ReqCtx) -> ApiResult<Map<String, Value>> {
     match &ctx.data {
         Value::Object(m) => Ok(m.clone()),
@@ -191,7 +207,7 @@ async fn create(State(state): State<AppState>, scope: AccountScope) -> ApiResult
         return Err(ApiError::conflict());
     }
     let data = request_object(&scope.ctx)?;
-    let public = validate_callflow(&state, &scope.account, &data)?;
+    let public = validate_off_runtime(&state, &scope.account, data.clone()).await?;
     let id = ["_id", "id"]
         .iter()
         .find_map(|k| {
@@ -270,7 +286,7 @@ async fn replace(
     scope: AccountScope,
 ) -> ApiResult<Reply> {
     let data = request_object(&scope.ctx)?;
-    let public = validate_callflow(&state, &scope.account, &data)?;
+    let public = validate_off_runtime(&state, &scope.account, data.clone()).await?;
     let stored = live_callflow(state.store.get_callflow(&scope.account.id, &id).await?, &id)?;
     check_if_match(&scope.ctx, &stored.rev)?;
     save_update(&state, &scope, stored, public).await
@@ -307,7 +323,7 @@ async fn patch(
     };
     check_if_match(&scope.ctx, &stored.rev)?;
     let merged = cf::merge_patch(&cf::public_part(&stored.doc), &cf::public_part(&data));
-    let public = validate_callflow(&state, &scope.account, &merged)?;
+    let public = validate_off_runtime(&state, &scope.account, merged).await?;
     // Kazoo patches any document type, then refuses to save one that is not a callflow.
     let stored = live_callflow(Some(stored), &id)?;
     save_update(&state, &scope, stored, public).await
