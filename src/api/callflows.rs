@@ -362,7 +362,7 @@ async fn remove(
 async fn list(State(state): State<AppState>, scope: AccountScope) -> ApiResult<Reply> {
     let account_id = scope.account.id.clone();
     // Better than Kazoo: `?number=N` lists the callflows holding N (as dialled or normalised).
-    if let Some(number) = scope.ctx.query.get("number") {
+    if let Some(number) = scope.ctx.query("number") {
         let plan = dial_plan(&Value::Object(scope.account.doc.clone()));
         let mut found = state
             .store

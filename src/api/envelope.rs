@@ -9,7 +9,6 @@
 //! adds the request-wide keys, pretty-prints or wraps JSONP on request, and sets `X-Request-ID`,
 //! `ETag` (with `If-None-Match` -> 304), and CORS headers.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -108,7 +107,6 @@ pub struct ReqCtx {
     pub data: Value,
     /// The other top-level envelope keys (normalised).
     pub envelope: Map<String, Value>,
-    pub query: HashMap<String, String>,
     /// Query parameters in request order (filters are ANDed in this order).
     pub query_pairs: Vec<(String, String)>,
     pub auth_token: Option<String>,
@@ -118,13 +116,22 @@ pub struct ReqCtx {
 }
 
 impl ReqCtx {
+    /// A query-string parameter (the last one when repeated).
+    pub fn query(&self, key: &str) -> Option<&str> {
+        self.query_pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Kazoo's request option lookup: `data`, then the query string, then the envelope.
     pub fn option(&self, key: &str) -> Option<Value> {
         if let Some(v) = self.data.as_object().and_then(|d| d.get(key)) {
             return Some(v.clone());
         }
-        if let Some(v) = self.query.get(key) {
-            return Some(Value::String(v.clone()));
+        if let Some(v) = self.query(key) {
+            return Some(Value::String(v.to_string()));
         }
         self.envelope.get(key).cloned()
     }
@@ -349,7 +356,6 @@ fn parse_request(
                 .collect()
         })
         .unwrap_or_default();
-    let query: HashMap<String, String> = query_pairs.iter().cloned().collect();
 
     let content_type = parts
         .headers
@@ -398,7 +404,6 @@ fn parse_request(
         request_id: request_id.to_string(),
         data,
         envelope,
-        query,
         query_pairs,
         auth_token: None,
         headers,

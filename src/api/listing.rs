@@ -49,13 +49,10 @@ impl Page {
             Value::Null => None,
             other => Some(other.to_string()),
         });
-        let q = |k: &str| ctx.query.get(k).map(|v| v.eq_ignore_ascii_case("true"));
-        let descending = q("descending") == Some(true)
-            || ctx
-                .query
-                .get("ascending")
-                .map(|v| v.eq_ignore_ascii_case("false"))
-                == Some(true);
+        // Only the query string sets the direction (Kazoo ignores data and envelope here).
+        let is =
+            |k: &str, want: &str| ctx.query(k).map(|v| v.eq_ignore_ascii_case(want)) == Some(true);
+        let descending = is("descending", "true") || is("ascending", "false");
         Ok(Self {
             paginate,
             page_size,

@@ -84,8 +84,8 @@ pub async fn resolve(
 
 #[tracing::instrument(skip_all, fields(account_id = %scope.account.id))]
 async fn lookup(State(state): State<AppState>, scope: AccountScope) -> ApiResult<Reply> {
-    let number = match scope.ctx.query.get("number") {
-        Some(n) if !n.is_empty() => n.clone(),
+    let number = match scope.ctx.query("number") {
+        Some(n) if !n.is_empty() => n,
         _ => {
             return Err(ApiError::invalid_field(
                 SchemaError::at("number", "required", "Field is required but missing")
@@ -98,12 +98,12 @@ async fn lookup(State(state): State<AppState>, scope: AccountScope) -> ApiResult
         &state.routes,
         state.store.as_ref(),
         &scope.account.id,
-        &number,
+        number,
         allow_no_match,
     )
     .await?
     {
         Some(data) => Ok(Reply::ok(data)),
-        None => Err(ApiError::bad_identifier(&number)),
+        None => Err(ApiError::bad_identifier(number)),
     }
 }

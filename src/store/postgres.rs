@@ -137,11 +137,6 @@ impl PgStore {
         url.set_path(&format!("/{name}"));
         Ok(url.to_string())
     }
-
-    /// The pool, for callers that need PostgreSQL-only features (LISTEN/NOTIFY).
-    pub fn pool(&self) -> &PgPool {
-        &self.read
-    }
 }
 
 impl_sql_store!(PgStore, sqlx::Postgres, json_agg: "json_agg({})::text", |pool| pool.begin().await);
