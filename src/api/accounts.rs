@@ -7,7 +7,7 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 
 use crate::accounts::{new_account, NewAccount};
-use crate::schema::{SchemaError, SchemaErrors};
+use crate::schema::SchemaError;
 use crate::store::Account;
 
 use super::envelope::Reply;
@@ -48,65 +48,9 @@ async fn fetch(scope: AccountScope) -> ApiResult<Reply> {
 /// only a hash is stored.
 #[tracing::instrument(skip_all, fields(parent = %scope.account.id))]
 async fn create_child(State(state): State<AppState>, scope: AccountScope) -> ApiResult<Reply> {
-    let data = scope.ctx.data.as_object().cloned().unwrap_or_default();
-    let mut errors = SchemaErrors::default();
-    let name = match data.get("name") {
-        Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= 128 => Some(s.clone()),
-        Some(Value::String(s)) => {
-            let (rule, msg, target) = if s.is_empty() {
-                ("minLength", "String must be at least 1 characters", 1)
-            } else {
-                (
-                    "maxLength",
-                    "String must not be more than 128 characters",
-                    128,
-                )
-            };
-            errors.push(
-                SchemaError::at("name", rule, msg)
-                    .with("target", json!(target))
-                    .with("value", json!(s)),
-            );
-            None
-        }
-        Some(other) => {
-            errors.push(
-                SchemaError::at("name", "type", "Value did not match type(s): string")
-                    .with("target", json!("string"))
-                    .with("value", other.clone()),
-            );
-            None
-        }
-        None => {
-            errors.push(
-                SchemaError::at("name", "required", "Field is required but missing")
-                    .with("value", json!("name")),
-            );
-            None
-        }
-    };
-    let realm = match data.get("realm") {
-        None => None,
-        Some(Value::String(r))
-            if r.len() >= 4
-                && r.len() <= 253
-                && r.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) =>
-        {
-            Some(r.clone())
-        }
-        Some(other) => {
-            errors.push(
-                SchemaError::at("realm", "pattern", "Failed to match pattern '^[.\\w_-]+$'")
-                    .with("target", json!("^[.\\w_-]+$"))
-                    .with("value", other.clone()),
-            );
-            None
-        }
-    };
-    if !errors.is_empty() {
-        return Err(errors.into());
-    }
+    let data = super::validated_data(&state, "accounts", &scope.ctx.data)?;
+    let field = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_string);
+    let (name, realm) = (field("name"), field("realm"));
     let mut tree = scope.account.tree.clone();
     tree.push(scope.account.id.clone());
     let doc: Map<String, Value> = data

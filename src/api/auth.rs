@@ -7,7 +7,6 @@ use serde_json::{json, Map, Value};
 
 use crate::auth::{dummy_hash, verify_secret, API_KEY_PREFIX_LEN};
 use crate::domain::numbers::search_key;
-use crate::schema::{SchemaError, SchemaErrors};
 use crate::store::Account;
 
 use super::envelope::Reply;
@@ -20,51 +19,6 @@ pub fn router() -> Router<AppState> {
         .route("/v2/user_auth", put(user_auth))
         .route("/v2/api_auth", put(api_auth))
         .route("/v2/token_auth", get(token_info))
-}
-
-fn string_field(
-    data: &Map<String, Value>,
-    key: &str,
-    min: usize,
-    max: usize,
-    errors: &mut SchemaErrors,
-) -> Option<String> {
-    match data.get(key) {
-        None => None,
-        Some(Value::String(s)) => {
-            let len = s.chars().count();
-            if len < min {
-                errors.push(
-                    SchemaError::at(
-                        key,
-                        "minLength",
-                        format!("String must be at least {min} characters"),
-                    )
-                    .with("target", json!(min))
-                    .with("value", json!(s)),
-                );
-            } else if len > max {
-                errors.push(
-                    SchemaError::at(
-                        key,
-                        "maxLength",
-                        format!("String must not be more than {max} characters"),
-                    )
-                    .with("target", json!(max))
-                    .with("value", json!(s)),
-                );
-            }
-            Some(s.clone())
-        }
-        Some(other) => {
-            errors.push(
-                SchemaError::at(key, "type", "Value did not match type(s): string")
-                    .with("target", json!("string"))
-                    .with("value", other.clone()),
-            );
-            None
-        }
-    }
 }
 
 /// The account summary Kazoo returns on login.
@@ -95,34 +49,12 @@ fn login_data(account: &Account, owner_id: Option<&str>) -> Value {
 
 #[tracing::instrument(skip_all)]
 async fn user_auth(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Reply> {
-    let data = ctx.data.as_object().cloned().unwrap_or_default();
-    let mut errors = SchemaErrors::default();
-    let credentials = string_field(&data, "credentials", 1, 64, &mut errors);
-    let realm = string_field(&data, "account_realm", 4, 253, &mut errors)
-        .or_else(|| string_field(&data, "realm", 4, 253, &mut errors));
-    let name = string_field(&data, "account_name", 1, 128, &mut errors);
-    if credentials.is_none() {
-        errors.push(
-            SchemaError::at("credentials", "required", "Field is required but missing")
-                .with("value", json!("credentials")),
-        );
-    }
-    let method = data.get("method").and_then(Value::as_str).unwrap_or("md5");
-    if !matches!(method, "md5" | "sha") {
-        errors.push(
-            SchemaError::at(
-                "method",
-                "enum",
-                "Value not found in enumerated list of values",
-            )
-            .with("target", json!(["md5", "sha"]))
-            .with("value", json!(method)),
-        );
-    }
-    if !errors.is_empty() {
-        return Err(errors.into());
-    }
-    let credentials = credentials.unwrap_or_default();
+    let data = super::validated_data(&state, "user_auth", &ctx.data)?;
+    let field = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_string);
+    let credentials = field("credentials").unwrap_or_default();
+    let realm = field("account_realm").or_else(|| field("realm"));
+    let name = field("account_name");
+    let method = field("method").unwrap_or_else(|| "md5".into());
 
     let mut accounts = Vec::new();
     if let Some(realm) = &realm {
@@ -169,29 +101,12 @@ async fn user_auth(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Re
 
 #[tracing::instrument(skip_all)]
 async fn api_auth(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Reply> {
-    let data = ctx.data.as_object().cloned().unwrap_or_default();
-    let mut errors = SchemaErrors::default();
-    let key = string_field(&data, "api_key", 64, 64, &mut errors);
-    if key.is_none() && errors.is_empty() {
-        errors.push(
-            SchemaError::at("api_key", "required", "Field is required but missing")
-                .with("value", json!("api_key")),
-        );
-    }
-    for extra in data.keys().filter(|k| k.as_str() != "api_key") {
-        errors.push(
-            SchemaError::at(
-                extra,
-                "additionalProperties",
-                "Strict checking of data is enabled; only include schema-defined properties",
-            )
-            .with("value", data[extra.as_str()].clone()),
-        );
-    }
-    if !errors.is_empty() {
-        return Err(errors.into());
-    }
-    let key = key.unwrap_or_default();
+    let data = super::validated_data(&state, "api_auth", &ctx.data)?;
+    let key = data
+        .get("api_key")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let prefix: String = key.chars().take(API_KEY_PREFIX_LEN).collect();
     let candidates = state.store.api_key_candidates(&prefix).await?;
     let probe = key.clone();

@@ -103,6 +103,22 @@ async fn metrics() -> axum::response::Response {
     ))
 }
 
+/// A request's `data` checked against one of our schemas (defaults applied), as an object.
+pub(crate) fn validated_data(
+    state: &AppState,
+    schema: &str,
+    data: &serde_json::Value,
+) -> ApiResult<serde_json::Map<String, serde_json::Value>> {
+    let mut value = data.clone();
+    state.schemas.validate(schema, &mut value)?;
+    match value {
+        serde_json::Value::Object(map) => Ok(map),
+        _ => Err(ApiError::internal(format!(
+            "schema {schema} accepted a non-object"
+        ))),
+    }
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found()
 }
