@@ -519,6 +519,7 @@ async fn write(
         deleted: false,
         op: ChangeOp::Create,
         request_id: "bench".into(),
+        max_account_patterns: None,
     };
     store.write_callflow(&w).await.expect("write");
 }

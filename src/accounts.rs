@@ -34,19 +34,20 @@ pub async fn new_account(store: &dyn Store, new: NewAccount) -> StoreResult<Crea
     let key = api_key.clone();
     let admin = new.admin.clone();
     // argon2 is deliberately slow: keep it off the async workers.
-    let (key_hash, user_hashes) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let key_hash = hash_secret(&key)?;
-        let user_hashes = match admin {
-            Some((user, pass)) => Some((
-                hash_secret(&md5_credentials(&user, &pass))?,
-                hash_secret(&sha1_credentials(&user, &pass))?,
-            )),
-            None => None,
-        };
-        Ok((key_hash, user_hashes))
-    })
-    .await
-    .map_err(|e| StoreError::Other(e.into()))??;
+    let (key_hash, user_hashes) = crate::auth::hasher::pool()
+        .run(move || -> anyhow::Result<_> {
+            let key_hash = hash_secret(&key)?;
+            let user_hashes = match admin {
+                Some((user, pass)) => Some((
+                    hash_secret(&md5_credentials(&user, &pass))?,
+                    hash_secret(&sha1_credentials(&user, &pass))?,
+                )),
+                None => None,
+            };
+            Ok((key_hash, user_hashes))
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.into()))??;
 
     let id = crate::domain::new_id();
     let mut doc = new.doc;

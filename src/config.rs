@@ -1,8 +1,9 @@
 //! Command line and environment: one clap tree. Every option also reads a `CALLFLOWD_*`
 //! variable.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -74,6 +75,73 @@ pub struct ServeArgs {
     /// Memory budget for cached routing snapshots, in bytes; least used accounts are evicted.
     #[arg(long, env = "CALLFLOWD_ROUTE_CACHE_BYTES", default_value_t = crate::routing::cache::DEFAULT_BUDGET_BYTES)]
     pub route_cache_bytes: u64,
+    /// Most client connections open at once (lowered to fit the open-files limit). When full,
+    /// a new connection replaces the oldest one that is not serving a request.
+    #[arg(long, env = "CALLFLOWD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Time allowed for a request's head once its first byte arrived (slow clients are cut).
+    #[arg(long, env = "CALLFLOWD_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// Time a keep-alive connection may stay open with no request in progress.
+    #[arg(long, env = "CALLFLOWD_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// Time allowed for reading a request body (answered 408 past it).
+    #[arg(long, env = "CALLFLOWD_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
+    /// On SIGTERM/SIGINT: time in-flight requests get to finish before the process exits.
+    #[arg(long, env = "CALLFLOWD_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Threads that check passwords and API keys (argon2, 19 MiB each); default: one per core.
+    /// Checks beyond what they can queue are answered 429.
+    #[arg(long, env = "CALLFLOWD_HASH_WORKERS")]
+    pub hash_workers: Option<usize>,
+    /// Login token bucket per client address and account, Kazoo's shape: bucket size...
+    #[arg(long, env = "CALLFLOWD_LOGIN_BUCKET_SIZE", default_value_t = 100)]
+    pub login_bucket_size: u32,
+    /// ...tokens added back per second...
+    #[arg(long, env = "CALLFLOWD_LOGIN_BUCKET_RATE", default_value_t = 10)]
+    pub login_bucket_rate: u32,
+    /// ...and what one `user_auth`/`api_auth` attempt costs (Kazoo's `user_auth_tokens`).
+    #[arg(long, env = "CALLFLOWD_LOGIN_COST", default_value_t = 35)]
+    pub login_cost: u32,
+    /// Failed logins allowed per client address before it must slow down (refilled at one
+    /// per second), whatever account it tries.
+    #[arg(
+        long,
+        env = "CALLFLOWD_LOGIN_FAILURES_PER_ADDRESS",
+        default_value_t = 30
+    )]
+    pub login_failures_per_address: u32,
+    /// Addresses of reverse proxies whose `X-Forwarded-For` names the real client (Kazoo's
+    /// default trusts the local host). Comma-separated.
+    #[arg(
+        long,
+        env = "CALLFLOWD_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = "127.0.0.1,::1"
+    )]
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Most numbers one callflow may hold.
+    #[arg(
+        long,
+        env = "CALLFLOWD_MAX_NUMBERS_PER_CALLFLOW",
+        default_value_t = 10_000
+    )]
+    pub max_numbers_per_callflow: usize,
+    /// Most patterns one callflow may hold.
+    #[arg(
+        long,
+        env = "CALLFLOWD_MAX_PATTERNS_PER_CALLFLOW",
+        default_value_t = 1_000
+    )]
+    pub max_patterns_per_callflow: usize,
+    /// Most patterns one account may hold across its callflows.
+    #[arg(
+        long,
+        env = "CALLFLOWD_MAX_PATTERNS_PER_ACCOUNT",
+        default_value_t = 2_000
+    )]
+    pub max_patterns_per_account: usize,
     /// Password of the admin user created on first start (default: generated and printed).
     #[arg(long, env = "CALLFLOWD_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,

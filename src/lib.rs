@@ -15,6 +15,8 @@ pub mod domain;
 pub mod routing;
 /// Schema registry and the Kazoo validation dialect.
 pub mod schema;
+/// The HTTP server loop: connection budget, timeouts, bounded shutdown.
+pub mod server;
 /// Service assembly and lifecycle.
 pub mod startup;
 /// Persistence backends behind one trait.

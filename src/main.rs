@@ -1,6 +1,9 @@
 //! Binary entry point: parse the command line, set up logging, dispatch.
 #![forbid(unsafe_code)]
 
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
 use anyhow::Context;
 use clap::Parser;
 use serde_json::json;
@@ -26,10 +29,37 @@ async fn main() -> anyhow::Result<()> {
             }
             tracing::info!(addr = %app.local_addr()?, database = %args.store.database_url, "callflowd listening");
             let store = app.state.store.clone();
-            app.run_until_stopped(shutdown_signal()).await?;
-            // In-flight requests are done; close the database cleanly (SQLite checkpoints).
-            store.close().await;
+            let grace = args.shutdown_grace;
+            let stop_requested = Arc::new(OnceLock::<Instant>::new());
+            let requested = stop_requested.clone();
+            let stop = async move {
+                shutdown_signal().await;
+                let _ = requested.set(Instant::now());
+                // Whatever happens next (a store that never answers, a stuck blocking task),
+                // the process is gone just after the grace period.
+                let limit = grace + Duration::from_millis(500);
+                std::thread::spawn(move || {
+                    std::thread::sleep(limit);
+                    eprintln!(
+                        "callflowd: still running {limit:?} after the stop request; exiting now"
+                    );
+                    std::process::exit(1);
+                });
+            };
+            app.run_until_stopped(stop).await?;
+            // In-flight requests are done (or their grace is over); close the database cleanly
+            // (SQLite checkpoints) with what is left of the grace period.
+            let since = stop_requested
+                .get()
+                .map(Instant::elapsed)
+                .unwrap_or_default();
+            let left = grace.saturating_sub(since).max(Duration::from_millis(100));
+            if tokio::time::timeout(left, store.close()).await.is_err() {
+                tracing::warn!("the store did not close within the grace period; exiting anyway");
+            }
             tracing::info!("stopped");
+            // Do not wait for stuck background work (a write blocked on a locked store).
+            std::process::exit(0);
         }
         Command::CreateAccount(args) => {
             let store = callflowd::store::open(&args.store.database_url)

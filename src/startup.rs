@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::accounts::{new_account, NewAccount};
 use crate::api::{self, ApiConfig, AppState};
+use crate::auth::throttle::{LoginThrottle, ThrottleConfig};
 use crate::auth::{random_hex, TokenSigner};
 use crate::config::ServeArgs;
 use crate::schema::SchemaSet;
@@ -28,6 +29,7 @@ pub struct Bootstrap {
 
 pub struct App {
     listener: TcpListener,
+    limits: crate::server::ServerLimits,
     router: axum::Router,
     pub state: AppState,
     pub bootstrap: Option<Bootstrap>,
@@ -36,6 +38,9 @@ pub struct App {
 /// The application state for a store and settings (also used by tests and benches).
 pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<AppState> {
     crate::telemetry::metrics_handle();
+    if let Some(workers) = args.hash_workers {
+        crate::auth::hasher::configure(workers);
+    }
     let schemas = match &args.schemas_dir {
         Some(dir) => SchemaSet::with_overrides(dir)
             .with_context(|| format!("loading schemas from {}", dir.display()))?,
@@ -45,6 +50,11 @@ pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<Ap
     let config = ApiConfig {
         max_body_bytes: args.max_body_bytes,
         max_json_depth: args.max_json_depth,
+        body_timeout: args.body_timeout,
+        trusted_proxies: args.trusted_proxies.clone(),
+        max_numbers_per_callflow: args.max_numbers_per_callflow,
+        max_patterns_per_callflow: args.max_patterns_per_callflow,
+        max_patterns_per_account: args.max_patterns_per_account,
         ..ApiConfig::default()
     };
     let routes = Arc::new(crate::routing::RouteCache::new(
@@ -59,6 +69,12 @@ pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<Ap
         store,
         schemas,
         signer: TokenSigner::new(&secret, args.token_ttl),
+        throttle: Arc::new(LoginThrottle::new(ThrottleConfig {
+            size: args.login_bucket_size,
+            rate: args.login_bucket_rate,
+            cost: args.login_cost,
+            failures_per_address: args.login_failures_per_address,
+        })),
         config: Arc::new(config),
     })
 }
@@ -127,8 +143,15 @@ impl App {
         let listener = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;
+        let limits = crate::server::ServerLimits {
+            max_connections: crate::server::connection_budget(args.max_connections),
+            header_timeout: args.header_timeout,
+            idle_timeout: args.idle_timeout,
+            shutdown_grace: args.shutdown_grace,
+        };
         Ok(Self {
             listener,
+            limits,
             router: api::router(state.clone()),
             state,
             bootstrap,
@@ -139,18 +162,13 @@ impl App {
         self.listener.local_addr()
     }
 
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish for at most the
+    /// grace period.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await?;
-        Ok(())
+        crate::server::serve(self.listener, self.router, self.limits, shutdown).await
     }
 }
 

@@ -48,7 +48,7 @@ async fn fetch(scope: AccountScope) -> ApiResult<Reply> {
 /// only a hash is stored.
 #[tracing::instrument(skip_all, fields(parent = %scope.account.id))]
 async fn create_child(State(state): State<AppState>, scope: AccountScope) -> ApiResult<Reply> {
-    let data = super::validated_data(&state, "accounts", &scope.ctx.data)?;
+    let data = super::validated_data(&state, "accounts", &scope.ctx.data).await?;
     let field = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_string);
     let (name, realm) = (field("name"), field("realm"));
     let mut tree = scope.account.tree.clone();

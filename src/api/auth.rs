@@ -9,7 +9,7 @@ use crate::auth::{dummy_hash, verify_secret, API_KEY_PREFIX_LEN};
 use crate::domain::numbers::search_key;
 use crate::store::Account;
 
-use super::envelope::Reply;
+use super::envelope::{Reply, ReqCtx};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Authenticated, Ctx};
 use super::AppState;
@@ -19,6 +19,27 @@ pub fn router() -> Router<AppState> {
         .route("/v2/user_auth", put(user_auth))
         .route("/v2/api_auth", put(api_auth))
         .route("/v2/token_auth", get(token_info))
+}
+
+/// Charges a login attempt to the client's token bucket (429 when it is empty). Requests that
+/// did not come through a socket (the router embedded in-process) have no address and are
+/// not throttled.
+fn throttle(state: &AppState, ctx: &ReqCtx, target: &str) -> ApiResult<()> {
+    let Some(ip) = ctx.client_ip else {
+        return Ok(());
+    };
+    state.throttle.attempt(ip, target).map_err(|wait| {
+        metrics::counter!("callflowd_logins_throttled_total").increment(1);
+        tracing::info!(client = %ip, wait, "login throttled");
+        ApiError::too_many_requests(wait)
+    })
+}
+
+fn failed(state: &AppState, ctx: &ReqCtx) {
+    metrics::counter!("callflowd_logins_failed_total").increment(1);
+    if let Some(ip) = ctx.client_ip {
+        state.throttle.failed(ip);
+    }
 }
 
 /// The account summary Kazoo returns on login.
@@ -49,12 +70,19 @@ fn login_data(account: &Account, owner_id: Option<&str>) -> Value {
 
 #[tracing::instrument(skip_all)]
 async fn user_auth(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Reply> {
-    let data = super::validated_data(&state, "user_auth", &ctx.data)?;
+    let data = super::validated_data(&state, "user_auth", &ctx.data).await?;
     let field = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_string);
     let credentials = field("credentials").unwrap_or_default();
     let realm = field("account_realm").or_else(|| field("realm"));
     let name = field("account_name");
     let method = field("method").unwrap_or_else(|| "md5".into());
+
+    let target = realm
+        .as_deref()
+        .or(name.as_deref())
+        .map(search_key)
+        .unwrap_or_default();
+    throttle(&state, &ctx, &target)?;
 
     let mut accounts = Vec::new();
     if let Some(realm) = &realm {
@@ -72,23 +100,25 @@ async fn user_auth(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Re
         }
     }
     let sha = method == "sha";
-    let found = tokio::task::spawn_blocking(move || {
-        if candidates.is_empty() {
-            // Same cost as a real check, so a miss does not reveal that nobody matched.
-            verify_secret(&credentials, dummy_hash());
-            return None;
-        }
-        candidates.into_iter().find(|(_, user)| {
-            verify_secret(
-                &credentials,
-                if sha { &user.sha1_hash } else { &user.md5_hash },
-            )
+    let found = crate::auth::hasher::pool()
+        .run(move || {
+            if candidates.is_empty() {
+                // Same cost as a real check, so a miss does not reveal that nobody matched.
+                verify_secret(&credentials, dummy_hash());
+                return None;
+            }
+            candidates.into_iter().find(|(_, user)| {
+                verify_secret(
+                    &credentials,
+                    if sha { &user.sha1_hash } else { &user.md5_hash },
+                )
+            })
         })
-    })
-    .await
-    .map_err(ApiError::internal)?;
+        .await
+        .map_err(|_| ApiError::too_many_requests(1))?;
     let Some((account, user)) = found else {
         tracing::debug!("user_auth rejected: no matching enabled user");
+        failed(&state, &ctx);
         return Err(ApiError::invalid_credentials());
     };
     let (token, _) = state
@@ -101,28 +131,31 @@ async fn user_auth(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Re
 
 #[tracing::instrument(skip_all)]
 async fn api_auth(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Reply> {
-    let data = super::validated_data(&state, "api_auth", &ctx.data)?;
+    let data = super::validated_data(&state, "api_auth", &ctx.data).await?;
     let key = data
         .get("api_key")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
+    throttle(&state, &ctx, "api_auth")?;
     let prefix: String = key.chars().take(API_KEY_PREFIX_LEN).collect();
     let candidates = state.store.api_key_candidates(&prefix).await?;
     let probe = key.clone();
-    let found = tokio::task::spawn_blocking(move || {
-        if candidates.is_empty() {
-            verify_secret(&probe, dummy_hash());
-            return None;
-        }
-        candidates
-            .into_iter()
-            .find(|(_, hash)| verify_secret(&probe, hash))
-            .map(|(a, _)| a)
-    })
-    .await
-    .map_err(ApiError::internal)?;
+    let found = crate::auth::hasher::pool()
+        .run(move || {
+            if candidates.is_empty() {
+                verify_secret(&probe, dummy_hash());
+                return None;
+            }
+            candidates
+                .into_iter()
+                .find(|(_, hash)| verify_secret(&probe, hash))
+                .map(|(a, _)| a)
+        })
+        .await
+        .map_err(|_| ApiError::too_many_requests(1))?;
     let Some(account) = found else {
+        failed(&state, &ctx);
         return Err(ApiError::new(
             axum::http::StatusCode::NOT_FOUND,
             "bad identifier",

@@ -60,6 +60,7 @@ fn validate_callflow(
     data: &Map<String, Value>,
 ) -> ApiResult<Map<String, Value>> {
     let mut public = cf::public_part(data);
+    check_list_limits(&state.config, &public)?;
     cf::precheck_numbers(&mut public, &dial_plan(&Value::Object(account.doc.clone())))?;
     if !state.schemas.contains("callflows") {
         return Err(ApiError::schema_missing("callflows"));
@@ -92,6 +93,34 @@ fn validate_callflow(
     Ok(public)
 }
 
+/// The configured caps on numbers and patterns per callflow (Kazoo has none; a callflow with
+/// 50,000 numbers is a mistake or an attack, and costs every later lookup and save).
+fn check_list_limits(config: &super::ApiConfig, doc: &Map<String, Value>) -> ApiResult<()> {
+    let mut errors = SchemaErrors::default();
+    for (field, limit) in [
+        ("numbers", config.max_numbers_per_callflow),
+        ("patterns", config.max_patterns_per_callflow),
+    ] {
+        if let Some(Value::Array(items)) = doc.get(field) {
+            if items.len() > limit {
+                errors.push(
+                    SchemaError::at(
+                        field,
+                        "maxItems",
+                        format!("The list is more than {limit} items"),
+                    )
+                    .with("target", json!(limit)),
+                );
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.into())
+    }
+}
+
 /// Schema validation and pattern compilation are CPU work proportional to the body (up to the
 /// size limit, thousands of patterns): keep them off the async workers.
 async fn validate_off_runtime(
@@ -100,12 +129,7 @@ async fn validate_off_runtime(
     data: Map<String, Value>,
 ) -> ApiResult<Map<String, Value>> {
     let (state, account) = (state.clone(), account.clone());
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || {
-        span.in_scope(|| validate_callflow(&state, &account, &data))
-    })
-    .await
-    .map_err(ApiError::internal)?
+    super::offload(move || validate_callflow(&state, &account, &data)).await?
 }
 
 fn request_object(ctx: &ReqCtx) -> ApiResult<Map<String, Value>> {
@@ -183,10 +207,12 @@ fn write_for(
         deleted,
         op,
         request_id: scope.ctx.request_id.clone(),
+        max_account_patterns: None,
     }
 }
 
-async fn commit(state: &AppState, write: CallflowWrite) -> ApiResult<CallflowWrite> {
+async fn commit(state: &AppState, mut write: CallflowWrite) -> ApiResult<CallflowWrite> {
+    write.max_account_patterns = Some(state.config.max_patterns_per_account);
     state.store.write_callflow(&write).await?;
     refresh_routes(state, &write.account_id, &write.id).await;
     Ok(write)

@@ -9,11 +9,12 @@
 //! adds the request-wide keys, pretty-prints or wraps JSONP on request, and sets `X-Request-ID`,
 //! `ETag` (with `If-None-Match` -> 304), and CORS headers.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -111,6 +112,9 @@ pub struct ReqCtx {
     pub query_pairs: Vec<(String, String)>,
     pub auth_token: Option<String>,
     pub headers: HeaderMap,
+    /// The client's address: the peer, or what a trusted proxy's `X-Forwarded-For` names
+    /// (`None` when the request did not come through a socket, as in in-process tests).
+    pub client_ip: Option<IpAddr>,
     /// Set once a token was accepted, so `version` is added to the reply.
     pub authenticated: AtomicBool,
 }
@@ -226,20 +230,39 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         Err(e) => return finish(e.status, envelope_of(&e), None, HeaderMap::new(), &method),
     }
 
-    let bytes = match axum::body::to_bytes(body, state.config.max_body_bytes).await {
-        Ok(b) => b,
+    let too_large = || {
+        ApiError::invalid_field(
+            SchemaError::at(
+                "file",
+                "maxSize",
+                format!(
+                    "Payload or Files must not be more than {} bytes",
+                    state.config.max_body_bytes
+                ),
+            )
+            .with("target", json!(state.config.max_body_bytes)),
+        )
+    };
+    // A declared length over the limit is refused before a byte of the body is read (the
+    // connection then closes instead of waiting for gigabytes).
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.config.max_body_bytes as u64) {
+        let e = too_large();
+        return finish(e.status, envelope_of(&e), None, HeaderMap::new(), &method);
+    }
+    let read = axum::body::to_bytes(body, state.config.max_body_bytes);
+    let bytes = match tokio::time::timeout(state.config.body_timeout, read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            let e = too_large();
+            return finish(e.status, envelope_of(&e), None, HeaderMap::new(), &method);
+        }
         Err(_) => {
-            let e = ApiError::invalid_field(
-                SchemaError::at(
-                    "file",
-                    "maxSize",
-                    format!(
-                        "Payload or Files must not be more than {} bytes",
-                        state.config.max_body_bytes
-                    ),
-                )
-                .with("target", json!(state.config.max_body_bytes)),
-            );
+            let e = ApiError::request_timeout();
             return finish(e.status, envelope_of(&e), None, HeaderMap::new(), &method);
         }
     };
@@ -249,9 +272,16 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         Err(e) => return finish(e.status, envelope_of(&e), None, HeaderMap::new(), &method),
     };
 
-    // Verb tunnelling: `verb` in data, query string or envelope replaces the method.
+    // Verb tunnelling: `verb` in data, query string or envelope replaces the method, but only
+    // on a real POST. Kazoo writes only for real PUT/POST/PATCH/DELETE; a GET or HEAD (a link,
+    // a prefetcher, a replayed access log) must never change anything, whatever it carries.
     let mut effective = method.clone();
-    if let Some(Value::String(verb)) = ctx.option("verb") {
+    let tunnel = if method == Method::POST {
+        ctx.option("verb")
+    } else {
+        None
+    };
+    if let Some(Value::String(verb)) = tunnel {
         match Method::from_bytes(verb.to_ascii_uppercase().as_bytes()) {
             Ok(m) => effective = m,
             Err(_) => {
@@ -399,8 +429,13 @@ fn parse_request(
         }
     };
 
+    if let Some(e) = nul_in_request(parts, &query_pairs, &data, &envelope) {
+        return Err(e);
+    }
+    let client_ip = client_address(parts, &state.config.trusted_proxies);
     let headers = parts.headers.clone();
     let mut ctx = ReqCtx {
+        client_ip,
         request_id: request_id.to_string(),
         data,
         envelope,
@@ -411,6 +446,99 @@ fn parse_request(
     };
     ctx.auth_token = find_token(&ctx);
     Ok(ctx)
+}
+
+/// The peer address, or the client a trusted proxy names: the right-most `X-Forwarded-For`
+/// entry that is not itself a trusted proxy (entries to its left are client-supplied).
+fn client_address(parts: &axum::http::request::Parts, trusted: &[IpAddr]) -> Option<IpAddr> {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())?;
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in forwarded.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if trusted.contains(&ip) => continue,
+            Ok(ip) => return Some(ip),
+            Err(_) => break,
+        }
+    }
+    Some(peer)
+}
+
+/// U+0000 cannot be stored (PostgreSQL's text type refuses it) and is never meaningful in a
+/// callflow, a name or a query: refused up front, the same way on every store, naming where it
+/// was found.
+fn nul_in_request(
+    parts: &axum::http::request::Parts,
+    query: &[(String, String)],
+    data: &Value,
+    envelope: &Map<String, Value>,
+) -> Option<ApiError> {
+    let nul = |field: String| {
+        Some(ApiError::invalid_field(
+            SchemaError::at(&field, "invalid_characters", "NUL (U+0000) is not allowed")
+                .with("target", json!("no U+0000")),
+        ))
+    };
+    let path = parts.uri.path();
+    if path.contains("%00") || path.contains('\0') {
+        return nul("path".to_string());
+    }
+    for (k, v) in query {
+        if k.contains('\0') || v.contains('\0') {
+            return nul(k.replace('\0', "\\u0000"));
+        }
+    }
+    if let Some(at) = find_nul(data, "") {
+        return nul(at);
+    }
+    for (k, v) in envelope {
+        if k.contains('\0') {
+            return nul(k.replace('\0', "\\u0000"));
+        }
+        if let Some(at) = find_nul(v, k) {
+            return nul(at);
+        }
+    }
+    None
+}
+
+/// Dotted path of the first string or key holding U+0000.
+fn find_nul(value: &Value, at: &str) -> Option<String> {
+    match value {
+        Value::String(s) if s.contains('\0') => Some(at.to_string()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| find_nul(v, &join(at, &i.to_string()))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(join(at, &k.replace('\0', "\\u0000")))
+            } else {
+                find_nul(v, &join(at, k))
+            }
+        }),
+        _ => None,
+    }
+}
+
+fn join(at: &str, key: &str) -> String {
+    if at.is_empty() {
+        key.to_string()
+    } else {
+        format!("{at}.{key}")
+    }
 }
 
 /// Token lookup order: `X-Auth-Token`, the `auth_token` option, then `Authorization`.

@@ -19,6 +19,8 @@ pub struct ApiError {
     /// Kazoo's label (`validation error`, `bad_identifier`, `invalid_credentials`, ...).
     pub message: String,
     pub data: Option<Value>,
+    /// Seconds to send in `Retry-After` (429).
+    pub retry_after: Option<u64>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -29,6 +31,7 @@ impl ApiError {
             status,
             message: message.to_string(),
             data,
+            retry_after: None,
         }
     }
 
@@ -148,6 +151,26 @@ impl ApiError {
         )
     }
 
+    /// 408: the request body did not arrive in time.
+    pub fn request_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            Some(json!({"message": "the request body was not received in time"})),
+        )
+    }
+
+    /// 429: a token bucket is empty; `retry_after` seconds until it holds enough again.
+    pub fn too_many_requests(retry_after_secs: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            Some(json!({"message": "too many requests"})),
+        );
+        e.retry_after = Some(retry_after_secs.max(1));
+        e
+    }
+
     /// 500 for a missing schema (Kazoo's text, including the trailing dot).
     pub fn schema_missing(name: &str) -> Self {
         let message = format!("schema {name} not found.");
@@ -193,6 +216,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = self.status.into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
         response.extensions_mut().insert(Envelope {
             body: self.envelope(),
             etag: None,
@@ -232,6 +260,14 @@ impl From<StoreError> for ApiError {
                     .collect();
                 Self::validation(SchemaErrors(errors))
             }
+            StoreError::TooManyPatterns { limit } => Self::invalid_field(
+                SchemaError::at(
+                    "patterns",
+                    "maxItems",
+                    format!("The account may hold at most {limit} patterns"),
+                )
+                .with("target", json!(limit)),
+            ),
             StoreError::Unavailable(e) => {
                 tracing::error!(error = %e, "store unreachable");
                 Self::unavailable()

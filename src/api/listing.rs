@@ -85,6 +85,8 @@ pub fn decode_key(raw: &str) -> String {
                 .then(|| String::from_utf8(b[6..].to_vec()).ok())
                 .flatten()
         })
+        // A key that decodes to U+0000 could not be stored anyway: use the raw text.
+        .filter(|k| !k.contains('\0'))
         .unwrap_or_else(|| raw.to_string())
 }
 

@@ -33,6 +33,13 @@ use self::error::{ApiError, ApiResult};
 pub struct ApiConfig {
     pub max_body_bytes: usize,
     pub max_json_depth: usize,
+    /// Time allowed to read a request body.
+    pub body_timeout: std::time::Duration,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub max_numbers_per_callflow: usize,
+    pub max_patterns_per_callflow: usize,
+    pub max_patterns_per_account: usize,
     /// Kazoo's `node` envelope key: base64url(md5(node name)).
     pub node: String,
     pub version: String,
@@ -43,6 +50,14 @@ impl Default for ApiConfig {
         Self {
             max_body_bytes: 1024 * 1024,
             max_json_depth: 64,
+            body_timeout: std::time::Duration::from_secs(30),
+            trusted_proxies: vec![
+                std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::Ipv6Addr::LOCALHOST.into(),
+            ],
+            max_numbers_per_callflow: 10_000,
+            max_patterns_per_callflow: 1_000,
+            max_patterns_per_account: 2_000,
             node: node_id(&format!("callflowd@{}", hostname())),
             version: format!("callflowd-{}", env!("CARGO_PKG_VERSION")),
         }
@@ -68,6 +83,7 @@ pub struct AppState {
     pub schemas: SchemaSet,
     pub signer: TokenSigner,
     pub config: Arc<ApiConfig>,
+    pub throttle: Arc<crate::auth::throttle::LoginThrottle>,
 }
 
 /// The complete HTTP service.
@@ -104,13 +120,14 @@ async fn metrics() -> axum::response::Response {
 }
 
 /// A request's `data` checked against one of our schemas (defaults applied), as an object.
-pub(crate) fn validated_data(
+/// Runs off the async workers (see [`offload`]).
+pub(crate) async fn validated_data(
     state: &AppState,
-    schema: &str,
+    schema: &'static str,
     data: &serde_json::Value,
 ) -> ApiResult<serde_json::Map<String, serde_json::Value>> {
-    let mut value = data.clone();
-    state.schemas.validate(schema, &mut value)?;
+    let (schemas, mut value) = (state.schemas.clone(), data.clone());
+    let value = offload(move || schemas.validate(schema, &mut value).map(|()| value)).await??;
     match value {
         serde_json::Value::Object(map) => Ok(map),
         _ => Err(ApiError::internal(format!(
@@ -119,11 +136,44 @@ pub(crate) fn validated_data(
     }
 }
 
+/// Runs CPU-heavy request work (schema validation, pattern compilation: proportional to a
+/// body of up to the size limit) on the blocking pool, with at most one such job per core but
+/// one at a time, so a flood of large bodies queues here instead of taking every core from the
+/// async workers that serve everyone else. The job finishes even if the request is dropped,
+/// and keeps its slot until it does.
+pub(crate) async fn offload<T, F>(f: F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    static GATE: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    let gate = GATE.get_or_init(|| {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        Arc::new(tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1)))
+    });
+    let permit = gate
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(ApiError::internal)?;
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        span.in_scope(f)
+    })
+    .await
+    .map_err(ApiError::internal)
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found()
 }
 
+/// Healthy only when requests can really be served: the store answers, its schema is
+/// present, and a write transaction can be opened. Otherwise 503 `datastore_unreachable`.
 async fn healthz(State(state): State<AppState>) -> ApiResult<Reply> {
-    state.store.ping().await?;
+    state.store.health().await?;
     Ok(Reply::ok(json!({"store": "ok"})))
 }

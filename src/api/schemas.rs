@@ -41,7 +41,7 @@ async fn validate(
     if !state.schemas.contains(&name) {
         return Err(ApiError::schema_missing(&name));
     }
-    let mut data = ctx.data.clone();
-    state.schemas.validate(&name, &mut data)?;
+    let (schemas, mut data) = (state.schemas.clone(), ctx.data.clone());
+    let data = super::offload(move || schemas.validate(&name, &mut data).map(|()| data)).await??;
     Ok(Reply::created(data))
 }

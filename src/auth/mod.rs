@@ -4,6 +4,9 @@
 //! the signed, expiring auth tokens every node accepts (the signing key lives in the shared
 //! store). Must not know about HTTP.
 
+pub mod hasher;
+pub mod throttle;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use argon2::password_hash::{

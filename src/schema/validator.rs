@@ -224,10 +224,7 @@ impl<'a> Walker<'a> {
                 }
                 "uniqueItems" => {
                     if let (Some(items), Some(true)) = (value.as_array(), kw.as_bool()) {
-                        let duplicated = items
-                            .iter()
-                            .enumerate()
-                            .any(|(i, a)| items[i + 1..].contains(a));
+                        let duplicated = has_duplicates(items);
                         if duplicated {
                             self.error(
                                 path,
@@ -889,5 +886,84 @@ mod tests {
         assert!(!format_ok("email", "user"));
         assert!(!format_ok("email", "a@b@c"));
         assert!(format_ok("uri", "anything"));
+    }
+}
+
+/// Whether two items of a list are equal (`uniqueItems`), in linear time: each item is hashed
+/// by a canonical text (object keys sorted), so 50,000 numbers cost one pass, not a billion
+/// comparisons. Equality is JSON value equality, as before.
+pub(crate) fn has_duplicates(items: &[Value]) -> bool {
+    if items.iter().all(Value::is_string) {
+        let mut seen = std::collections::HashSet::with_capacity(items.len());
+        return !items
+            .iter()
+            .filter_map(Value::as_str)
+            .all(|s| seen.insert(s));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    items.iter().any(|item| {
+        let mut text = String::new();
+        canonical(item, &mut text);
+        !seen.insert(text)
+    })
+}
+
+/// A text equal for equal JSON values: object keys sorted, everything else as serde_json
+/// writes it.
+fn canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                if let Some(v) = map.get(k) {
+                    canonical(v, out);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod unique_items_tests {
+    use super::has_duplicates;
+    use serde_json::json;
+
+    #[test]
+    fn duplicates_are_found_by_value_whatever_the_key_order() {
+        assert!(!has_duplicates(json!(["1", "2", "3"]).as_array().unwrap()));
+        assert!(has_duplicates(json!(["1", "2", "1"]).as_array().unwrap()));
+        assert!(has_duplicates(
+            json!([{"a": 1, "b": [1, {"c": 2, "d": 3}]}, {"b": [1, {"d": 3, "c": 2}], "a": 1}])
+                .as_array()
+                .unwrap()
+        ));
+        assert!(!has_duplicates(
+            json!([1, "1", [1], {"1": 1}]).as_array().unwrap()
+        ));
+    }
+
+    #[test]
+    fn fifty_thousand_numbers_take_one_pass() {
+        let items: Vec<_> = (0..50_000).map(|i| json!(format!("+1415{i:07}"))).collect();
+        assert!(!has_duplicates(&items));
     }
 }

@@ -88,6 +88,9 @@ pub struct CallflowWrite {
     pub deleted: bool,
     pub op: ChangeOp,
     pub request_id: String,
+    /// Most patterns the account may hold once this write is done (checked in the write
+    /// transaction); `None`: no cap.
+    pub max_account_patterns: Option<usize>,
 }
 
 /// Which routing key collided.
@@ -124,6 +127,9 @@ pub enum StoreError {
     Conflict,
     #[error("numbers or patterns already in use")]
     Unique(Vec<UniqueConflict>),
+    /// The write would take the account past its pattern cap.
+    #[error("the account would hold more than {limit} patterns")]
+    TooManyPatterns { limit: usize },
     /// The database cannot be reached (pool timeout, I/O error).
     #[error("store unreachable: {0}")]
     Unavailable(anyhow::Error),
@@ -135,12 +141,60 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match e {
             sqlx::Error::RowNotFound => StoreError::NotFound,
-            e @ (sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)) => {
-                StoreError::Unavailable(e.into())
+            e @ (sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed) => StoreError::Unavailable(e.into()),
+            sqlx::Error::Database(db) if is_unavailable(db.as_ref()) => {
+                StoreError::Unavailable(sqlx::Error::Database(db).into())
             }
             other => StoreError::Other(other.into()),
         }
     }
+}
+
+/// Database errors that mean "the store cannot serve this now" rather than "this request is
+/// wrong": they answer 503 and heal by themselves when the condition clears.
+fn is_unavailable(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = db.code() else { return false };
+    if db
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some()
+    {
+        // SQLSTATE classes: 08 connection exception, 53 insufficient resources (disk full, out
+        // of memory, too many connections), 57P01-57P03 shutdown or not accepting connections,
+        // 3D000 database gone, 42P01 table gone (database re-created empty), 25006 read-only
+        // transaction (a standby), 40001/40P01 serialisation failure or deadlock.
+        return code.starts_with("08")
+            || code.starts_with("53")
+            || code.starts_with("57P")
+            || matches!(
+                code.as_ref(),
+                "3D000" | "42P01" | "25006" | "40001" | "40P01"
+            );
+    }
+    // SQLite reports its extended result code; the primary code is the low byte:
+    // 5 BUSY, 6 LOCKED, 8 READONLY, 10 IOERR, 13 FULL, 14 CANTOPEN, 1 with "no such table".
+    match code.parse::<i64>().map(|c| c & 0xff) {
+        Ok(5 | 6 | 8 | 10 | 13 | 14) => true,
+        Ok(1) => db.message().starts_with("no such table"),
+        _ => false,
+    }
+}
+
+/// Runs a store write to its end even if the request that asked for it is dropped (a client
+/// that times out or resets): a transaction, once started, commits or rolls back on its own
+/// task instead of being abandoned half-way.
+pub(crate) async fn detached<T, F>(write: F) -> StoreResult<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = StoreResult<T>> + Send + 'static,
+{
+    tokio::spawn(write)
+        .await
+        .map_err(|e| StoreError::Other(anyhow::anyhow!("store write task failed: {e}")))?
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -149,8 +203,12 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// (`tests/api`), run against a temporary SQLite file and, when configured, PostgreSQL.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Cheap round trip, for `/healthz`.
+    /// Cheap round trip on the read side.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// What `/healthz` reports: the store answers, its schema is there, and a write
+    /// transaction can be opened now. Bounded in time; never holds the writer for long.
+    async fn health(&self) -> StoreResult<()>;
 
     /// Closes every connection (shutdown); later calls fail with [`StoreError::Unavailable`].
     async fn close(&self);

@@ -9,7 +9,7 @@ use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::mpsc;
 
-use super::sql::impl_sql_store;
+use super::sql::{discard_if_in_transaction, impl_sql_store};
 use super::ChangeEvent;
 
 /// The NOTIFY channel every write announces itself on.
@@ -30,6 +30,8 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
+            .before_acquire(|conn, _| discard_if_in_transaction(conn))
+            .after_release(|conn, _| discard_if_in_transaction(conn))
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
@@ -56,6 +58,20 @@ impl PgStore {
             .bind(payload)
             .execute(tx)
             .await?;
+        Ok(())
+    }
+
+    /// A standby (or a database switched to read-only) cannot take writes.
+    async fn check_writable(&self, tx: &mut sqlx::PgConnection) -> Result<(), super::StoreError> {
+        let (read_only,): (String,) =
+            sqlx::query_as("SELECT current_setting('transaction_read_only')")
+                .fetch_one(tx)
+                .await?;
+        if read_only == "on" {
+            return Err(super::StoreError::Unavailable(anyhow::anyhow!(
+                "the database accepts no writes (read-only)"
+            )));
+        }
         Ok(())
     }
 

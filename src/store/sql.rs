@@ -40,6 +40,28 @@ pub(super) fn account_from_parts(
     })
 }
 
+/// Pool hook (before a connection is handed out and after it is given back): a connection
+/// that still counts an open transaction is discarded and replaced. That happens when a future
+/// was dropped half-way through a transaction, or when the database rolled a transaction back
+/// by itself (SQLite does on a full disk) so the driver's count and the database disagree;
+/// reusing such a connection would fail every later `BEGIN`. The ping first lets the driver
+/// finish any rollback it queued when the transaction was dropped.
+pub(super) fn discard_if_in_transaction<C: sqlx::Connection>(
+    conn: &mut C,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, sqlx::Error>> + Send + '_>> {
+    Box::pin(async move {
+        conn.ping().await?;
+        if conn.is_in_transaction() {
+            tracing::warn!("discarding a database connection left inside a transaction");
+            return Ok(false);
+        }
+        Ok(true)
+    })
+}
+
+/// How long `/healthz` waits for the store before calling it unreachable.
+pub(super) const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Rows per multi-row statement (4 parameters each stays far below both backends' limits).
 pub(super) const CHUNK: usize = 500;
 
@@ -161,6 +183,16 @@ macro_rules! impl_sql_store {
                 if !conflicts.is_empty() {
                     return Err(StoreError::Unique(conflicts));
                 }
+                if let Some(limit) = write.max_account_patterns.filter(|_| !write.deleted && !write.patterns.is_empty()) {
+                    let (others,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM callflow_patterns WHERE account_id = $1 AND callflow_id <> $2")
+                        .bind(&write.account_id)
+                        .bind(&write.id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if others as usize + write.patterns.len() > limit {
+                        return Err(StoreError::TooManyPatterns { limit });
+                    }
+                }
                 let now = $crate::domain::now_gregorian();
                 let text = $crate::store::sql::doc_text(&write.doc);
                 let name = write.doc.get("name").and_then(|v| v.as_str());
@@ -228,34 +260,18 @@ macro_rules! impl_sql_store {
                 Ok(seq)
             }
 
-            async fn fetch_callflows_where(
-                &self,
-                clause: &str,
-                account_id: &str,
-                arg: &str,
-            ) -> Result<Vec<$crate::store::StoredCallflow>, $crate::store::StoreError> {
-                let query = format!(
-                    "SELECT c.id, c.rev, c.deleted, c.doc FROM callflows c WHERE c.account_id = $1 AND c.deleted = 0 AND c.id IN ({clause}) ORDER BY c.id"
-                );
-                let rows: Vec<(String, String, i64, String)> =
-                    sqlx::query_as(&query).bind(account_id).bind(arg).fetch_all(&self.read).await?;
-                rows.into_iter().map(callflow_row).collect()
-            }
-        }
-
-        #[async_trait::async_trait]
-        impl $crate::store::Store for $store {
-            async fn ping(&self) -> $crate::store::StoreResult<()> {
-                sqlx::query("SELECT 1").execute(&self.read).await?;
+            async fn health_now(&self) -> Result<(), $crate::store::StoreError> {
+                // The schema is there and the read side answers...
+                sqlx::query("SELECT 1 FROM accounts LIMIT 1").execute(&self.read).await?;
+                // ...and a write transaction can be opened (SQLite takes the write lock).
+                let mut tx = self.begin_write().await?;
+                sqlx::query("SELECT 1 FROM changes LIMIT 1").execute(&mut *tx).await?;
+                self.check_writable(&mut tx).await?;
+                tx.rollback().await?;
                 Ok(())
             }
 
-            async fn close(&self) {
-                self.read.close().await;
-                self.write.close().await;
-            }
-
-            async fn create_account(
+            async fn create_account_now(
                 &self,
                 account: &$crate::store::Account,
                 api_key: Option<(&str, &str)>,
@@ -310,6 +326,126 @@ macro_rules! impl_sql_store {
                 Ok(created)
             }
 
+            async fn setting_or_init_now(&self, key: &str, value: &str) -> $crate::store::StoreResult<String> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                    .bind(key)
+                    .bind(value)
+                    .execute(&mut *tx)
+                    .await?;
+                let (stored,): (String,) =
+                    sqlx::query_as("SELECT value FROM settings WHERE key = $1").bind(key).fetch_one(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(stored)
+            }
+
+            async fn write_callflow_now(&self, write: &$crate::store::CallflowWrite) -> $crate::store::StoreResult<i64> {
+                match self.try_write(write).await {
+                    // A concurrent writer committed the same key between our check and our
+                    // insert: report who holds it now, as the pre-check would have.
+                    Err($crate::store::StoreError::Other(e)) if is_unique_violation(&e) => {
+                        let mut conn = self.read.acquire().await?;
+                        let conflicts = Self::conflicts(&mut *conn, write).await?;
+                        if conflicts.is_empty() {
+                            Err($crate::store::StoreError::Conflict)
+                        } else {
+                            Err($crate::store::StoreError::Unique(conflicts))
+                        }
+                    }
+                    other => other,
+                }
+            }
+
+            async fn purge_callflow_now(&self, account_id: &str, id: &str, expected_rev: &str) -> $crate::store::StoreResult<i64> {
+                let mut tx = self.begin_write().await?;
+                let current: Option<(String,)> = sqlx::query_as("SELECT rev FROM callflows WHERE account_id = $1 AND id = $2")
+                    .bind(account_id)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                match current {
+                    None => return Err($crate::store::StoreError::NotFound),
+                    Some((rev,)) if rev != expected_rev => return Err($crate::store::StoreError::Conflict),
+                    _ => {}
+                }
+                for table in ["callflow_numbers", "callflow_patterns"] {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE account_id = $1 AND callflow_id = $2"))
+                        .bind(account_id)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                sqlx::query("DELETE FROM callflows WHERE account_id = $1 AND id = $2")
+                    .bind(account_id)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let (seq,): (i64,) = sqlx::query_as("INSERT INTO changes (account_id, callflow_id, rev, op, written_at) VALUES ($1, $2, $3, 'purge', $4) RETURNING seq")
+                    .bind(account_id)
+                    .bind(id)
+                    .bind(expected_rev)
+                    .bind($crate::domain::now_gregorian())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                self.announce(&mut tx, account_id, id, seq).await?;
+                tx.commit().await?;
+                Ok(seq)
+            }
+
+            async fn fetch_callflows_where(
+                &self,
+                clause: &str,
+                account_id: &str,
+                arg: &str,
+            ) -> Result<Vec<$crate::store::StoredCallflow>, $crate::store::StoreError> {
+                let query = format!(
+                    "SELECT c.id, c.rev, c.deleted, c.doc FROM callflows c WHERE c.account_id = $1 AND c.deleted = 0 AND c.id IN ({clause}) ORDER BY c.id"
+                );
+                let rows: Vec<(String, String, i64, String)> =
+                    sqlx::query_as(&query).bind(account_id).bind(arg).fetch_all(&self.read).await?;
+                rows.into_iter().map(callflow_row).collect()
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            async fn ping(&self) -> $crate::store::StoreResult<()> {
+                sqlx::query("SELECT 1").execute(&self.read).await?;
+                Ok(())
+            }
+
+            async fn health(&self) -> $crate::store::StoreResult<()> {
+                let this = self.clone();
+                let probe = $crate::store::detached(async move { this.health_now().await });
+                match tokio::time::timeout($crate::store::sql::HEALTH_TIMEOUT, probe).await {
+                    Ok(result) => result,
+                    Err(_) => Err($crate::store::StoreError::Unavailable(anyhow::anyhow!(
+                        "no write transaction could be opened within {:?}",
+                        $crate::store::sql::HEALTH_TIMEOUT
+                    ))),
+                }
+            }
+
+            async fn close(&self) {
+                self.read.close().await;
+                self.write.close().await;
+            }
+
+            async fn create_account(
+                &self,
+                account: &$crate::store::Account,
+                api_key: Option<(&str, &str)>,
+                admin: Option<&$crate::store::User>,
+            ) -> $crate::store::StoreResult<$crate::store::Account> {
+                let (this, account, admin) = (self.clone(), account.clone(), admin.cloned());
+                let api_key = api_key.map(|(a, b)| (a.to_string(), b.to_string()));
+                $crate::store::detached(async move {
+                    let key = api_key.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
+                    this.create_account_now(&account, key, admin.as_ref()).await
+                })
+                .await
+            }
+
             async fn account_count(&self) -> $crate::store::StoreResult<i64> {
                 let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM accounts").fetch_one(&self.read).await?;
                 Ok(n)
@@ -358,16 +494,8 @@ macro_rules! impl_sql_store {
             }
 
             async fn setting_or_init(&self, key: &str, value: &str) -> $crate::store::StoreResult<String> {
-                let mut tx = self.begin_write().await?;
-                sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
-                    .bind(key)
-                    .bind(value)
-                    .execute(&mut *tx)
-                    .await?;
-                let (stored,): (String,) =
-                    sqlx::query_as("SELECT value FROM settings WHERE key = $1").bind(key).fetch_one(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(stored)
+                let (this, key, value) = (self.clone(), key.to_string(), value.to_string());
+                $crate::store::detached(async move { this.setting_or_init_now(&key, &value).await }).await
             }
 
             async fn get_callflow(&self, account_id: &str, id: &str) -> $crate::store::StoreResult<Option<$crate::store::StoredCallflow>> {
@@ -401,56 +529,14 @@ macro_rules! impl_sql_store {
             }
 
             async fn write_callflow(&self, write: &$crate::store::CallflowWrite) -> $crate::store::StoreResult<i64> {
-                match self.try_write(write).await {
-                    // A concurrent writer committed the same key between our check and our
-                    // insert: report who holds it now, as the pre-check would have.
-                    Err($crate::store::StoreError::Other(e)) if is_unique_violation(&e) => {
-                        let mut conn = self.read.acquire().await?;
-                        let conflicts = Self::conflicts(&mut *conn, write).await?;
-                        if conflicts.is_empty() {
-                            Err($crate::store::StoreError::Conflict)
-                        } else {
-                            Err($crate::store::StoreError::Unique(conflicts))
-                        }
-                    }
-                    other => other,
-                }
+                let (this, write) = (self.clone(), write.clone());
+                $crate::store::detached(async move { this.write_callflow_now(&write).await }).await
             }
 
             async fn purge_callflow(&self, account_id: &str, id: &str, expected_rev: &str) -> $crate::store::StoreResult<i64> {
-                let mut tx = self.begin_write().await?;
-                let current: Option<(String,)> = sqlx::query_as("SELECT rev FROM callflows WHERE account_id = $1 AND id = $2")
-                    .bind(account_id)
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                match current {
-                    None => return Err($crate::store::StoreError::NotFound),
-                    Some((rev,)) if rev != expected_rev => return Err($crate::store::StoreError::Conflict),
-                    _ => {}
-                }
-                for table in ["callflow_numbers", "callflow_patterns"] {
-                    sqlx::query(&format!("DELETE FROM {table} WHERE account_id = $1 AND callflow_id = $2"))
-                        .bind(account_id)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                sqlx::query("DELETE FROM callflows WHERE account_id = $1 AND id = $2")
-                    .bind(account_id)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                let (seq,): (i64,) = sqlx::query_as("INSERT INTO changes (account_id, callflow_id, rev, op, written_at) VALUES ($1, $2, $3, 'purge', $4) RETURNING seq")
-                    .bind(account_id)
-                    .bind(id)
-                    .bind(expected_rev)
-                    .bind($crate::domain::now_gregorian())
-                    .fetch_one(&mut *tx)
-                    .await?;
-                self.announce(&mut tx, account_id, id, seq).await?;
-                tx.commit().await?;
-                Ok(seq)
+                let this = self.clone();
+                let (account_id, id, expected_rev) = (account_id.to_string(), id.to_string(), expected_rev.to_string());
+                $crate::store::detached(async move { this.purge_callflow_now(&account_id, &id, &expected_rev).await }).await
             }
 
             async fn callflows_with_number(&self, account_id: &str, number: &str) -> $crate::store::StoreResult<Vec<$crate::store::StoredCallflow>> {

@@ -2,18 +2,23 @@
 //! writer connection so write transactions never fight over the lock; reads use a pool.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::sql::impl_sql_store;
+use super::sql::{discard_if_in_transaction, impl_sql_store};
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
+    /// Test hook: a page cap applied to every writer connection (0: none). See
+    /// [`SqliteStore::limit_pages_for_test`].
+    page_limit: Arc<AtomicU64>,
 }
 
 impl SqliteStore {
@@ -25,16 +30,39 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let write = SqlitePoolOptions::new()
+        let pool = || {
+            SqlitePoolOptions::new()
+                .acquire_timeout(Duration::from_secs(10))
+                .before_acquire(|conn, _| discard_if_in_transaction(conn))
+                .after_release(|conn, _| discard_if_in_transaction(conn))
+        };
+        let page_limit = Arc::new(AtomicU64::new(0));
+        let limit = page_limit.clone();
+        let write = pool()
             .max_connections(1)
+            .after_connect(move |conn, _| {
+                let pages = limit.load(Ordering::Relaxed);
+                Box::pin(async move {
+                    if pages > 0 {
+                        sqlx::query(&format!("PRAGMA max_page_count = {pages}"))
+                            .execute(conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&write).await?;
-        let read = SqlitePoolOptions::new()
+        let read = pool()
             .max_connections(8)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { read, write })
+        Ok(Self {
+            read,
+            write,
+            page_limit,
+        })
     }
 }
 
@@ -47,6 +75,28 @@ impl SqliteStore {
         _callflow_id: &str,
         _seq: i64,
     ) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
+    /// `BEGIN IMMEDIATE` already proved the write lock can be taken.
+    async fn check_writable(
+        &self,
+        _tx: &mut sqlx::SqliteConnection,
+    ) -> Result<(), super::StoreError> {
+        Ok(())
+    }
+
+    /// Test hook: caps the database file at `pages` pages on the writer connection, so the next
+    /// write that needs more space fails with SQLite's "database or disk is full", exactly as
+    /// a full disk would (`None` lifts the cap). The cap also applies to connections opened later, so it lasts until lifted.
+    /// Used by the full-disk regression test.
+    pub async fn limit_pages_for_test(&self, pages: Option<u64>) -> anyhow::Result<()> {
+        self.page_limit.store(pages.unwrap_or(0), Ordering::Relaxed);
+        let limit = pages.unwrap_or(1_073_741_823);
+        let mut conn = self.write.acquire().await?;
+        sqlx::query(&format!("PRAGMA max_page_count = {limit}"))
+            .execute(&mut *conn)
+            .await?;
         Ok(())
     }
 

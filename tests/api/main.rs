@@ -8,6 +8,7 @@ mod concurrency;
 mod conformance;
 mod envelope;
 mod lookup;
+mod safety;
 mod socket;
 
 /// Says which backend this run covers; without PostgreSQL the PostgreSQL leg is skipped.

@@ -1,0 +1,389 @@
+//! The HTTP server loop: connections accepted within a budget, idle and slow clients timed out,
+//! and a stop that finishes in bounded time.
+//!
+//! Owns: the accept loop, one task per connection (hyper, HTTP/1.1 and HTTP/2), the registry
+//! of open connections and the sweeper that closes the ones that hold a descriptor without
+//! using it. Must not know about the API: it serves whatever `Router` it is given, adding the
+//! peer address as axum's `ConnectInfo`.
+//!
+//! The rules, each configurable (see `callflowd serve --help`):
+//! - a request head must arrive within the header timeout once its first byte has (slowloris);
+//! - a connection with no request in progress is closed after the idle timeout;
+//! - at most `max_connections` are open (kept below the descriptor limit). When the budget is
+//!   full, a new connection replaces the oldest one that is not serving a request, preferring
+//!   connections that never completed a request, so a flood of idle or half-open sockets
+//!   cannot lock out a real client;
+//! - on shutdown, no new connection is accepted, idle ones close at once, busy ones get the
+//!   grace period to finish, then are dropped.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+use tower::ServiceExt;
+
+/// Connection limits and timeouts.
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    pub max_connections: usize,
+    /// Time allowed for a request head, from its first byte.
+    pub header_timeout: Duration,
+    /// Time a connection may stay open with no request in progress.
+    pub idle_timeout: Duration,
+    /// Time in-flight requests get to finish after a stop is requested.
+    pub shutdown_grace: Duration,
+}
+
+/// How often the sweeper looks for connections to close.
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
+
+/// One open connection, as the sweeper and the accept loop see it.
+struct ConnState {
+    /// Requests being served on it now.
+    busy: AtomicUsize,
+    /// Whether it ever completed a request (a real client, not an idle or half-open socket).
+    served: AtomicBool,
+    /// When the last request ended (or the connection opened), in ms since the server started.
+    last_active: AtomicU64,
+    /// When bytes of a request head started arriving while nothing was in progress (ms since
+    /// start, plus one so zero means none).
+    head_started: AtomicU64,
+    close: Notify,
+}
+
+struct Registry {
+    conns: Mutex<BTreeMap<u64, Arc<ConnState>>>,
+    epoch: Instant,
+}
+
+impl Registry {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<ConnState>>> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Closes the least useful open connection that serves nothing: the oldest that never
+    /// completed a request, else the oldest idle one. `false` when every one is busy.
+    fn evict_one(&self) -> bool {
+        let mut conns = self.lock();
+        let idle = |c: &Arc<ConnState>| c.busy.load(Ordering::Acquire) == 0;
+        let victim = conns
+            .iter()
+            .find(|(_, c)| idle(c) && !c.served.load(Ordering::Acquire))
+            .or_else(|| conns.iter().find(|(_, c)| idle(c)))
+            .map(|(id, _)| *id);
+        match victim.and_then(|id| conns.remove(&id)) {
+            Some(c) => {
+                c.close.notify_one();
+                metrics::counter!("callflowd_connections_closed_total", "reason" => "evicted")
+                    .increment(1);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Closes connections past their header or idle timeout.
+    fn sweep(&self, limits: &ServerLimits) {
+        let now = self.now_ms();
+        let header = limits.header_timeout.as_millis() as u64;
+        let idle = limits.idle_timeout.as_millis() as u64;
+        let mut conns = self.lock();
+        conns.retain(|_, c| {
+            if c.busy.load(Ordering::Acquire) > 0 {
+                return true;
+            }
+            let head = c.head_started.load(Ordering::Acquire);
+            let (expired, reason) = if head > 0 {
+                (now.saturating_sub(head - 1) > header, "header_timeout")
+            } else {
+                (
+                    now.saturating_sub(c.last_active.load(Ordering::Acquire)) > idle,
+                    "idle_timeout",
+                )
+            };
+            if expired {
+                c.close.notify_one();
+                metrics::counter!("callflowd_connections_closed_total", "reason" => reason)
+                    .increment(1);
+            }
+            !expired
+        });
+    }
+}
+
+/// A socket that notes when a new request head starts arriving.
+struct Tracked {
+    inner: TcpStream,
+    state: Arc<ConnState>,
+    registry: Arc<Registry>,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            let state = &this.state;
+            if state.busy.load(Ordering::Acquire) == 0
+                && state.head_started.load(Ordering::Acquire) == 0
+            {
+                state
+                    .head_started
+                    .store(this.registry.now_ms() + 1, Ordering::Release);
+            }
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Marks a request in progress for as long as it lives (dropped futures included).
+struct BusyGuard {
+    state: Arc<ConnState>,
+    registry: Arc<Registry>,
+}
+
+impl BusyGuard {
+    fn new(state: Arc<ConnState>, registry: Arc<Registry>) -> Self {
+        state.busy.fetch_add(1, Ordering::AcqRel);
+        state.head_started.store(0, Ordering::Release);
+        Self { state, registry }
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.state
+            .last_active
+            .store(self.registry.now_ms(), Ordering::Release);
+        self.state.served.store(true, Ordering::Release);
+        self.state.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then stops within the grace period.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let registry = Arc::new(Registry {
+        conns: Mutex::new(BTreeMap::new()),
+        epoch: Instant::now(),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let sweeper = {
+        let (registry, limits) = (registry.clone(), limits.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_EVERY);
+            loop {
+                tick.tick().await;
+                registry.sweep(&limits);
+                metrics::gauge!("callflowd_connections_open").set(registry.len() as f64);
+            }
+        })
+    };
+    let mut next_id: u64 = 0;
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                // Out of descriptors (EMFILE/ENFILE) or a connection reset while queued: back
+                // off instead of spinning; the sweeper frees descriptors.
+                tracing::warn!(%error, "accept failed");
+                metrics::counter!("callflowd_accept_errors_total").increment(1);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        if registry.len() >= limits.max_connections && !registry.evict_one() {
+            // Every connection is serving a request: refuse this one rather than run out of
+            // descriptors.
+            metrics::counter!("callflowd_connections_refused_total").increment(1);
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        next_id += 1;
+        let state = Arc::new(ConnState {
+            busy: AtomicUsize::new(0),
+            served: AtomicBool::new(false),
+            last_active: AtomicU64::new(registry.now_ms()),
+            head_started: AtomicU64::new(0),
+            close: Notify::new(),
+        });
+        registry.lock().insert(next_id, state.clone());
+        tokio::spawn(serve_connection(
+            next_id,
+            stream,
+            peer,
+            state,
+            registry.clone(),
+            router.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    drop(listener);
+    tracing::info!(
+        open = registry.len(),
+        grace = ?limits.shutdown_grace,
+        "no longer accepting connections; letting in-flight requests finish"
+    );
+    let _ = stop_tx.send(true);
+    // Connections get most of the grace period; the rest is for closing the store.
+    let deadline = Instant::now() + limits.shutdown_grace.mul_f64(0.8);
+    while registry.len() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sweeper.abort();
+    let left = registry.len();
+    if left > 0 {
+        tracing::warn!(
+            connections = left,
+            "grace period over; dropping connections still open"
+        );
+        for (_, c) in std::mem::take(&mut *registry.lock()) {
+            c.close.notify_one();
+        }
+    }
+    Ok(())
+}
+
+async fn serve_connection(
+    id: u64,
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<ConnState>,
+    registry: Arc<Registry>,
+    router: Router,
+    mut stop: watch::Receiver<bool>,
+) {
+    let io = TokioIo::new(Tracked {
+        inner: stream,
+        state: state.clone(),
+        registry: registry.clone(),
+    });
+    let service = {
+        let (state, registry) = (state.clone(), registry.clone());
+        hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            let guard = BusyGuard::new(state.clone(), registry.clone());
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let router = router.clone();
+            async move {
+                let response = router.oneshot(req.map(axum::body::Body::new)).await;
+                drop(guard);
+                response
+            }
+        })
+    };
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut stopping = *stop.borrow();
+    if stopping {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, %peer, "connection ended with an error");
+                }
+                break;
+            }
+            _ = state.close.notified() => break,
+            changed = stop.changed(), if !stopping => {
+                stopping = true;
+                if changed.is_ok() {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+    registry.lock().remove(&id);
+}
+
+/// Raises the soft limit on open descriptors to the hard limit and returns the connection
+/// budget it leaves: `wanted`, capped below the limit with room for the database, logs and
+/// the process's own files.
+pub fn connection_budget(wanted: usize) -> usize {
+    const RESERVED: u64 = 128;
+    let soft = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read or raise the open-files limit");
+            return wanted;
+        }
+    };
+    let budget = soft.saturating_sub(RESERVED).max(16);
+    let budget = usize::try_from(budget).unwrap_or(usize::MAX).min(wanted);
+    if budget < wanted {
+        tracing::info!(
+            open_files_limit = soft,
+            max_connections = budget,
+            "connection budget lowered to fit the open-files limit"
+        );
+    }
+    budget
+}
