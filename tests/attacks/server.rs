@@ -75,7 +75,10 @@ impl Server {
             .database_url
             .clone()
             .unwrap_or_else(|| database_url(dir.path()));
-        let bin = PathBuf::from(env!("CARGO_BIN_EXE_callflowd"));
+        // CALLFLOWD_TEST_BIN attacks another build (e.g. target/release/callflowd).
+        let bin = std::env::var_os("CALLFLOWD_TEST_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_callflowd")));
         let mut command = match options.nofile {
             Some(n) => {
                 let mut c = Command::new("prlimit");
@@ -95,6 +98,9 @@ impl Server {
             .args(&options.args)
             .env("CALLFLOWD_ADMIN_PASSWORD", PASSWORD)
             .env("RUST_LOG", "info,sqlx=warn")
+            .envs(std::env::var("CALLFLOWD_TEST_SERVER_ENV").ok().and_then(|v| {
+                v.split_once('=').map(|(k, v)| vec![(k.to_string(), v.to_string())])
+            }).unwrap_or_default())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
