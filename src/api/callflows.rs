@@ -69,7 +69,7 @@ fn validate_callflow(
     // shows everything wrong with the document.
     let mut errors = SchemaErrors::default();
     for (i, p) in cf::string_list(&public, "patterns").iter().enumerate() {
-        if let Err(e) = crate::routing::pattern::compile(p) {
+        if let Err(e) = crate::routing::pattern::compile_routing(p) {
             errors.push(
                 SchemaError::new(
                     vec!["patterns".into(), i.to_string()],

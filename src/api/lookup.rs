@@ -9,7 +9,7 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 
 use crate::domain::callflow::public_view;
-use crate::routing::{Route, RouteCache};
+use crate::routing::{Route, RouteCache, RouteTable};
 use crate::schema::SchemaError;
 use crate::store::{Store, StoreError};
 
@@ -60,27 +60,49 @@ pub async fn resolve(
 ) -> Result<Option<Value>, StoreError> {
     let started = Instant::now();
     let table = routes.table(account_id).await?;
-    let route = table.lookup(number, allow_no_match, true);
+    // (callflow id, the lookup's report without the document)
+    let decide = move |table: &RouteTable, number: &str| {
+        let route = table.lookup(number, allow_no_match, true);
+        let result = route
+            .as_ref()
+            .map(|r| r.kind.as_str())
+            .unwrap_or("not_found");
+        metrics::counter!("callflowd_lookups_total", "result" => result).increment(1);
+        route.map(|r| (r.callflow_id.to_string(), lookup_data(&r, Value::Null)))
+    };
+    // An account with many patterns that no prefix indexes makes every lookup try them all
+    // (milliseconds): do that off the async workers.
+    let decided = if table.unindexed_patterns() > OFFLOAD_UNINDEXED {
+        let number = number.to_string();
+        tokio::task::spawn_blocking(move || decide(&table, &number))
+            .await
+            .map_err(|e| StoreError::Other(e.into()))?
+    } else {
+        decide(&table, number)
+    };
     metrics::histogram!("callflowd_lookup_duration_seconds")
         .record(started.elapsed().as_secs_f64());
-    let result = route
-        .as_ref()
-        .map(|r| r.kind.as_str())
-        .unwrap_or("not_found");
-    metrics::counter!("callflowd_lookups_total", "result" => result).increment(1);
-    let Some(route) = route else { return Ok(None) };
+    let Some((callflow_id, mut data)) = decided else {
+        return Ok(None);
+    };
     let Some(doc) = store
-        .get_callflow(account_id, route.callflow_id)
+        .get_callflow(account_id, &callflow_id)
         .await?
         .filter(|d| !d.deleted)
     else {
         return Ok(None);
     };
-    Ok(Some(lookup_data(
-        &route,
-        Value::Object(public_view(&doc.doc, &doc.id)),
-    )))
+    if let Value::Object(map) = &mut data {
+        map.insert(
+            "callflow".into(),
+            Value::Object(public_view(&doc.doc, &doc.id)),
+        );
+    }
+    Ok(Some(data))
 }
+
+/// Unindexed patterns past which a lookup runs on the blocking pool.
+const OFFLOAD_UNINDEXED: usize = 64;
 
 #[tracing::instrument(skip_all, fields(account_id = %scope.account.id))]
 async fn lookup(State(state): State<AppState>, scope: AccountScope) -> ApiResult<Reply> {

@@ -18,6 +18,79 @@ use regex::Regex;
 pub const MAX_PATTERN_LEN: usize = 1024;
 /// Compiled-program size limit, so a small pattern cannot explode in memory.
 const SIZE_LIMIT: usize = 1 << 20;
+/// Limits for the routing engine's compiled form. A dialled number needs a few kilobytes
+/// (`^\+?1?(\d{10})$` compiles to about 3 KiB); 64 KiB still takes a hundred-way alternation
+/// of numbers, while `^(\d{0,9353})9NNNN$`, accepted before, cost 2.7 MB resident.
+const ROUTING_NFA_LIMIT: usize = 64 * 1024;
+const ROUTING_ONEPASS_LIMIT: usize = 64 * 1024;
+const ROUTING_DFA_LIMIT: usize = 64 * 1024;
+/// Lazy-DFA cache per searching thread.
+const ROUTING_CACHE_CAPACITY: usize = 64 * 1024;
+
+/// A pattern compiled for routing, with the memory it holds (for the route cache's budget).
+#[derive(Debug)]
+pub struct RoutingRegex {
+    pub regex: regex_automata::meta::Regex,
+    /// Heap bytes: the compiled engines plus one search cache as a number search fills it.
+    pub memory: usize,
+}
+
+/// Compile a callflow pattern for the routing engine: Kazoo's dialect (as [`compile`]) within
+/// the routing size limits. The API refuses on save what this refuses, so every stored
+/// pattern routes.
+pub fn compile_routing(pattern: &str) -> Result<RoutingRegex, PatternError> {
+    use regex_automata::meta;
+    if pattern.len() > MAX_PATTERN_LEN {
+        return Err(PatternError(format!(
+            "pattern longer than {MAX_PATTERN_LEN} bytes"
+        )));
+    }
+    let translated = translate(pattern);
+    let config = meta::Config::new()
+        .nfa_size_limit(Some(ROUTING_NFA_LIMIT))
+        .onepass_size_limit(Some(ROUTING_ONEPASS_LIMIT))
+        .dfa_size_limit(Some(ROUTING_DFA_LIMIT))
+        .hybrid_cache_capacity(ROUTING_CACHE_CAPACITY);
+    let regex = meta::Regex::builder()
+        .configure(config)
+        .build(&translated)
+        .map_err(|e| PatternError(describe_build(&e, pattern)))?;
+    // Fill one cache the way a lookup does, to count what searching costs.
+    let mut cache = regex.create_cache();
+    let mut caps = regex.create_captures();
+    for probe in ["+14155550100", "0123456789", "*72"] {
+        regex.search_captures_with(&mut cache, &regex_automata::Input::new(probe), &mut caps);
+    }
+    let memory = regex.memory_usage() + cache.memory_usage();
+    Ok(RoutingRegex { regex, memory })
+}
+
+fn describe_build(e: &regex_automata::meta::BuildError, pattern: &str) -> String {
+    if e.size_limit().is_some() {
+        return "pattern too large once compiled (a dialled number needs far less)".to_string();
+    }
+    match e.syntax_error() {
+        Some(syntax) => describe_syntax(&syntax.to_string(), pattern),
+        None => describe_syntax(&e.to_string(), pattern),
+    }
+}
+
+fn describe_syntax(text: &str, pattern: &str) -> String {
+    let lookaround = ["(?=", "(?!", "(?<=", "(?<!"]
+        .iter()
+        .any(|t| pattern.contains(t));
+    let backref = pattern
+        .as_bytes()
+        .windows(2)
+        .any(|w| w[0] == b'\\' && (b'1'..=b'9').contains(&w[1]));
+    if lookaround {
+        "look-around assertions are not supported".to_string()
+    } else if backref {
+        "back-references are not supported".to_string()
+    } else {
+        text.lines().last().unwrap_or(text).trim().to_string()
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

@@ -20,18 +20,18 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 // hashbrown's default hasher (foldhash) is several times faster than std's SipHash on short
 // keys and is seeded per process, so crafted numbers cannot be aimed at a bucket.
 use hashbrown::{HashMap, HashSet};
 
-use regex::Regex;
+use regex_automata::meta::Regex;
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::Look;
 
 use super::numbers::NumberMap;
-use super::pattern;
+use super::pattern::{self, RoutingRegex};
 
 /// How the winner was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,14 +75,16 @@ pub struct Route<'a> {
     pub reason: Cow<'static, str>,
 }
 
-/// A pattern with its lazily compiled regex and the prefixes every match starts with.
+/// A pattern with its compiled regex and the prefixes every match starts with.
 #[derive(Debug)]
 pub struct PatternRule {
     pub pattern: Arc<str>,
     pub callflow_id: Arc<str>,
     /// `None`: no usable literal prefix, the rule is tried for every number.
     prefixes: Option<Vec<Box<[u8]>>>,
-    compiled: OnceLock<Option<Regex>>,
+    /// Compiled when the rule is made (snapshot builds run off the async workers); `None` if
+    /// it does not compile (Kazoo skips those).
+    compiled: Option<RoutingRegex>,
 }
 
 /// Longest literal prefix kept in the index.
@@ -96,19 +98,28 @@ impl PatternRule {
             prefixes: literal_prefixes(pattern),
             pattern: Arc::from(pattern),
             callflow_id: Arc::from(callflow_id),
-            compiled: OnceLock::new(),
+            compiled: pattern::compile_routing(pattern).ok(),
         }
     }
 
-    /// The regex, compiled on first use; `None` if it does not compile (Kazoo skips those).
+    /// The compiled regex; `None` if it does not compile (Kazoo skips those).
     pub fn regex(&self) -> Option<&Regex> {
-        self.compiled
-            .get_or_init(|| pattern::compile(&self.pattern).ok())
-            .as_ref()
+        self.compiled.as_ref().map(|c| &c.regex)
     }
 
+    /// Whether the rule is tried for every number (no literal prefix to index it by).
+    pub fn is_unindexed(&self) -> bool {
+        self.prefixes.is_none()
+    }
+
+    /// Memory held: the compiled engines and a search cache (measured when compiled), the
+    /// text, the prefixes, and allocator and bookkeeping overhead (calibrated against
+    /// resident memory by `tests/route_memory.rs`).
     fn approx_bytes(&self) -> usize {
-        96 + self.pattern.len() * 40
+        const OVERHEAD: usize = 4096;
+        OVERHEAD
+            + self.compiled.as_ref().map(|c| c.memory).unwrap_or(0)
+            + self.pattern.len()
             + self
                 .prefixes
                 .as_ref()
@@ -225,22 +236,26 @@ impl PatternSet {
     pub fn best(&self, number: &str, explain: bool) -> Option<PatternWin<'_>> {
         let mut best: Option<(usize, u32, String)> = None;
         let mut hits = Vec::new();
+        let mut caps = None;
         for pos in self.candidates(number) {
             let rule = &self.rules[pos as usize];
             let Some(re) = rule.regex() else { continue };
-            let Some(caps) = re.captures(number) else {
+            let caps = caps.insert(re.create_captures());
+            re.captures(number, caps);
+            if !caps.is_match() {
                 continue;
-            };
-            let capture = if caps.len() > 1 {
+            }
+            let text = |span: regex_automata::Span| &number[span.range()];
+            let capture = if caps.group_len() > 1 {
                 let mut longest = "";
-                for group in caps.iter().skip(1).flatten() {
-                    if group.as_str().len() > longest.len() {
-                        longest = group.as_str();
+                for group in (1..caps.group_len()).filter_map(|i| caps.get_group(i)) {
+                    if group.len() > longest.len() {
+                        longest = text(group);
                     }
                 }
                 longest
             } else {
-                caps.get(0).map(|m| m.as_str()).unwrap_or_default()
+                caps.get_match().map(|m| text(m.span())).unwrap_or_default()
             };
             if explain {
                 hits.push(PatternHit {
@@ -261,10 +276,15 @@ impl PatternSet {
         let rule = self.rules[pos as usize].as_ref();
         let mut named = BTreeMap::new();
         if let Some(re) = rule.regex() {
-            if let Some(caps) = re.captures(number) {
-                for name in re.capture_names().flatten() {
-                    if let Some(m) = caps.name(name).filter(|m| !m.as_str().is_empty()) {
-                        named.insert(name.to_string(), m.as_str().to_string());
+            let mut caps = re.create_captures();
+            re.captures(number, &mut caps);
+            if caps.is_match() {
+                let names = re
+                    .group_info()
+                    .pattern_names(regex_automata::PatternID::ZERO);
+                for name in names.flatten() {
+                    if let Some(span) = caps.get_group_by_name(name).filter(|s| !s.is_empty()) {
+                        named.insert(name.to_string(), number[span.range()].to_string());
                     }
                 }
             }
@@ -367,6 +387,11 @@ impl RouteTable {
 
     pub fn pattern_count(&self) -> usize {
         self.patterns.len()
+    }
+
+    /// Patterns tried for every number (no literal prefix to index them by).
+    pub fn unindexed_patterns(&self) -> usize {
+        self.patterns.always.len()
     }
 
     /// The callflow holding exactly `number`.

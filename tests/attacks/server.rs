@@ -98,9 +98,15 @@ impl Server {
             .args(&options.args)
             .env("CALLFLOWD_ADMIN_PASSWORD", PASSWORD)
             .env("RUST_LOG", "info,sqlx=warn")
-            .envs(std::env::var("CALLFLOWD_TEST_SERVER_ENV").ok().and_then(|v| {
-                v.split_once('=').map(|(k, v)| vec![(k.to_string(), v.to_string())])
-            }).unwrap_or_default())
+            .envs(
+                std::env::var("CALLFLOWD_TEST_SERVER_ENV")
+                    .ok()
+                    .and_then(|v| {
+                        v.split_once('=')
+                            .map(|(k, v)| vec![(k.to_string(), v.to_string())])
+                    })
+                    .unwrap_or_default(),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
