@@ -35,8 +35,12 @@ fn near_limit_repeat() -> usize {
     lo
 }
 
-fn scenario(name: &str, near: usize) -> (Vec<(String, String)>, Vec<(String, String)>) {
-    let heavy = |n: usize, lead: char| -> Vec<(String, String)> {
+/// (value, callflow id) pairs.
+type Keys = Vec<(String, String)>;
+
+/// A scenario's (patterns, numbers).
+fn scenario(name: &str, near: usize) -> (Keys, Keys) {
+    let heavy = |n: usize, lead: char| -> Keys {
         (0..n)
             .map(|i| {
                 (
@@ -55,7 +59,7 @@ fn scenario(name: &str, near: usize) -> (Vec<(String, String)>, Vec<(String, Str
         ),
         "near-limit" => (heavy(300, '9'), Vec::new()),
         _ => {
-            let mut patterns: Vec<(String, String)> = (0..1500)
+            let mut patterns: Keys = (0..1500)
                 .map(|i| (format!(r"^\*{i:04}(\d+)$"), format!("cf{}", i % 40)))
                 .collect();
             patterns.extend(heavy(100, '8'));

@@ -100,7 +100,7 @@ mod tests {
         let blocker = pool.run(move || {
             let _ = release_rx.recv();
         });
-        let blocker = tokio::spawn(async move { blocker.await });
+        let blocker = tokio::spawn(blocker);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let queued = tokio::spawn(pool.run(|| ()));
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

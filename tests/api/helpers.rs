@@ -85,12 +85,22 @@ impl TestApp {
     }
 
     pub async fn spawn_with(customise: impl FnOnce(&mut ServeArgs)) -> Self {
+        Self::spawn_with_store(customise, |url| async move {
+            callflowd::store::open(&url).await.expect("open store")
+        })
+        .await
+    }
+
+    /// As [`TestApp::spawn_with`], with the store opened by `open` from the database URL.
+    pub async fn spawn_with_store<F, Fut>(customise: impl FnOnce(&mut ServeArgs), open: F) -> Self
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = callflowd::store::DynStore>,
+    {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut args = serve_args(database_url(&dir));
         customise(&mut args);
-        let store = callflowd::store::open(&args.store.database_url)
-            .await
-            .expect("open store");
+        let store = open(args.store.database_url.clone()).await;
         let state = build_state(store, &args).await.expect("state");
         let boot = bootstrap_admin(&state.store, args.admin_password.clone())
             .await

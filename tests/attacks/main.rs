@@ -107,7 +107,7 @@ async fn aborted_writes_never_wedge_the_writer() {
             while aborted.load(Ordering::Relaxed) < ABORTED {
                 i += 1;
                 let number = format!("+1{c}{i:09}");
-                let (method, target, body) = if i % 3 == 0 {
+                let (method, target, body) = if i.is_multiple_of(3) {
                     (
                         "PATCH",
                         format!("{path}/{patched_id}"),
@@ -121,7 +121,7 @@ async fn aborted_writes_never_wedge_the_writer() {
                 };
                 let request = raw_request(method, &target, &server.token, &body.to_string());
                 // One request in ten is a normal client that waits for the answer.
-                let patient = i % 10 == 0;
+                let patient = i.is_multiple_of(10);
                 if stream.write_all(&request).await.is_err() {
                     continue;
                 }
@@ -134,7 +134,7 @@ async fn aborted_writes_never_wedge_the_writer() {
                 }
                 let wait = rand::thread_rng().gen_range(0..3000);
                 tokio::time::sleep(Duration::from_micros(wait)).await;
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     // Reset instead of a clean close.
                     #[allow(deprecated)]
                     let _ = stream.set_linger(Some(Duration::ZERO));
@@ -386,7 +386,7 @@ async fn idle_and_slowloris_sockets_do_not_starve_real_clients() {
         else {
             continue;
         };
-        if i % 2 == 1 {
+        if !i.is_multiple_of(2) {
             // Slowloris: a request head that never ends.
             let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
         }
@@ -397,7 +397,7 @@ async fn idle_and_slowloris_sockets_do_not_starve_real_clients() {
     let dribble = tokio::spawn(async move {
         for _ in 0..20 {
             for (i, s) in attackers.iter_mut().enumerate() {
-                if i % 2 == 1 {
+                if !i.is_multiple_of(2) {
                     let _ = s.write_all(b"X").await;
                 }
             }

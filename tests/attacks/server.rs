@@ -50,22 +50,13 @@ pub struct Server {
     _dir: Option<tempfile::TempDir>,
 }
 
+#[derive(Default)]
 pub struct Options {
     /// Extra `serve` arguments.
     pub args: Vec<String>,
     /// Open-files limit (soft and hard) for the server process.
     pub nofile: Option<u64>,
     pub database_url: Option<String>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            args: Vec::new(),
-            nofile: None,
-            database_url: None,
-        }
-    }
 }
 
 impl Server {
