@@ -81,6 +81,14 @@ async fn main() -> anyhow::Result<()> {
                 callflowd::store::StoreError::Conflict => {
                     anyhow::anyhow!("an account with that realm already exists")
                 }
+                callflowd::store::StoreError::Taken(taken) => anyhow::anyhow!(
+                    "already in use by another account: {}",
+                    taken
+                        .iter()
+                        .map(|(field, value)| format!("{field} {value:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
                 other => other.into(),
             })?;
             let out = json!({

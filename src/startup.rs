@@ -128,7 +128,7 @@ pub async fn bootstrap_admin(
             api_key: c.api_key,
         })),
         // Another process created the first account at the same moment.
-        Err(store::StoreError::Conflict) => Ok(None),
+        Err(store::StoreError::Conflict | store::StoreError::Taken(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }

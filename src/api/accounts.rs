@@ -70,11 +70,13 @@ async fn create_child(State(state): State<AppState>, scope: AccountScope) -> Api
     )
     .await
     .map_err(|e| match e {
-        crate::store::StoreError::Conflict => ApiError::invalid_field(SchemaError::at(
-            "realm",
-            "unique",
-            "Realm is not unique for this system",
-        )),
+        // A concurrent creation won the realm at the unique index.
+        crate::store::StoreError::Conflict => ApiError::invalid_field(
+            SchemaError::at("realm", "unique", "Account realm already in use").with(
+                "cause",
+                json!(scope.ctx.data.get("realm").cloned().unwrap_or_default()),
+            ),
+        ),
         other => other.into(),
     })?;
     let mut view = account_view(&created.account);

@@ -44,10 +44,11 @@ fn live_callflow(doc: Option<StoredCallflow>, id: &str) -> ApiResult<StoredCallf
     }
 }
 
-/// `If-Match` that names another revision is a conflict.
+/// `If-Match` naming another revision fails the precondition: 412, as cowboy's REST flow
+/// answers it for Kazoo (checked against `api_resource:generate_etag`), with the envelope.
 fn check_if_match(ctx: &ReqCtx, current: &str) -> ApiResult<()> {
     match ctx.header("if-match").map(|v| v.trim().trim_matches('"')) {
-        Some(wanted) if wanted != "*" && wanted != current => Err(ApiError::conflict()),
+        Some(wanted) if wanted != "*" && wanted != current => Err(ApiError::precondition_failed()),
         _ => Ok(()),
     }
 }
@@ -201,14 +202,25 @@ fn write_for(
         id: id.to_string(),
         new_rev: cf::next_revision(expected_rev.as_deref(), &doc),
         expected_rev,
-        numbers: cf::string_list(&doc, "numbers"),
-        patterns: cf::string_list(&doc, "patterns"),
+        // The document keeps what was sent; the uniqueness rows are one per value (Kazoo
+        // stores `["^a$","^a$"]`: `validate_unique_patterns` only looks at other callflows).
+        numbers: dedup(cf::string_list(&doc, "numbers")),
+        patterns: dedup(cf::string_list(&doc, "patterns")),
         doc,
         deleted,
         op,
         request_id: scope.ctx.request_id.clone(),
         max_account_patterns: None,
     }
+}
+
+/// The values in first-seen order, each once.
+fn dedup(values: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::with_capacity(values.len());
+    values
+        .into_iter()
+        .filter(|v| seen.insert(v.clone()))
+        .collect()
 }
 
 async fn commit(state: &AppState, mut write: CallflowWrite) -> ApiResult<CallflowWrite> {
@@ -229,8 +241,9 @@ async fn refresh_routes(state: &AppState, account_id: &str, callflow_id: &str) {
 
 #[tracing::instrument(skip_all, fields(account_id = %scope.account.id))]
 async fn create(State(state): State<AppState>, scope: AccountScope) -> ApiResult<Reply> {
+    // cowboy: `If-Match` on a PUT to a missing resource fails the precondition.
     if scope.ctx.header("if-match").is_some() {
-        return Err(ApiError::conflict());
+        return Err(ApiError::precondition_failed());
     }
     let data = request_object(&scope.ctx)?;
     let public = validate_off_runtime(&state, &scope.account, data.clone()).await?;
@@ -243,6 +256,17 @@ async fn create(State(state): State<AppState>, scope: AccountScope) -> ApiResult
         })
         .map(str::to_string)
         .unwrap_or_else(crate::domain::new_id);
+    // Kazoo keeps every document of an account in one database: an id already used there by
+    // another document (the account itself, a user) is a `datastore_conflict`.
+    if id == scope.account.id
+        || state
+            .store
+            .get_user(&scope.account.id, &id)
+            .await?
+            .is_some()
+    {
+        return Err(ApiError::conflict());
+    }
     let mut doc = public;
     doc.insert("_id".into(), json!(id));
     stamp_private(&mut doc, &scope, true);
@@ -272,21 +296,15 @@ async fn fetch(
 async fn metadata(state: &AppState, account_id: &str, flow: Option<&Value>) -> ApiResult<Value> {
     let mut out = Map::new();
     for id in metadata_candidates(flow) {
-        if let Some(doc) = state
-            .store
-            .get_callflow(account_id, &id)
-            .await?
-            .filter(|d| !d.deleted)
-        {
+        // `cb_callflows:create_metadata`: `name`, `numbers` and `pvt_type`, each only when
+        // the document has it; soft-deleted documents are found too (`open_cache_doc`).
+        if let Some(doc) = state.store.get_callflow(account_id, &id).await? {
             let mut m = Map::new();
-            m.insert(
-                "name".into(),
-                doc.doc.get("name").cloned().unwrap_or_else(|| json!(id)),
-            );
-            if let Some(numbers) = doc.doc.get("numbers") {
-                m.insert("numbers".into(), numbers.clone());
+            for key in ["name", "numbers", "pvt_type"] {
+                if let Some(v) = doc.doc.get(key).filter(|v| !v.is_null()) {
+                    m.insert(key.into(), v.clone());
+                }
             }
-            m.insert("pvt_type".into(), json!("callflow"));
             out.insert(id, Value::Object(m));
         } else if let Some(user) = state.store.get_user(account_id, &id).await? {
             let mut m = Map::new();

@@ -151,6 +151,15 @@ impl ApiError {
         )
     }
 
+    /// 412: `If-Match` names a revision that is not the current one.
+    pub fn precondition_failed() -> Self {
+        Self::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            Some(json!({"message": "the revision in If-Match is not the current one"})),
+        )
+    }
+
     /// 408: the request body did not arrive in time.
     pub fn request_timeout() -> Self {
         Self::new(
@@ -260,6 +269,16 @@ impl From<StoreError> for ApiError {
                     .collect();
                 Self::validation(SchemaErrors(errors))
             }
+            StoreError::Taken(taken) => Self::validation(SchemaErrors(
+                taken
+                    .into_iter()
+                    .map(|(field, value)| {
+                        let what = if field == "realm" { "realm" } else { "name" };
+                        SchemaError::at(field, "unique", format!("Account {what} already in use"))
+                            .with("cause", json!(value))
+                    })
+                    .collect(),
+            )),
             StoreError::TooManyPatterns { limit } => Self::invalid_field(
                 SchemaError::at(
                     "patterns",

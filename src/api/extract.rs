@@ -48,15 +48,27 @@ impl Caller {
     }
 }
 
-/// Resolve and check the token of a request; `Ok(None)` when none was sent.
+/// Resolve and check the credentials of a request: a token (`X-Auth-Token`, `auth_token`,
+/// `Authorization: Bearer`) or Basic credentials. `Ok(None)` when none were sent or they are
+/// not valid: as in Kazoo, a garbage or forged token then takes the path of a missing one
+/// (404 for an unknown account, else 401 `invalid_credentials`). Expired tokens were already
+/// stopped by the envelope layer.
 pub async fn caller(state: &AppState, ctx: &ReqCtx) -> Result<Option<Caller>, ApiError> {
+    if let Some(basic) = ctx.basic_auth.as_deref() {
+        return super::basic::caller(state, ctx, basic).await;
+    }
     let Some(token) = ctx.auth_token.as_deref() else {
         return Ok(None);
     };
-    let claims = state
-        .signer
-        .verify(token)
-        .ok_or_else(ApiError::invalid_token)?;
+    let claims = match state.signer.check(token) {
+        Ok(claims) => claims,
+        Err(crate::auth::TokenError::Expired) => return Err(ApiError::invalid_token()),
+        Err(crate::auth::TokenError::Invalid) => {
+            tracing::debug!("token refused: not one of ours");
+            return Ok(None);
+        }
+    };
+    // A token whose account is gone stops as an expired one does (Kazoo's `not_found`).
     let account = state
         .store
         .get_account(&claims.account_id)

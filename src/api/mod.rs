@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod basic;
 pub mod callflows;
 pub mod envelope;
 pub mod error;

@@ -157,6 +157,15 @@ pub struct Claims {
     pub iat: u64,
 }
 
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    /// Signed by us, but past its expiry.
+    Expired,
+    /// Not a token we signed (garbage, another key, tampered).
+    Invalid,
+}
+
 /// Signs and checks tokens with a key shared through the store, so any node accepts a token
 /// any node issued, and it expires everywhere at the same second.
 #[derive(Clone)]
@@ -203,12 +212,22 @@ impl TokenSigner {
 
     /// The claims of a token whose signature is good and which has not expired.
     pub fn verify(&self, token: &str) -> Option<Claims> {
+        self.check(token).ok()
+    }
+
+    /// Like [`TokenSigner::verify`], but says why a token is refused: Kazoo answers an expired
+    /// token differently from a forged or garbled one.
+    pub fn check(&self, token: &str) -> Result<Claims, TokenError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
-            .ok()
-            .map(|d| d.claims)
-            .filter(|c| c.exp > unix_now())
+        validation.validate_exp = false;
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .map_err(|_| TokenError::Invalid)?
+            .claims;
+        if claims.exp <= unix_now() {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
     }
 }
 
@@ -272,5 +291,11 @@ mod tests {
         let signer = TokenSigner::new("k1", 0);
         let (token, _) = signer.issue("a", None, "cb_api_auth").unwrap();
         assert!(signer.verify(&token).is_none());
+        assert_eq!(signer.check(&token), Err(TokenError::Expired));
+        assert_eq!(signer.check("garbage"), Err(TokenError::Invalid));
+        assert_eq!(
+            TokenSigner::new("k2", 0).check(&token),
+            Err(TokenError::Invalid)
+        );
     }
 }

@@ -127,6 +127,10 @@ pub enum StoreError {
     Conflict,
     #[error("numbers or patterns already in use")]
     Unique(Vec<UniqueConflict>),
+    /// An account's realm (case-insensitively) or normalised name is already used by another
+    /// account: `(field, value)` pairs, realm first.
+    #[error("account realm or name already in use")]
+    Taken(Vec<(&'static str, String)>),
     /// The write would take the account past its pattern cap.
     #[error("the account would hold more than {limit} patterns")]
     TooManyPatterns { limit: usize },

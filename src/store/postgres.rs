@@ -61,6 +61,15 @@ impl PgStore {
         Ok(())
     }
 
+    /// Serialises account creation across nodes, so two accounts can never take the same
+    /// realm or name (the checks read, then insert).
+    async fn lock_accounts(&self, tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+        sqlx::query("LOCK TABLE accounts IN SHARE ROW EXCLUSIVE MODE")
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+
     /// A standby (or a database switched to read-only) cannot take writes.
     async fn check_writable(&self, tx: &mut sqlx::PgConnection) -> Result<(), super::StoreError> {
         let (read_only,): (String,) =

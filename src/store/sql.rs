@@ -278,6 +278,29 @@ macro_rules! impl_sql_store {
                 admin: Option<&$crate::store::User>,
             ) -> $crate::store::StoreResult<$crate::store::Account> {
                 let mut tx = self.begin_write().await?;
+                self.lock_accounts(&mut tx).await?;
+                // Kazoo's `validate_realm_is_unique` and `validate_account_name_is_unique`:
+                // realms compared lower-cased, names by their normalised key.
+                let mut taken = Vec::new();
+                if let Some(realm) = &account.realm {
+                    let hit: Option<(String,)> = sqlx::query_as("SELECT id FROM accounts WHERE lower(realm) = lower($1) LIMIT 1")
+                        .bind(realm)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if hit.is_some() {
+                        taken.push(("realm", realm.clone()));
+                    }
+                }
+                let hit: Option<(String,)> = sqlx::query_as("SELECT id FROM accounts WHERE name_key = $1 LIMIT 1")
+                    .bind($crate::domain::numbers::search_key(&account.name))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if hit.is_some() {
+                    taken.push(("name", account.name.clone()));
+                }
+                if !taken.is_empty() {
+                    return Err($crate::store::StoreError::Taken(taken));
+                }
                 let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM accounts").fetch_one(&mut *tx).await?;
                 let mut created = account.clone();
                 created.superduper = account.superduper || count == 0;
@@ -458,7 +481,7 @@ macro_rules! impl_sql_store {
             }
 
             async fn accounts_by_realm(&self, realm: &str) -> $crate::store::StoreResult<Vec<$crate::store::Account>> {
-                let q = format!("SELECT {} FROM accounts WHERE realm = $1", $crate::store::sql::ACCOUNT_COLUMNS);
+                let q = format!("SELECT {} FROM accounts WHERE lower(realm) = lower($1)", $crate::store::sql::ACCOUNT_COLUMNS);
                 let rows: Vec<AccountRow> = sqlx::query_as(&q).bind(realm).fetch_all(&self.read).await?;
                 rows.into_iter().map(account_row).collect()
             }

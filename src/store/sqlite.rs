@@ -78,6 +78,11 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// The single writer already serialises account creation.
+    async fn lock_accounts(&self, _tx: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
     /// `BEGIN IMMEDIATE` already proved the write lock can be taken.
     async fn check_writable(
         &self,

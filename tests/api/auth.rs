@@ -125,12 +125,33 @@ async fn missing_and_invalid_tokens_have_their_two_shapes() {
     assert_eq!(r.body["message"], "invalid_credentials");
     assert_eq!(r.data()["message"], "invalid credentials");
 
+    // A garbage or forged token takes the late path (`cb_token_auth:validate_auth_token`
+    // returns false for `invalid_jwt`; `api_util:is_authentic` then answers): 401
+    // `invalid_credentials` with its message on an existing account...
+    let forged = {
+        let other = callflowd::auth::TokenSigner::new("another key", 3600);
+        other
+            .issue(&app.admin_account, None, "cb_api_auth")
+            .unwrap()
+            .0
+    };
+    for token in ["not-a-token", forged.as_str()] {
+        let r = app.call(Method::GET, &path, Some(token), None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+        assert_eq!(r.body["message"], "invalid_credentials");
+        assert_eq!(r.data()["message"], "invalid credentials");
+    }
+    // ...and 404 on an account that does not exist (`malformed_request` runs first).
     let r = app
-        .call(Method::GET, &path, Some("not-a-token"), None)
+        .call(
+            Method::GET,
+            &TestApp::callflows(&"0".repeat(32)),
+            Some("not-a-token"),
+            None,
+        )
         .await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(r.body["message"], "invalid credentials");
-    assert_eq!(r.data(), &json!({}));
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert_eq!(r.body["message"], "bad_identifier");
 }
 
 #[tokio::test]
@@ -171,6 +192,19 @@ async fn expired_tokens_are_rejected() {
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.body["message"], "invalid credentials");
+    assert_eq!(r.data(), &json!({}));
+    // Only an expired token stops early, before path and method checks
+    // (`cb_token_auth:validate_auth_token` -> `token_expired`): an unknown path, an unknown
+    // account and a wrong method all answer the same 401.
+    for (method, path) in [
+        (Method::GET, "/v2/no_such_endpoint".to_string()),
+        (Method::GET, TestApp::callflows(&"0".repeat(32))),
+        (Method::PATCH, TestApp::callflows(&app.admin_account)),
+    ] {
+        let r = app.call(method, &path, Some(&token), None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path}: {}", r.text);
+        assert_eq!(r.data(), &json!({}));
+    }
 }
 
 #[tokio::test]
