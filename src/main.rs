@@ -27,7 +27,7 @@ async fn main() -> anyhow::Result<()> {
                 println!("  api key:  {}", b.api_key);
                 println!("These are shown once; only hashes are stored.");
             }
-            tracing::info!(addr = %app.local_addr()?, database = %args.store.database_url, "callflowd listening");
+            tracing::info!(addr = %app.local_addr()?, database = %redacted(&args.store.database_url), "callflowd listening");
             let store = app.state.store.clone();
             let grace = args.shutdown_grace;
             let stop_requested = Arc::new(OnceLock::<Instant>::new());
@@ -127,4 +127,15 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A database URL fit for logs: the password replaced.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
 }

@@ -10,9 +10,9 @@
 //! - a request head must arrive within the header timeout once its first byte has (slowloris);
 //! - a connection with no request in progress is closed after the idle timeout;
 //! - at most `max_connections` are open (kept below the descriptor limit). When the budget is
-//!   full, a new connection replaces the oldest one that is not serving a request, preferring
-//!   connections that never completed a request, so a flood of idle or half-open sockets
-//!   cannot lock out a real client;
+//!   full, a new connection replaces the one that has served nothing for the longest time (not
+//!   one serving a request), so a flood of idle or half-open sockets cannot lock out a client
+//!   that is using its connection;
 //! - on shutdown, no new connection is accepted, idle ones close at once, busy ones get the
 //!   grace period to finish, then are dropped.
 
@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -53,8 +53,6 @@ const SWEEP_EVERY: Duration = Duration::from_millis(250);
 struct ConnState {
     /// Requests being served on it now.
     busy: AtomicUsize,
-    /// Whether it ever completed a request (a real client, not an idle or half-open socket).
-    served: AtomicBool,
     /// When the last request ended (or the connection opened), in ms since the server started.
     last_active: AtomicU64,
     /// When bytes of a request head started arriving while nothing was in progress (ms since
@@ -81,15 +79,15 @@ impl Registry {
         self.lock().len()
     }
 
-    /// Closes the least useful open connection that serves nothing: the oldest that never
-    /// completed a request, else the oldest idle one. `false` when every one is busy.
+    /// Closes the open connection that has served nothing for the longest time (a socket
+    /// opened and left idle or half-sent counts from when it opened; a client between requests
+    /// from its last answer). `false` when every one is busy.
     fn evict_one(&self) -> bool {
         let mut conns = self.lock();
-        let idle = |c: &Arc<ConnState>| c.busy.load(Ordering::Acquire) == 0;
         let victim = conns
             .iter()
-            .find(|(_, c)| idle(c) && !c.served.load(Ordering::Acquire))
-            .or_else(|| conns.iter().find(|(_, c)| idle(c)))
+            .filter(|(_, c)| c.busy.load(Ordering::Acquire) == 0)
+            .min_by_key(|(_, c)| c.last_active.load(Ordering::Acquire))
             .map(|(id, _)| *id);
         match victim.and_then(|id| conns.remove(&id)) {
             Some(c) => {
@@ -210,7 +208,7 @@ impl Drop for BusyGuard {
         self.state
             .last_active
             .store(self.registry.now_ms(), Ordering::Release);
-        self.state.served.store(true, Ordering::Release);
+        self.state.head_started.store(0, Ordering::Release);
         self.state.busy.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -268,7 +266,6 @@ pub async fn serve(
         next_id += 1;
         let state = Arc::new(ConnState {
             busy: AtomicUsize::new(0),
-            served: AtomicBool::new(false),
             last_active: AtomicU64::new(registry.now_ms()),
             head_started: AtomicU64::new(0),
             close: Notify::new(),
@@ -352,7 +349,17 @@ async fn serve_connection(
                 }
                 break;
             }
-            _ = state.close.notified() => break,
+            _ = state.close.notified() => {
+                // A request may have started between the decision and now: let it finish
+                // and close after it instead of cutting it.
+                if state.busy.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+                if !stopping {
+                    stopping = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
             changed = stop.changed(), if !stopping => {
                 stopping = true;
                 if changed.is_ok() {

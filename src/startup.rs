@@ -69,6 +69,7 @@ pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<Ap
         store,
         schemas,
         signer: TokenSigner::new(&secret, args.token_ttl),
+        health: Default::default(),
         throttle: Arc::new(LoginThrottle::new(ThrottleConfig {
             size: args.login_bucket_size,
             rate: args.login_bucket_rate,

@@ -24,22 +24,35 @@ pub fn router() -> Router<AppState> {
 /// Charges a login attempt to the client's token bucket (429 when it is empty). Requests that
 /// did not come through a socket (the router embedded in-process) have no address and are
 /// not throttled.
-fn throttle(state: &AppState, ctx: &ReqCtx, target: &str) -> ApiResult<()> {
+fn throttle(state: &AppState, ctx: &ReqCtx, targets: &[&str]) -> ApiResult<()> {
     let Some(ip) = ctx.client_ip else {
         return Ok(());
     };
-    state.throttle.attempt(ip, target).map_err(|wait| {
+    state.throttle.attempt(ip, targets).map_err(|wait| {
         metrics::counter!("callflowd_logins_throttled_total").increment(1);
         tracing::info!(client = %ip, wait, "login throttled");
         ApiError::too_many_requests(wait)
     })
 }
 
-fn failed(state: &AppState, ctx: &ReqCtx) {
+fn failed() {
     metrics::counter!("callflowd_logins_failed_total").increment(1);
+}
+
+fn succeeded(state: &AppState, ctx: &ReqCtx) {
     if let Some(ip) = ctx.client_ip {
-        state.throttle.failed(ip);
+        state.throttle.succeeded(ip);
     }
+}
+
+/// The account selectors a login names, normalised, read before validation so a flood is
+/// throttled before it costs a schema check.
+fn login_targets(data: &Value) -> Vec<String> {
+    ["account_realm", "realm", "account_name", "phone_number"]
+        .iter()
+        .filter_map(|k| data.get(*k).and_then(Value::as_str))
+        .map(search_key)
+        .collect()
 }
 
 /// The account summary Kazoo returns on login.
@@ -70,19 +83,15 @@ fn login_data(account: &Account, owner_id: Option<&str>) -> Value {
 
 #[tracing::instrument(skip_all)]
 async fn user_auth(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Reply> {
+    let targets = login_targets(&ctx.data);
+    let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
+    throttle(&state, &ctx, &targets)?;
     let data = super::validated_data(&state, "user_auth", &ctx.data).await?;
     let field = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_string);
     let credentials = field("credentials").unwrap_or_default();
     let realm = field("account_realm").or_else(|| field("realm"));
     let name = field("account_name");
     let method = field("method").unwrap_or_else(|| "md5".into());
-
-    let target = realm
-        .as_deref()
-        .or(name.as_deref())
-        .map(search_key)
-        .unwrap_or_default();
-    throttle(&state, &ctx, &target)?;
 
     let mut accounts = Vec::new();
     if let Some(realm) = &realm {
@@ -118,9 +127,10 @@ async fn user_auth(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Re
         .map_err(|_| ApiError::too_many_requests(1))?;
     let Some((account, user)) = found else {
         tracing::debug!("user_auth rejected: no matching enabled user");
-        failed(&state, &ctx);
+        failed();
         return Err(ApiError::invalid_credentials());
     };
+    succeeded(&state, &ctx);
     let (token, _) = state
         .signer
         .issue(&account.id, Some(&user.id), "cb_user_auth")
@@ -131,13 +141,13 @@ async fn user_auth(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Re
 
 #[tracing::instrument(skip_all)]
 async fn api_auth(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Reply> {
+    throttle(&state, &ctx, &["api_auth"])?;
     let data = super::validated_data(&state, "api_auth", &ctx.data).await?;
     let key = data
         .get("api_key")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    throttle(&state, &ctx, "api_auth")?;
     let prefix: String = key.chars().take(API_KEY_PREFIX_LEN).collect();
     let candidates = state.store.api_key_candidates(&prefix).await?;
     let probe = key.clone();
@@ -155,13 +165,14 @@ async fn api_auth(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Rep
         .await
         .map_err(|_| ApiError::too_many_requests(1))?;
     let Some(account) = found else {
-        failed(&state, &ctx);
+        failed();
         return Err(ApiError::new(
             axum::http::StatusCode::NOT_FOUND,
             "bad identifier",
             Some(json!([key])),
         ));
     };
+    succeeded(&state, &ctx);
     let (token, _) = state
         .signer
         .issue(&account.id, None, "cb_api_auth")

@@ -96,7 +96,7 @@ async fn check(state: &AppState, ctx: &ReqCtx, basic: &str) -> ApiResult<Option<
     if let Some(ip) = ctx.client_ip {
         state
             .throttle
-            .attempt(ip, account_id)
+            .attempt(ip, &[account_id])
             .map_err(ApiError::too_many_requests)?;
     }
     let users = state.store.login_users(account_id).await?;
@@ -109,13 +109,8 @@ async fn check(state: &AppState, ctx: &ReqCtx, basic: &str) -> ApiResult<Option<
         })
         .await
         .map_err(|_| ApiError::too_many_requests(1))?;
-    match found {
-        Some(user_id) => Ok(Some((account_id.to_string(), user_id))),
-        None => {
-            if let Some(ip) = ctx.client_ip {
-                state.throttle.failed(ip);
-            }
-            Ok(None)
-        }
+    if let (Some(ip), Some(_)) = (ctx.client_ip, &found) {
+        state.throttle.succeeded(ip);
     }
+    Ok(found.map(|user_id| (account_id.to_string(), user_id)))
 }

@@ -223,11 +223,18 @@ fn dedup(values: Vec<String>) -> Vec<String> {
         .collect()
 }
 
+/// Writes, then makes the write visible to this node's lookups, in a task of its own: a client
+/// that leaves half-way cannot stop the routing refresh after the commit.
 async fn commit(state: &AppState, mut write: CallflowWrite) -> ApiResult<CallflowWrite> {
     write.max_account_patterns = Some(state.config.max_patterns_per_account);
-    state.store.write_callflow(&write).await?;
-    refresh_routes(state, &write.account_id, &write.id).await;
-    Ok(write)
+    let state = state.clone();
+    tokio::spawn(async move {
+        state.store.write_callflow(&write).await?;
+        refresh_routes(&state, &write.account_id, &write.id).await;
+        Ok(write)
+    })
+    .await
+    .map_err(ApiError::internal)?
 }
 
 /// Make a committed write visible to this node's lookups before answering. The write itself
@@ -382,11 +389,19 @@ async fn remove(
     let stored = live_callflow(state.store.get_callflow(&scope.account.id, &id).await?, &id)?;
     check_if_match(&scope.ctx, &stored.rev)?;
     if scope.ctx.flag("should_soft_delete") == Some(false) {
-        state
-            .store
-            .purge_callflow(&scope.account.id, &id, &stored.rev)
-            .await?;
-        refresh_routes(&state, &scope.account.id, &id).await;
+        let (state, account_id, id, rev) = (
+            state.clone(),
+            scope.account.id.clone(),
+            id.clone(),
+            stored.rev.clone(),
+        );
+        tokio::spawn(async move {
+            state.store.purge_callflow(&account_id, &id, &rev).await?;
+            refresh_routes(&state, &account_id, &id).await;
+            Ok::<_, ApiError>(())
+        })
+        .await
+        .map_err(ApiError::internal)??;
     } else {
         let mut doc = stored.doc.clone();
         doc.insert("pvt_deleted".into(), json!(true));

@@ -486,7 +486,7 @@ fn client_address(parts: &axum::http::request::Parts, trusted: &[IpAddr]) -> Opt
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())?;
+        .map(|c| c.0.ip().to_canonical())?;
     if !trusted.contains(&peer) {
         return Some(peer);
     }
@@ -499,7 +499,13 @@ fn client_address(parts: &axum::http::request::Parts, trusted: &[IpAddr]) -> Opt
         .map(str::trim)
         .collect::<Vec<_>>();
     for hop in forwarded.iter().rev() {
-        match hop.parse::<IpAddr>() {
+        // `1.2.3.4`, `1.2.3.4:5678`, `[2001:db8::1]:443`; anything else (`unknown`, an
+        // obfuscated name) ends the walk: the proxy itself is then the client.
+        let ip = hop
+            .parse::<IpAddr>()
+            .or_else(|_| hop.parse::<SocketAddr>().map(|a| a.ip()))
+            .map(|ip| ip.to_canonical());
+        match ip {
             Ok(ip) if trusted.contains(&ip) => continue,
             Ok(ip) => return Some(ip),
             Err(_) => break,

@@ -74,9 +74,9 @@ pub async fn resolve(
     // (milliseconds): do that off the async workers.
     let decided = if table.unindexed_patterns() > OFFLOAD_UNINDEXED {
         let number = number.to_string();
-        tokio::task::spawn_blocking(move || decide(&table, &number))
+        crate::api::offload(move || decide(&table, &number))
             .await
-            .map_err(|e| StoreError::Other(e.into()))?
+            .map_err(|e| StoreError::Other(anyhow::anyhow!("lookup task: {}", e.message)))?
     } else {
         decide(&table, number)
     };

@@ -85,6 +85,8 @@ pub struct AppState {
     pub signer: TokenSigner,
     pub config: Arc<ApiConfig>,
     pub throttle: Arc<crate::auth::throttle::LoginThrottle>,
+    /// The last health probe: when, and whether the store was usable.
+    pub health: Arc<tokio::sync::Mutex<Option<(std::time::Instant, bool)>>>,
 }
 
 /// The complete HTTP service.
@@ -175,6 +177,26 @@ async fn not_found() -> ApiError {
 /// Healthy only when requests can really be served: the store answers, its schema is
 /// present, and a write transaction can be opened. Otherwise 503 `datastore_unreachable`.
 async fn healthz(State(state): State<AppState>) -> ApiResult<Reply> {
-    state.store.health().await?;
-    Ok(Reply::ok(json!({"store": "ok"})))
+    // One probe at a time, its answer reused for a second: `/healthz` needs no credentials and
+    // must not become a way to queue work on the writer.
+    let mut last = state.health.lock().await;
+    let healthy = match *last {
+        Some((at, healthy)) if at.elapsed() < std::time::Duration::from_secs(1) => healthy,
+        _ => {
+            let healthy = match state.store.health().await {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::warn!(%error, "health probe failed");
+                    false
+                }
+            };
+            *last = Some((std::time::Instant::now(), healthy));
+            healthy
+        }
+    };
+    if healthy {
+        Ok(Reply::ok(json!({"store": "ok"})))
+    } else {
+        Err(ApiError::unavailable())
+    }
 }

@@ -1,24 +1,27 @@
 //! Login throttling with Kazoo's token-bucket shape.
 //!
-//! Two buckets guard `user_auth` and `api_auth`:
-//! - one per client address and login target (realm or account name; Kazoo keys its buckets by
-//!   `<client ip>/<account>`): every attempt costs `cost` tokens (Kazoo's `user_auth_tokens`,
-//!   35), the bucket holds `size` (100) and refills `rate` (10) per second;
-//! - one per client address: every *failed* attempt costs one token, the bucket holds
-//!   `failures_per_address` and refills one per second, so spraying many accounts from one
-//!   address is slowed as well.
+//! Two buckets guard `user_auth`, `api_auth` and Basic credentials:
+//! - one per client and login target (each realm, account name or account id the request
+//!   names; Kazoo keys its buckets by `<client ip>/<account>`): every attempt costs `cost`
+//!   tokens (Kazoo's `user_auth_tokens`, 35), the bucket holds `size` (100) and refills `rate`
+//!   (10) per second;
+//! - one per client: every *failed* attempt costs one token (taken when the attempt starts, so
+//!   a burst of concurrent guesses cannot all pass before the first failure counts; given back
+//!   when the attempt succeeds). The bucket holds `failures_per_address` and refills one per
+//!   second, so spraying many accounts from one client is slowed as well.
 //!
-//! An empty bucket answers 429 with `Retry-After` before any password is checked. A flood
-//! against one account from one address therefore does not lock out the account's users
-//! elsewhere. The table of buckets is bounded: past `MAX_KEYS`, buckets that have refilled
-//! completely (they hold no information) are dropped.
+//! A client is an IPv4 address or an IPv6 /64 (what one subscriber usually holds). An empty
+//! bucket answers 429 with `Retry-After` before any password is checked, so a flood against one
+//! account from one client does not lock out the account's users elsewhere. The table of
+//! buckets is bounded: past `MAX_KEYS`, buckets that have refilled completely are dropped, and
+//! if that is not enough (a spray of addresses), all of them.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// Most buckets kept before full ones are pruned.
+/// Most buckets kept.
 const MAX_KEYS: usize = 100_000;
 
 #[derive(Debug, Clone, Copy)]
@@ -51,13 +54,21 @@ impl Buckets {
         }
     }
 
-    /// Takes `cost` tokens, or says how many seconds until they are there.
-    fn take(&mut self, key: &str, cost: f64, now: Instant) -> Result<(), u64> {
-        if self.map.len() >= MAX_KEYS && !self.map.contains_key(key) {
-            let (size, rate) = (self.size, self.rate);
-            self.map
-                .retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < size);
+    fn make_room(&mut self, key: &str, now: Instant) {
+        if self.map.len() < MAX_KEYS || self.map.contains_key(key) {
+            return;
         }
+        let (size, rate) = (self.size, self.rate);
+        self.map
+            .retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < size);
+        if self.map.len() >= MAX_KEYS / 2 {
+            self.map.clear();
+        }
+    }
+
+    /// Whether `cost` tokens are there, or how many seconds until they are (nothing taken).
+    fn check(&mut self, key: &str, cost: f64, now: Instant) -> Result<(), u64> {
+        self.make_room(key, now);
         let (size, rate) = (self.size, self.rate);
         let bucket = self.map.entry(key.to_string()).or_insert(Bucket {
             tokens: size,
@@ -68,19 +79,23 @@ impl Buckets {
         bucket.at = now;
         let cost = cost.min(size);
         if bucket.tokens >= cost {
-            bucket.tokens -= cost;
             Ok(())
         } else {
             Err(((cost - bucket.tokens) / rate).ceil() as u64)
         }
     }
 
-    fn empty(&mut self, key: &str, now: Instant) -> Option<u64> {
-        let bucket = self.map.get_mut(key)?;
-        bucket.tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * self.rate)
-            .min(self.size);
-        bucket.at = now;
-        (bucket.tokens < 1.0).then(|| ((1.0 - bucket.tokens) / self.rate).ceil() as u64)
+    /// Takes `cost` tokens (after a successful [`Buckets::check`]).
+    fn take(&mut self, key: &str, cost: f64) {
+        if let Some(bucket) = self.map.get_mut(key) {
+            bucket.tokens -= cost.min(self.size);
+        }
+    }
+
+    fn give_back(&mut self, key: &str, tokens: f64) {
+        if let Some(bucket) = self.map.get_mut(key) {
+            bucket.tokens = (bucket.tokens + tokens).min(self.size);
+        }
     }
 }
 
@@ -100,18 +115,39 @@ impl LoginThrottle {
         }
     }
 
-    /// Charges an attempt on `target` from `ip`; `Err(seconds)` when it must wait.
-    pub fn attempt(&self, ip: IpAddr, target: &str) -> Result<(), u64> {
+    /// Charges an attempt on each of `targets` from `ip` and sets aside one failure token;
+    /// `Err(seconds)` when it must wait (then nothing is charged).
+    pub fn attempt(&self, ip: IpAddr, targets: &[&str]) -> Result<(), u64> {
         let now = Instant::now();
-        if let Some(wait) = lock(&self.failures).empty(&ip.to_string(), now) {
-            return Err(wait);
+        let client = client_key(ip);
+        let keys: Vec<String> = targets.iter().map(|t| format!("{client}/{t}")).collect();
+        let mut failures = lock(&self.failures);
+        let mut attempts = lock(&self.attempts);
+        failures.check(&client, 1.0, now)?;
+        for key in &keys {
+            attempts.check(key, self.cost, now)?;
         }
-        lock(&self.attempts).take(&format!("{ip}/{target}"), self.cost, now)
+        failures.take(&client, 1.0);
+        for key in &keys {
+            attempts.take(key, self.cost);
+        }
+        Ok(())
     }
 
-    /// Records a failed attempt from `ip`.
-    pub fn failed(&self, ip: IpAddr) {
-        let _ = lock(&self.failures).take(&ip.to_string(), 1.0, Instant::now());
+    /// The attempt succeeded: its failure token goes back.
+    pub fn succeeded(&self, ip: IpAddr) {
+        lock(&self.failures).give_back(&client_key(ip), 1.0);
+    }
+}
+
+/// The throttled client: an IPv4 address, or an IPv6 /64.
+fn client_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
     }
 }
 
@@ -136,24 +172,39 @@ mod tests {
     fn kazoo_bucket_allows_two_attempts_then_waits() {
         let t = throttle();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        assert!(t.attempt(ip, "acme").is_ok());
-        assert!(t.attempt(ip, "acme").is_ok());
-        let wait = t.attempt(ip, "acme").unwrap_err();
+        assert!(t.attempt(ip, &["acme"]).is_ok());
+        t.succeeded(ip);
+        assert!(t.attempt(ip, &["acme"]).is_ok());
+        t.succeeded(ip);
+        let wait = t.attempt(ip, &["acme"]).unwrap_err();
         assert!((1..=4).contains(&wait), "{wait}");
         // Another account, or another address, has its own bucket.
-        assert!(t.attempt(ip, "other").is_ok());
-        assert!(t.attempt("192.0.2.2".parse().unwrap(), "acme").is_ok());
+        assert!(t.attempt(ip, &["other"]).is_ok());
+        assert!(t.attempt("192.0.2.2".parse().unwrap(), &["acme"]).is_ok());
+        // Every selector a request names is charged: a fresh realm with a known name is not
+        // a way around the name's bucket.
+        assert!(t.attempt(ip, &["fresh-realm", "acme"]).is_err());
     }
 
     #[test]
-    fn repeated_failures_slow_an_address_down_whatever_it_targets() {
+    fn failures_are_counted_before_the_check_and_slow_a_client_down() {
         let t = throttle();
         let ip: IpAddr = "192.0.2.9".parse().unwrap();
+        // Three concurrent guesses use the three failure tokens before any fails.
         for i in 0..3 {
-            assert!(t.attempt(ip, &format!("a{i}")).is_ok());
-            t.failed(ip);
+            assert!(t.attempt(ip, &[&format!("a{i}")]).is_ok());
         }
-        assert!(t.attempt(ip, "fresh").is_err());
-        assert!(t.attempt("192.0.2.10".parse().unwrap(), "fresh").is_ok());
+        assert!(t.attempt(ip, &["fresh"]).is_err());
+        assert!(t.attempt("192.0.2.10".parse().unwrap(), &["fresh"]).is_ok());
+        // An IPv6 /64 is one client; an IPv4-mapped address is its IPv4 address.
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2::ffff".parse().unwrap();
+        for i in 0..3 {
+            assert!(t.attempt(a, &[&format!("v{i}")]).is_ok());
+        }
+        assert!(t.attempt(b, &["v9"]).is_err());
+        assert!(t
+            .attempt("::ffff:192.0.2.9".parse().unwrap(), &["x"])
+            .is_err());
     }
 }

@@ -98,7 +98,14 @@ impl PatternRule {
             prefixes: literal_prefixes(pattern),
             pattern: Arc::from(pattern),
             callflow_id: Arc::from(callflow_id),
-            compiled: pattern::compile_routing(pattern).ok(),
+            compiled: match pattern::compile_routing(pattern) {
+                Ok(compiled) => Some(compiled),
+                Err(error) => {
+                    // Saved before today's limits, or imported: Kazoo skips those too.
+                    tracing::warn!(pattern, callflow_id, %error, "stored pattern cannot route; skipped");
+                    None
+                }
+            },
         }
     }
 

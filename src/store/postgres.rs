@@ -61,6 +61,20 @@ impl PgStore {
         Ok(())
     }
 
+    /// Serialises pattern-adding writes of one account (on every node) for the length of the
+    /// transaction, so the per-account pattern cap is counted exactly.
+    async fn lock_account_patterns(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        account_id: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(account_id)
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+
     /// Serialises account creation across nodes, so two accounts can never take the same
     /// realm or name (the checks read, then insert).
     async fn lock_accounts(&self, tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {

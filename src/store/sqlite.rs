@@ -78,6 +78,15 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// The single writer already serialises writes.
+    async fn lock_account_patterns(
+        &self,
+        _tx: &mut sqlx::SqliteConnection,
+        _account_id: &str,
+    ) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
     /// The single writer already serialises account creation.
     async fn lock_accounts(&self, _tx: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
         Ok(())

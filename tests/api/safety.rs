@@ -411,6 +411,8 @@ async fn healthz_answers_503_while_the_writer_is_unusable_or_the_schema_is_missi
             .unwrap();
         Box::new(conn)
     };
+    // A probe's answer is reused for a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let r = health(&app).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
     assert_eq!(r.body["message"], "datastore_unreachable");
@@ -442,6 +444,7 @@ async fn healthz_answers_503_while_the_writer_is_unusable_or_the_schema_is_missi
             .await
             .unwrap();
     }
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let r = health(&app).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
 }
