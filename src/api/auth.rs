@@ -19,6 +19,7 @@ pub fn router() -> Router<AppState> {
         .route("/v2/user_auth", put(user_auth))
         .route("/v2/api_auth", put(api_auth))
         .route("/v2/token_auth", get(token_info))
+        .route("/v2/user_auth/{token}", get(user_auth_token))
 }
 
 /// Charges a login attempt to the client's token bucket (429 when it is empty). Requests that
@@ -188,4 +189,19 @@ async fn token_info(Authenticated(caller, _): Authenticated) -> ApiResult<Reply>
         m.insert("exp".into(), json!(caller.claims.exp));
     }
     Ok(Reply::ok(data))
+}
+
+/// `GET /v2/user_auth/{TOKEN}` (`cb_user_auth:maybe_get_auth_token`): the login data again,
+/// for the token the request itself carries; any other token in the path is 401.
+async fn user_auth_token(
+    axum::extract::Path(token): axum::extract::Path<String>,
+    Authenticated(caller, ctx): Authenticated,
+) -> ApiResult<Reply> {
+    if ctx.auth_token.as_deref() != Some(token.as_str()) {
+        return Err(ApiError::invalid_credentials());
+    }
+    Ok(Reply::ok(login_data(
+        &caller.account,
+        caller.claims.owner_id.as_deref(),
+    )))
 }

@@ -186,6 +186,10 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let if_none_match = req.headers().get(header::IF_NONE_MATCH).cloned();
+    let allowed = allowed_methods(req.uri().path());
+    // cowboy answers a write without `Content-Type` (taken as JSON) with this header.
+    let rfc2616 = matches!(*req.method(), Method::PUT | Method::POST | Method::PATCH)
+        && !req.headers().contains_key(header::CONTENT_TYPE);
     let pretty_header = req
         .headers()
         .get("x-pretty-print")
@@ -206,6 +210,8 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
             ctx,
             extra_headers: extra,
             cors: cors || status.is_client_error() || status.is_server_error(),
+            allowed,
+            rfc2616,
             requested_method: requested_method.as_deref(),
             if_none_match: if_none_match.as_ref(),
             pretty_header,
@@ -223,13 +229,26 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
 
     // CORS preflight short-circuits everything else.
     if method == Method::OPTIONS && cors {
-        return preflight(&request_id, requested_method.as_deref());
+        return preflight(&request_id, allowed, requested_method.as_deref());
     }
 
     match normalise_path(&parts.uri) {
         Ok(Some(uri)) => parts.uri = uri,
         Ok(None) => {}
         Err(e) => return finish(e.status, envelope_of(&e), None, HeaderMap::new(), &method),
+    }
+
+    if parts.uri.path().starts_with("/v2/") {
+        // No crossbar endpoint lists HEAD among its methods (`allowed_methods`): 405.
+        if method == Method::HEAD {
+            let e = ApiError::method_not_allowed();
+            return finish(e.status, envelope_of(&e), None, HeaderMap::new(), &method);
+        }
+        // cowboy's content negotiation: JSON (or JSONP) is all callflowd provides.
+        if !accepts_json(&parts.headers) {
+            let e = ApiError::not_acceptable();
+            return finish(e.status, envelope_of(&e), None, HeaderMap::new(), &method);
+        }
     }
 
     let too_large = || {
@@ -714,18 +733,74 @@ fn byte_offset(bytes: &[u8], line: usize, column: usize) -> usize {
     offset
 }
 
-fn preflight(request_id: &str, requested: Option<&str>) -> Response {
+/// The methods a path answers (its `Access-Control-Allow-Methods`, as Kazoo lists each
+/// endpoint's `allowed_methods`).
+fn allowed_methods(path: &str) -> &'static str {
+    let path = path.trim_end_matches('/');
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let rest = match segments.split_first() {
+        Some((v, rest)) if v.starts_with('v') && v[1..].parse::<u32>().is_ok() => rest,
+        _ => &segments[..],
+    };
+    match rest {
+        ["accounts", _] => "OPTIONS, GET, PUT",
+        ["accounts", _, "callflows"] => "OPTIONS, GET, PUT",
+        ["accounts", _, "callflows", _] => "OPTIONS, GET, POST, PATCH, DELETE",
+        ["accounts", _, "search" | "lookup"] => "OPTIONS, GET",
+        ["user_auth"] | ["api_auth"] => "OPTIONS, PUT",
+        ["user_auth", _] | ["token_auth"] => "OPTIONS, GET",
+        ["schemas"] | ["schemas", _] => "OPTIONS, GET",
+        ["schemas", _, "validation"] => "OPTIONS, PUT",
+        _ => "OPTIONS, GET, PUT, POST, PATCH, DELETE",
+    }
+}
+
+/// Whether the `Accept` header (if any) lets us answer JSON or JSONP.
+fn accepts_json(headers: &HeaderMap) -> bool {
+    let values: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if values.is_empty() {
+        return true;
+    }
+    values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(|range| {
+            range
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .any(|range| {
+            matches!(
+                range.as_str(),
+                "" | "*/*"
+                    | "application/*"
+                    | "application/json"
+                    | "application/x-json"
+                    | "application/javascript"
+            )
+        })
+}
+
+fn preflight(request_id: &str, allowed: &str, requested: Option<&str>) -> Response {
     let mut response = StatusCode::OK.into_response();
     let h = response.headers_mut();
-    add_cors(h, requested);
+    add_cors(h, allowed, requested);
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-request-id", v);
     }
     response
 }
 
-fn add_cors(h: &mut HeaderMap, requested: Option<&str>) {
-    let mut methods = "OPTIONS, GET, PUT, POST, PATCH, DELETE".to_string();
+fn add_cors(h: &mut HeaderMap, allowed: &str, requested: Option<&str>) {
+    // Kazoo's quirk: the requested method is appended even when the path does not allow it.
+    let mut methods = allowed.to_string();
     if let Some(m) = requested.filter(|m| !methods.contains(&m.to_ascii_uppercase())) {
         methods.push_str(", ");
         methods.push_str(m);
@@ -758,6 +833,8 @@ struct FinalizeInput<'a> {
     ctx: Option<&'a ReqCtx>,
     extra_headers: HeaderMap,
     cors: bool,
+    allowed: &'static str,
+    rfc2616: bool,
     requested_method: Option<&'a str>,
     if_none_match: Option<&'a HeaderValue>,
     pretty_header: bool,
@@ -773,6 +850,8 @@ fn finalize(input: FinalizeInput<'_>) -> Response {
         ctx,
         extra_headers,
         cors,
+        allowed,
+        rfc2616,
         requested_method,
         if_none_match,
         pretty_header,
@@ -804,15 +883,30 @@ fn finalize(input: FinalizeInput<'_>) -> Response {
         headers.insert("x-request-id", v);
     }
     if cors {
-        add_cors(&mut headers, requested_method);
+        add_cors(&mut headers, allowed, requested_method);
+    }
+    if rfc2616 {
+        headers.insert(
+            "x-rfc2616",
+            HeaderValue::from_static("Section 14.17 (Try it, you'll like it)"),
+        );
+    }
+    if *method == Method::GET {
+        // Kazoo's context default: responses are never cached by intermediaries.
+        headers.insert(
+            header::EXPIRES,
+            HeaderValue::from_static("Fri, 01 Jan 1999 00:00:00 GMT"),
+        );
     }
     if let (Some(tag), true) = (&etag, status.is_success()) {
         if let Ok(v) = HeaderValue::from_str(tag) {
             headers.insert(header::ETAG, v);
         }
-        if *method == Method::GET
-            && if_none_match.and_then(|v| v.to_str().ok()) == Some(tag.as_str())
-        {
+        let wanted = if_none_match.and_then(|v| v.to_str().ok());
+        // `*` matches any current representation (cowboy_rest).
+        let matches = wanted
+            .is_some_and(|w| w.trim() == "*" || w.split(',').any(|t| t.trim() == tag.as_str()));
+        if *method == Method::GET && matches {
             let mut response = StatusCode::NOT_MODIFIED.into_response();
             *response.headers_mut() = headers;
             return response;

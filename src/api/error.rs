@@ -151,6 +151,15 @@ impl ApiError {
         )
     }
 
+    /// 406: the `Accept` header allows nothing callflowd can send.
+    pub fn not_acceptable() -> Self {
+        Self::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "not_acceptable",
+            Some(json!({"message": "only application/json (or JSONP) can be sent"})),
+        )
+    }
+
     /// 412: `If-Match` names a revision that is not the current one.
     pub fn precondition_failed() -> Self {
         Self::new(

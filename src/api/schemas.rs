@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::envelope::Reply;
 use super::error::{ApiError, ApiResult};
-use super::extract::Authenticated;
+use super::extract::{Authenticated, Ctx};
 use super::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -17,8 +17,18 @@ pub fn router() -> Router<AppState> {
         .route("/v2/schemas/{name}/validation", put(validate))
 }
 
-async fn list(State(state): State<AppState>) -> ApiResult<Reply> {
-    Ok(Reply::ok(json!(state.schemas.names())))
+/// The schema names, sorted; `kapi.*` (internal message schemas) only with `internals=true`
+/// (`cb_schemas:normalize_fun`).
+async fn list(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Reply> {
+    let internals = ctx.flag("internals").unwrap_or(false);
+    let mut names: Vec<String> = state
+        .schemas
+        .names()
+        .into_iter()
+        .filter(|n| internals || !n.starts_with("kapi."))
+        .collect();
+    names.sort();
+    Ok(Reply::ok(json!(names)))
 }
 
 async fn fetch(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Reply> {

@@ -275,3 +275,114 @@ async fn callflow_writes_accept_kazoos_content_types() {
     let r = send("application/xml", "<x/>".into()).await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
+
+/// HTTP-layer details of Kazoo's cowboy_rest flow: HEAD is not an allowed method (405), an
+/// `Accept` we cannot serve is 406, `If-None-Match: *` is 304 on an existing document, a write
+/// without `Content-Type` gets `X-RFC2616`, GET responses carry Kazoo's `Expires`, and CORS
+/// lists the path's own methods (`api_util:get_cors_headers` with `allowed_methods`).
+#[tokio::test]
+async fn http_layer_details_follow_cowboy_rest() {
+    let app = TestApp::spawn().await;
+    let path = TestApp::callflows(&app.admin_account);
+    let id = app
+        .create_ok(&app.admin_account, json!({"numbers": ["7000"]}))
+        .await;
+    let item = format!("{path}/{id}");
+    let req = |method: Method, uri: &str| {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("X-Auth-Token", &app.admin_token)
+    };
+    let r = app
+        .send(req(Method::HEAD, &item).body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    let r = app
+        .send(
+            req(Method::GET, &item)
+                .header("accept", "text/html")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_ACCEPTABLE, "{}", r.text);
+    let r = app
+        .send(
+            req(Method::GET, &item)
+                .header("accept", "text/html, application/json;q=0.9")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("expires"), Some("Fri, 01 Jan 1999 00:00:00 GMT"));
+    let r = app
+        .send(
+            req(Method::GET, &item)
+                .header("if-none-match", "*")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    let r = app
+        .send(
+            req(Method::PUT, &path)
+                .body(Body::from(
+                    json!({"data": {"numbers": ["7001"]}}).to_string(),
+                ))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(
+        r.header("x-rfc2616"),
+        Some("Section 14.17 (Try it, you'll like it)")
+    );
+    for (uri, methods) in [
+        (path.as_str(), "OPTIONS, GET, PUT"),
+        (item.as_str(), "OPTIONS, GET, POST, PATCH, DELETE"),
+    ] {
+        let r = app
+            .send(
+                Request::builder()
+                    .method(Method::OPTIONS)
+                    .uri(uri)
+                    .header("origin", "https://monster.example")
+                    .header("access-control-request-method", "GET")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.header("access-control-allow-methods"), Some(methods));
+    }
+}
+
+/// `cb_user_auth:maybe_get_auth_token`: `GET /v2/user_auth/{TOKEN}` with that same token
+/// answers the login data; another token in the path is 401.
+#[tokio::test]
+async fn get_user_auth_with_the_requests_own_token() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .call(
+            Method::GET,
+            &format!("/v2/user_auth/{}", app.admin_token),
+            Some(&app.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.data()["account_id"], app.admin_account.as_str());
+    assert!(r.data()["owner_id"].is_string());
+    let r = app
+        .call(
+            Method::GET,
+            "/v2/user_auth/another",
+            Some(&app.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+}
