@@ -191,6 +191,15 @@ impl ApiError {
         )
     }
 
+    /// 503 Kazoo gives when building a view query crashes (`add_system_error('datastore_fault')`).
+    pub fn datastore_fault() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "datastore_fault",
+            Some(json!({"message": "datastore fatal error"})),
+        )
+    }
+
     /// 503 when the store cannot be reached.
     pub fn unavailable() -> Self {
         Self::new(
