@@ -7,6 +7,7 @@ mod callflows;
 mod concurrency;
 mod conformance;
 mod envelope;
+mod fidelity_listing;
 mod lookup;
 mod safety;
 mod socket;
