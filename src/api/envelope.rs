@@ -110,6 +110,9 @@ pub struct ReqCtx {
     pub envelope: Map<String, Value>,
     /// Query parameters in request order (filters are ANDed in this order).
     pub query_pairs: Vec<(String, String)>,
+    /// For each entry of `query_pairs`: the key came without `=` (`?paginate`). Cowboy hands
+    /// Kazoo such a key with the value `true`, so options and filters read it as `true`.
+    pub query_bare: Vec<bool>,
     pub auth_token: Option<String>,
     pub headers: HeaderMap,
     /// The client's address: the peer, or what a trusted proxy's `X-Forwarded-For` names
@@ -131,13 +134,34 @@ impl ReqCtx {
             .map(|(_, v)| v.as_str())
     }
 
+    /// A query-string parameter as Kazoo's query JSON holds it (the last one when repeated):
+    /// a string, or `true` for a bare key.
+    pub fn query_value(&self, key: &str) -> Option<Value> {
+        self.query_entries()
+            .rev()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    }
+
+    /// Every query parameter in request order, valued as [`ReqCtx::query_value`] values it.
+    pub fn query_entries(&self) -> impl DoubleEndedIterator<Item = (&str, Value)> + '_ {
+        self.query_pairs.iter().enumerate().map(|(i, (k, v))| {
+            let value = if self.query_bare.get(i).copied().unwrap_or(false) {
+                Value::Bool(true)
+            } else {
+                Value::String(v.clone())
+            };
+            (k.as_str(), value)
+        })
+    }
+
     /// Kazoo's request option lookup: `data`, then the query string, then the envelope.
     pub fn option(&self, key: &str) -> Option<Value> {
         if let Some(v) = self.data.as_object().and_then(|d| d.get(key)) {
             return Some(v.clone());
         }
-        if let Some(v) = self.query(key) {
-            return Some(Value::String(v.to_string()));
+        if let Some(v) = self.query_value(key) {
+            return Some(v);
         }
         self.envelope.get(key).cloned()
     }
@@ -423,6 +447,18 @@ fn parse_request(
                 .collect()
         })
         .unwrap_or_default();
+    // The form parser skips empty segments and splits each one at its first `=`; a segment
+    // without `=` is a bare key.
+    let query_bare: Vec<bool> = parts
+        .uri
+        .query()
+        .map(|q| {
+            q.split('&')
+                .filter(|seg| !seg.is_empty())
+                .map(|seg| !seg.contains('='))
+                .collect()
+        })
+        .unwrap_or_default();
 
     let content_type = parts
         .headers
@@ -487,6 +523,7 @@ fn parse_request(
         data,
         envelope,
         query_pairs,
+        query_bare,
         auth_token: None,
         headers,
         authenticated: AtomicBool::new(false),

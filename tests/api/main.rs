@@ -8,6 +8,7 @@ mod concurrency;
 mod conformance;
 mod envelope;
 mod fidelity;
+mod fidelity_listing;
 mod lookup;
 mod safety;
 mod socket;
