@@ -189,6 +189,10 @@ impl ReqCtx {
 }
 
 /// The envelope layer (see the module docs).
+///
+/// Every request runs inside one `request` span carrying its id, method and path; the matched
+/// route is recorded into it once routing has happened ([`record_route`]), so every log line of
+/// the request can be found by its id.
 pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let request_id = req
         .headers()
@@ -197,6 +201,30 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_string)
         .unwrap_or_else(crate::domain::new_id);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %req.method(),
+        path = %req.uri().path(),
+        route = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    let response =
+        tracing::Instrument::instrument(handle(state, req, next, request_id), span.clone()).await;
+    span.record("status", response.status().as_u16());
+    response
+}
+
+/// Records the route template that matched (`/v2/accounts/{account_id}/callflows`, never the
+/// ids) into the request span.
+pub async fn record_route(req: Request, next: Next) -> Response {
+    if let Some(route) = req.extensions().get::<axum::extract::MatchedPath>() {
+        tracing::Span::current().record("route", route.as_str());
+    }
+    next.run(req).await
+}
+
+async fn handle(state: AppState, req: Request, next: Next, request_id: String) -> Response {
     let cors = [
         "origin",
         "access-control-request-method",

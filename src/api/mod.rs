@@ -99,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .merge(lookup::router())
         .route("/metrics", get(metrics))
         .merge(schemas::router())
+        .route_layer(axum::middleware::from_fn(envelope::record_route))
         .fallback(not_found)
         .with_state(state.clone());
     Router::new()
