@@ -355,10 +355,14 @@ fn accounts(rows: Vec<AccountRow>) -> StoreResult<Vec<Account>> {
 /// The database connection a write transaction runs on.
 type Conn<B> = <<B as Backend>::Db as Database>::Connection;
 
-/// The shared logic, for any backend whose database can run the statements above (`Sql<B>`
-/// is only a namespace; [`Store`] below carries the same bounds).
+/// The shared write logic (transactions, uniqueness checks, the pattern cap, purge), for any
+/// backend. Only a namespace, so that its bounds are written once for all its functions.
 struct Sql<B>(std::marker::PhantomData<B>);
 
+// What the statements need of the driver: to run on a connection (and so on a pool), to bind
+// text, optional text and integers, and to read them back by column name or position.
+// `sqlx::Sqlite` and `sqlx::Postgres` both qualify. Rust does not carry such bounds along with
+// `B: Backend`, so the `Store` impl below repeats them.
 impl<B> Sql<B>
 where
     B: Backend,
@@ -659,7 +663,7 @@ where
 }
 
 /// Every write runs [`detached`], on a task of its own, so it ends even if the caller is
-/// dropped.
+/// dropped. (The bounds are those of [`Sql`].)
 #[async_trait]
 impl<B> Store for B
 where
@@ -847,6 +851,7 @@ where
         account_id: &str,
         key_prefix: &str,
     ) -> StoreResult<Vec<StoredCallflow>> {
+        // See CALLFLOWS_WITH_SEARCH_KEY: only [a-z0-9] reaches the LIKE.
         let prefix: String = key_prefix
             .chars()
             .filter(|c| c.is_ascii_alphanumeric())
