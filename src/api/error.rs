@@ -300,7 +300,7 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %e, "store unreachable");
                 Self::unavailable()
             }
-            StoreError::Other(e) => Self::internal(e),
+            StoreError::UniqueViolation(e) | StoreError::Other(e) => Self::internal(e),
         }
     }
 }

@@ -134,6 +134,11 @@ pub enum StoreError {
     /// The write would take the account past its pattern cap.
     #[error("the account would hold more than {limit} patterns")]
     TooManyPatterns { limit: usize },
+    /// A statement broke a unique key (a concurrent writer got there first). The store turns
+    /// it into [`StoreError::Conflict`] or [`StoreError::Unique`] where it expects one; anywhere
+    /// else it is an internal error, like [`StoreError::Other`].
+    #[error(transparent)]
+    UniqueViolation(anyhow::Error),
     /// The database cannot be reached (pool timeout, I/O error).
     #[error("store unreachable: {0}")]
     Unavailable(anyhow::Error),
@@ -153,6 +158,9 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::WorkerCrashed) => StoreError::Unavailable(e.into()),
             sqlx::Error::Database(db) if is_unavailable(db.as_ref()) => {
                 StoreError::Unavailable(sqlx::Error::Database(db).into())
+            }
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::UniqueViolation(sqlx::Error::Database(db).into())
             }
             other => StoreError::Other(other.into()),
         }

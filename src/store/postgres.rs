@@ -9,8 +9,8 @@ use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::mpsc;
 
-use super::sql::{discard_if_in_transaction, impl_sql_store};
-use super::ChangeEvent;
+use super::sql::{discard_if_in_transaction, Backend};
+use super::{ChangeEvent, StoreError};
 
 /// The NOTIFY channel every write announces itself on.
 const CHANNEL: &str = "callflowd_changes";
@@ -40,6 +40,43 @@ impl PgStore {
             write: pool,
             origin: crate::domain::new_id(),
         })
+    }
+
+    /// Creates an empty database next to the one `admin_url` names and returns its URL
+    /// (test isolation: every test app gets its own database).
+    pub async fn scratch_database(admin_url: &str) -> anyhow::Result<String> {
+        use sqlx::Connection;
+        let name = format!("callflowd_test_{}", crate::domain::new_id());
+        let mut conn = sqlx::PgConnection::connect(admin_url).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
+        conn.close().await?;
+        let mut url = url::Url::parse(admin_url)?;
+        url.set_path(&format!("/{name}"));
+        Ok(url.to_string())
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for PgStore {
+    type Db = sqlx::Postgres;
+
+    const NUMBER_KEYS: &'static str = "SELECT callflow_id, json_agg(number)::text AS route_keys \
+         FROM callflow_numbers WHERE account_id = $1 GROUP BY callflow_id";
+    const PATTERN_KEYS: &'static str = "SELECT callflow_id, json_agg(pattern)::text AS route_keys \
+         FROM callflow_patterns WHERE account_id = $1 GROUP BY callflow_id";
+
+    fn read(&self) -> &PgPool {
+        &self.read
+    }
+
+    fn write(&self) -> &PgPool {
+        &self.write
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.write.begin().await
     }
 
     /// NOTIFY inside the write transaction: delivered to every listener when, and only if,
@@ -85,13 +122,13 @@ impl PgStore {
     }
 
     /// A standby (or a database switched to read-only) cannot take writes.
-    async fn check_writable(&self, tx: &mut sqlx::PgConnection) -> Result<(), super::StoreError> {
+    async fn check_writable(&self, tx: &mut sqlx::PgConnection) -> Result<(), StoreError> {
         let (read_only,): (String,) =
             sqlx::query_as("SELECT current_setting('transaction_read_only')")
                 .fetch_one(tx)
                 .await?;
         if read_only == "on" {
-            return Err(super::StoreError::Unavailable(anyhow::anyhow!(
+            return Err(StoreError::Unavailable(anyhow::anyhow!(
                 "the database accepts no writes (read-only)"
             )));
         }
@@ -161,21 +198,4 @@ impl PgStore {
         });
         Some(rx)
     }
-
-    /// Creates an empty database next to the one `admin_url` names and returns its URL
-    /// (test isolation: every test app gets its own database).
-    pub async fn scratch_database(admin_url: &str) -> anyhow::Result<String> {
-        use sqlx::Connection;
-        let name = format!("callflowd_test_{}", crate::domain::new_id());
-        let mut conn = sqlx::PgConnection::connect(admin_url).await?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await?;
-        conn.close().await?;
-        let mut url = url::Url::parse(admin_url)?;
-        url.set_path(&format!("/{name}"));
-        Ok(url.to_string())
-    }
 }
-
-impl_sql_store!(PgStore, sqlx::Postgres, json_agg: "json_agg({})::text", |pool| pool.begin().await);

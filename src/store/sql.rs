@@ -1,43 +1,65 @@
 //! The SQL both backends share. The statements use `$n` placeholders, which SQLite and
-//! PostgreSQL both accept, so one macro stamps out the [`super::Store`] impl for each; the
-//! backend supplies its pools and how it opens a write transaction.
+//! PostgreSQL both accept, so they are written once here as `const` strings, and the
+//! [`super::Store`] implementation is written once, generic over a [`Backend`]: the backend
+//! supplies its pools, how it opens a write transaction, its locks, its change notification
+//! and the statements only it speaks (JSON aggregation).
 
+use async_trait::async_trait;
 use serde_json::{Map, Value};
+use sqlx::{
+    ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type,
+};
+use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::{Account, StoreError, User};
+use super::{
+    detached, Account, CallflowWrite, ChangeEvent, KeyKind, RouteKey, Store, StoreError,
+    StoreResult, StoredCallflow, UniqueConflict, User,
+};
+use crate::domain::{now_gregorian, numbers::search_key};
 
-pub(super) fn parse_doc(text: &str) -> Result<Map<String, Value>, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::Other(anyhow::anyhow!("corrupt stored document: {e}")))
-}
+/// What a backend adds to the shared SQL.
+#[async_trait]
+pub(super) trait Backend: Clone + Send + Sync + 'static {
+    type Db: Database;
 
-pub(super) fn doc_text(doc: &Map<String, Value>) -> String {
-    // Serialising a JSON map cannot fail.
-    serde_json::to_string(doc).unwrap_or_else(|_| "{}".to_string())
-}
+    /// `callflow_id` and `route_keys` (a JSON array text of the callflow's numbers) per
+    /// callflow of the account `$1`.
+    const NUMBER_KEYS: &'static str;
+    /// The same for patterns.
+    const PATTERN_KEYS: &'static str;
 
-#[allow(clippy::too_many_arguments)]
-pub(super) fn account_from_parts(
-    id: String,
-    name: String,
-    realm: Option<String>,
-    parent_id: Option<String>,
-    tree: String,
-    superduper: i64,
-    doc: String,
-    created: i64,
-) -> Result<Account, StoreError> {
-    Ok(Account {
-        id,
-        name,
-        realm,
-        parent_id,
-        tree: serde_json::from_str(&tree)
-            .map_err(|e| StoreError::Other(anyhow::anyhow!("corrupt account tree: {e}")))?,
-        superduper: superduper != 0,
-        doc: parse_doc(&doc)?,
-        created,
-    })
+    /// The pool reads use.
+    fn read(&self) -> &Pool<Self::Db>;
+    /// The pool write transactions use.
+    fn write(&self) -> &Pool<Self::Db>;
+    /// Opens a write transaction on [`Backend::write`].
+    async fn begin_write(&self) -> Result<Transaction<'static, Self::Db>, sqlx::Error>;
+    /// Tells other processes, when the transaction commits, that a callflow changed.
+    async fn announce(
+        &self,
+        tx: &mut <Self::Db as Database>::Connection,
+        account_id: &str,
+        callflow_id: &str,
+        seq: i64,
+    ) -> Result<(), sqlx::Error>;
+    /// Serialises account creation for the rest of the transaction.
+    async fn lock_accounts(
+        &self,
+        tx: &mut <Self::Db as Database>::Connection,
+    ) -> Result<(), sqlx::Error>;
+    /// Serialises pattern-adding writes of one account for the rest of the transaction.
+    async fn lock_account_patterns(
+        &self,
+        tx: &mut <Self::Db as Database>::Connection,
+        account_id: &str,
+    ) -> Result<(), sqlx::Error>;
+    /// Fails with [`StoreError::Unavailable`] when the transaction cannot write.
+    async fn check_writable(
+        &self,
+        tx: &mut <Self::Db as Database>::Connection,
+    ) -> Result<(), StoreError>;
+    /// See [`Store::subscribe_changes`].
+    fn change_events(&self) -> Option<UnboundedReceiver<ChangeEvent>>;
 }
 
 /// Pool hook (before a connection is handed out and after it is given back): a connection
@@ -60,586 +82,834 @@ pub(super) fn discard_if_in_transaction<C: sqlx::Connection>(
 }
 
 /// How long `/healthz` waits for the store before calling it unreachable.
-pub(super) const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Rows per multi-row statement (4 parameters each stays far below both backends' limits).
-pub(super) const CHUNK: usize = 500;
+const CHUNK: usize = 500;
 
-pub(super) const ACCOUNT_COLUMNS: &str =
-    "id, name, realm, parent_id, tree, superduper, doc, created";
-pub(super) const USER_COLUMNS: &str =
-    "id, account_id, username, first_name, last_name, enabled, md5_hash, sha1_hash";
+// ---------------------------------------------------------------------------------------------
+// Statements
+// ---------------------------------------------------------------------------------------------
 
-pub(super) fn user_from_parts(
-    (id, account_id, username, first_name, last_name, enabled, md5_hash, sha1_hash): (
-        String,
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        i64,
-        String,
-        String,
-    ),
-) -> User {
-    User {
-        id,
-        account_id,
-        username,
-        first_name,
-        last_name,
-        enabled: enabled != 0,
-        md5_hash,
-        sha1_hash,
+const PING: &str = "SELECT 1";
+const HEALTH_READ: &str = "SELECT 1 FROM accounts LIMIT 1";
+const HEALTH_WRITE: &str = "SELECT 1 FROM changes LIMIT 1";
+
+const ACCOUNT_COUNT: &str = "SELECT COUNT(*) FROM accounts";
+const ACCOUNT_BY_ID: &str = "SELECT id, name, realm, parent_id, tree, superduper, doc, created \
+     FROM accounts WHERE id = $1";
+const ACCOUNTS_BY_REALM: &str =
+    "SELECT id, name, realm, parent_id, tree, superduper, doc, created \
+     FROM accounts WHERE lower(realm) = lower($1)";
+const ACCOUNTS_BY_NAME_KEY: &str =
+    "SELECT id, name, realm, parent_id, tree, superduper, doc, created \
+     FROM accounts WHERE name_key = $1 ORDER BY id";
+const API_KEY_CANDIDATES: &str =
+    "SELECT id, name, realm, parent_id, tree, superduper, doc, created, \
+     api_key_hash FROM accounts WHERE api_key_prefix = $1 AND api_key_hash IS NOT NULL";
+const REALM_TAKEN: &str = "SELECT id FROM accounts WHERE lower(realm) = lower($1) LIMIT 1";
+const NAME_TAKEN: &str = "SELECT id FROM accounts WHERE name_key = $1 LIMIT 1";
+const INSERT_ACCOUNT: &str = "INSERT INTO accounts \
+     (id, name, name_key, realm, parent_id, tree, superduper, api_key_prefix, api_key_hash, doc, created) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+const LOGIN_USERS: &str = "SELECT id, account_id, username, first_name, last_name, enabled, \
+     md5_hash, sha1_hash FROM users WHERE account_id = $1 AND enabled = 1 ORDER BY id";
+const USER_BY_ID: &str = "SELECT id, account_id, username, first_name, last_name, enabled, \
+     md5_hash, sha1_hash FROM users WHERE account_id = $1 AND id = $2";
+const INSERT_USER: &str = "INSERT INTO users \
+     (id, account_id, username, first_name, last_name, enabled, md5_hash, sha1_hash, doc) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+const INIT_SETTING: &str =
+    "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
+const SETTING: &str = "SELECT value FROM settings WHERE key = $1";
+
+const CALLFLOW_REV: &str = "SELECT rev FROM callflows WHERE account_id = $1 AND id = $2";
+const CALLFLOW_BY_ID: &str =
+    "SELECT id, rev, deleted, doc FROM callflows WHERE account_id = $1 AND id = $2";
+const LIST_CALLFLOWS_ASC: &str = "SELECT id, rev, deleted, doc FROM callflows \
+     WHERE account_id = $1 AND deleted = 0 ORDER BY id ASC LIMIT $2";
+const LIST_CALLFLOWS_DESC: &str = "SELECT id, rev, deleted, doc FROM callflows \
+     WHERE account_id = $1 AND deleted = 0 ORDER BY id DESC LIMIT $2";
+const LIST_CALLFLOWS_FROM_ASC: &str = "SELECT id, rev, deleted, doc FROM callflows \
+     WHERE account_id = $1 AND deleted = 0 AND id >= $3 ORDER BY id ASC LIMIT $2";
+const LIST_CALLFLOWS_FROM_DESC: &str = "SELECT id, rev, deleted, doc FROM callflows \
+     WHERE account_id = $1 AND deleted = 0 AND id <= $3 ORDER BY id DESC LIMIT $2";
+const CALLFLOWS_WITH_NUMBER: &str = "SELECT c.id, c.rev, c.deleted, c.doc FROM callflows c \
+     WHERE c.account_id = $1 AND c.deleted = 0 AND c.id IN \
+     (SELECT callflow_id FROM callflow_numbers WHERE account_id = $1 AND number = $2) \
+     ORDER BY c.id";
+// The search key holds only [a-z0-9], so LIKE needs no escaping.
+const CALLFLOWS_WITH_SEARCH_KEY: &str = "SELECT c.id, c.rev, c.deleted, c.doc FROM callflows c \
+     WHERE c.account_id = $1 AND c.deleted = 0 AND c.id IN \
+     (SELECT callflow_id FROM callflow_numbers WHERE account_id = $1 AND search_key LIKE $2 || '%') \
+     ORDER BY c.id";
+const UPSERT_CALLFLOW: &str = "INSERT INTO callflows \
+     (account_id, id, rev, name, deleted, doc, modified) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+     ON CONFLICT (account_id, id) DO UPDATE SET rev = excluded.rev, name = excluded.name, \
+     deleted = excluded.deleted, doc = excluded.doc, modified = excluded.modified";
+const DELETE_CALLFLOW: &str = "DELETE FROM callflows WHERE account_id = $1 AND id = $2";
+const INSERT_REVISION: &str = "INSERT INTO callflow_revisions \
+     (account_id, callflow_id, rev, op, doc, request_id, written_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+const INSERT_CHANGE: &str = "INSERT INTO changes (account_id, callflow_id, rev, op, written_at) \
+     VALUES ($1, $2, $3, $4, $5) RETURNING seq";
+
+const PATTERN_COUNTS: &str = "SELECT COUNT(*) FILTER (WHERE callflow_id <> $2) AS others, \
+     COUNT(*) FILTER (WHERE callflow_id = $2) AS own FROM callflow_patterns WHERE account_id = $1";
+const DELETE_NUMBERS: &str =
+    "DELETE FROM callflow_numbers WHERE account_id = $1 AND callflow_id = $2";
+const DELETE_PATTERNS: &str =
+    "DELETE FROM callflow_patterns WHERE account_id = $1 AND callflow_id = $2";
+const CALLFLOW_NUMBERS: &str =
+    "SELECT number FROM callflow_numbers WHERE account_id = $1 AND callflow_id = $2";
+const CALLFLOW_PATTERNS: &str =
+    "SELECT pattern FROM callflow_patterns WHERE account_id = $1 AND callflow_id = $2";
+/// Multi-row inserts: [`value_rows`] follow.
+const INSERT_NUMBERS: &str =
+    "INSERT INTO callflow_numbers (account_id, number, callflow_id, search_key) VALUES ";
+const INSERT_PATTERNS: &str =
+    "INSERT INTO callflow_patterns (account_id, pattern, callflow_id) VALUES ";
+
+/// The numbers (patterns) among a list that other callflows of the account `$1` hold, for a
+/// write of callflow `$2`: the list's placeholders (`$3`...) go between the two halves.
+const NUMBER_CONFLICTS: [&str; 2] = [
+    "SELECT n.number AS value, n.callflow_id, c.name FROM callflow_numbers n \
+     JOIN callflows c ON c.account_id = n.account_id AND c.id = n.callflow_id \
+     WHERE n.account_id = $1 AND n.callflow_id <> $2 AND n.number IN (",
+    ") ORDER BY n.number, n.callflow_id",
+];
+const PATTERN_CONFLICTS: [&str; 2] = [
+    "SELECT n.pattern AS value, n.callflow_id, c.name FROM callflow_patterns n \
+     JOIN callflows c ON c.account_id = n.account_id AND c.id = n.callflow_id \
+     WHERE n.account_id = $1 AND n.callflow_id <> $2 AND n.pattern IN (",
+    ") ORDER BY n.pattern, n.callflow_id",
+];
+
+/// `$first, $first+1, ...`: `count` placeholders.
+fn placeholders(first: usize, count: usize) -> String {
+    let list: Vec<String> = (first..first + count).map(|n| format!("${n}")).collect();
+    list.join(", ")
+}
+
+/// `($1, ..., $width), ($width+1, ...), ...`: `rows` rows of placeholders for a `VALUES`.
+fn value_rows(rows: usize, width: usize) -> String {
+    let rows: Vec<String> = (0..rows)
+        .map(|row| format!("({})", placeholders(row * width + 1, width)))
+        .collect();
+    rows.join(", ")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows
+// ---------------------------------------------------------------------------------------------
+
+#[derive(sqlx::FromRow)]
+struct AccountRow {
+    id: String,
+    name: String,
+    realm: Option<String>,
+    parent_id: Option<String>,
+    /// JSON array of ancestor ids.
+    tree: String,
+    superduper: i64,
+    doc: String,
+    created: i64,
+}
+
+impl TryFrom<AccountRow> for Account {
+    type Error = StoreError;
+
+    fn try_from(row: AccountRow) -> Result<Self, StoreError> {
+        Ok(Account {
+            id: row.id,
+            name: row.name,
+            realm: row.realm,
+            parent_id: row.parent_id,
+            tree: serde_json::from_str(&row.tree)
+                .map_err(|e| StoreError::Other(anyhow::anyhow!("corrupt account tree: {e}")))?,
+            superduper: row.superduper != 0,
+            doc: parse_doc(&row.doc)?,
+            created: row.created,
+        })
     }
 }
 
-/// Implements [`super::Store`] for a backend struct with `read` and `write` pools of `$db`.
-/// `json_agg` is the backend's aggregate building a JSON array text of a column (`{}` stands for
-/// the column); `$begin` is an expression turning `&self.write` into a write transaction.
-macro_rules! impl_sql_store {
-    ($store:ty, $db:ty, json_agg: $json_agg:literal, |$pool:ident| $begin:expr) => {
-        type AccountRow = (String, String, Option<String>, Option<String>, String, i64, String, i64);
-        type UserRow = (String, String, String, Option<String>, Option<String>, i64, String, String);
-
-        fn account_row(r: AccountRow) -> Result<$crate::store::Account, $crate::store::StoreError> {
-            $crate::store::sql::account_from_parts(r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7)
-        }
-
-        fn callflow_row(
-            (id, rev, deleted, doc): (String, String, i64, String),
-        ) -> Result<$crate::store::StoredCallflow, $crate::store::StoreError> {
-            Ok($crate::store::StoredCallflow {
-                id,
-                rev,
-                deleted: deleted != 0,
-                doc: $crate::store::sql::parse_doc(&doc)?,
-            })
-        }
-
-        impl $store {
-            async fn begin_write(&self) -> Result<sqlx::Transaction<'static, $db>, sqlx::Error> {
-                let $pool = &self.write;
-                $begin
-            }
-
-            async fn conflicts(
-                conn: &mut <$db as sqlx::Database>::Connection,
-                write: &$crate::store::CallflowWrite,
-            ) -> Result<Vec<$crate::store::UniqueConflict>, $crate::store::StoreError> {
-                use $crate::store::{KeyKind, UniqueConflict};
-                let mut found = Vec::new();
-                if write.deleted {
-                    return Ok(found);
-                }
-                let lists = [
-                    (KeyKind::Number, &write.numbers, "callflow_numbers", "number"),
-                    (KeyKind::Pattern, &write.patterns, "callflow_patterns", "pattern"),
-                ];
-                for (kind, values, table, column) in lists {
-                    for chunk in values.chunks($crate::store::sql::CHUNK) {
-                        let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
-                            "SELECT n.{column}, n.callflow_id, c.name FROM {table} n JOIN callflows c ON c.account_id = n.account_id AND c.id = n.callflow_id WHERE n.account_id = "
-                        ));
-                        qb.push_bind(&write.account_id);
-                        qb.push(" AND n.callflow_id <> ");
-                        qb.push_bind(&write.id);
-                        qb.push(format!(" AND n.{column} IN ("));
-                        let mut list = qb.separated(", ");
-                        for value in chunk {
-                            list.push_bind(value);
-                        }
-                        list.push_unseparated(format!(") ORDER BY n.{column}, n.callflow_id"));
-                        let rows: Vec<(String, String, Option<String>)> = qb.build_query_as().fetch_all(&mut *conn).await?;
-                        for (value, callflow_id, name) in rows {
-                            found.push(UniqueConflict {
-                                kind,
-                                value,
-                                name: name.filter(|n| !n.is_empty()).unwrap_or_else(|| callflow_id.clone()),
-                                callflow_id,
-                            });
-                        }
-                    }
-                }
-                Ok(found)
-            }
-
-            async fn try_write(&self, write: &$crate::store::CallflowWrite) -> Result<i64, $crate::store::StoreError> {
-                use $crate::store::StoreError;
-                let mut tx = self.begin_write().await?;
-                let current: Option<(String,)> =
-                    sqlx::query_as("SELECT rev FROM callflows WHERE account_id = $1 AND id = $2")
-                        .bind(&write.account_id)
-                        .bind(&write.id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                match (&write.expected_rev, current) {
-                    (None, Some(_)) => return Err(StoreError::Conflict),
-                    (Some(_), None) => return Err(StoreError::NotFound),
-                    (Some(expected), Some((rev,))) if *expected != rev => return Err(StoreError::Conflict),
-                    _ => {}
-                }
-                let conflicts = Self::conflicts(&mut *tx, write).await?;
-                if !conflicts.is_empty() {
-                    return Err(StoreError::Unique(conflicts));
-                }
-                if let Some(limit) = write.max_account_patterns.filter(|_| !write.deleted && !write.patterns.is_empty()) {
-                    self.lock_account_patterns(&mut tx, &write.account_id).await?;
-                    let (others, own): (i64, i64) = sqlx::query_as(
-                        "SELECT COUNT(*) FILTER (WHERE callflow_id <> $2), COUNT(*) FILTER (WHERE callflow_id = $2) FROM callflow_patterns WHERE account_id = $1",
-                    )
-                    .bind(&write.account_id)
-                    .bind(&write.id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    // Only a write that adds patterns can be refused: an account already over
-                    // the cap (imported data) can still save, and shrink.
-                    let (others, own) = (others as usize, own as usize);
-                    if write.patterns.len() > own && others + write.patterns.len() > limit {
-                        return Err(StoreError::TooManyPatterns { limit });
-                    }
-                }
-                let now = $crate::domain::now_gregorian();
-                let text = $crate::store::sql::doc_text(&write.doc);
-                let name = write.doc.get("name").and_then(|v| v.as_str());
-                sqlx::query(
-                    "INSERT INTO callflows (account_id, id, rev, name, deleted, doc, modified) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                     ON CONFLICT (account_id, id) DO UPDATE SET rev = excluded.rev, name = excluded.name, deleted = excluded.deleted, doc = excluded.doc, modified = excluded.modified",
-                )
-                .bind(&write.account_id)
-                .bind(&write.id)
-                .bind(&write.new_rev)
-                .bind(name)
-                .bind(i64::from(write.deleted))
-                .bind(&text)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                for table in ["callflow_numbers", "callflow_patterns"] {
-                    sqlx::query(&format!("DELETE FROM {table} WHERE account_id = $1 AND callflow_id = $2"))
-                        .bind(&write.account_id)
-                        .bind(&write.id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                if !write.deleted {
-                    for chunk in write.numbers.chunks($crate::store::sql::CHUNK) {
-                        let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO callflow_numbers (account_id, number, callflow_id, search_key) ");
-                        qb.push_values(chunk, |mut row, number| {
-                            row.push_bind(&write.account_id)
-                                .push_bind(number)
-                                .push_bind(&write.id)
-                                .push_bind($crate::domain::numbers::search_key(number));
-                        });
-                        qb.build().execute(&mut *tx).await?;
-                    }
-                    for chunk in write.patterns.chunks($crate::store::sql::CHUNK) {
-                        let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO callflow_patterns (account_id, pattern, callflow_id) ");
-                        qb.push_values(chunk, |mut row, pattern| {
-                            row.push_bind(&write.account_id).push_bind(pattern).push_bind(&write.id);
-                        });
-                        qb.build().execute(&mut *tx).await?;
-                    }
-                }
-                sqlx::query(
-                    "INSERT INTO callflow_revisions (account_id, callflow_id, rev, op, doc, request_id, written_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(&write.account_id)
-                .bind(&write.id)
-                .bind(&write.new_rev)
-                .bind(write.op.as_str())
-                .bind(&text)
-                .bind(&write.request_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                let (seq,): (i64,) = sqlx::query_as("INSERT INTO changes (account_id, callflow_id, rev, op, written_at) VALUES ($1, $2, $3, $4, $5) RETURNING seq")
-                    .bind(&write.account_id)
-                    .bind(&write.id)
-                    .bind(&write.new_rev)
-                    .bind(write.op.as_str())
-                    .bind(now)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                self.announce(&mut tx, &write.account_id, &write.id, seq).await?;
-                tx.commit().await?;
-                Ok(seq)
-            }
-
-            async fn health_now(&self) -> Result<(), $crate::store::StoreError> {
-                // The schema is there and the read side answers...
-                sqlx::query("SELECT 1 FROM accounts LIMIT 1").execute(&self.read).await?;
-                // ...and a write transaction can be opened (SQLite takes the write lock).
-                let mut tx = self.begin_write().await?;
-                sqlx::query("SELECT 1 FROM changes LIMIT 1").execute(&mut *tx).await?;
-                self.check_writable(&mut tx).await?;
-                tx.rollback().await?;
-                Ok(())
-            }
-
-            async fn create_account_now(
-                &self,
-                account: &$crate::store::Account,
-                api_key: Option<(&str, &str)>,
-                admin: Option<&$crate::store::User>,
-            ) -> $crate::store::StoreResult<$crate::store::Account> {
-                let mut tx = self.begin_write().await?;
-                self.lock_accounts(&mut tx).await?;
-                // Kazoo's `validate_realm_is_unique` and `validate_account_name_is_unique`:
-                // realms compared lower-cased, names by their normalised key.
-                let mut taken = Vec::new();
-                if let Some(realm) = &account.realm {
-                    let hit: Option<(String,)> = sqlx::query_as("SELECT id FROM accounts WHERE lower(realm) = lower($1) LIMIT 1")
-                        .bind(realm)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if hit.is_some() {
-                        taken.push(("realm", realm.clone()));
-                    }
-                }
-                let hit: Option<(String,)> = sqlx::query_as("SELECT id FROM accounts WHERE name_key = $1 LIMIT 1")
-                    .bind($crate::domain::numbers::search_key(&account.name))
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if hit.is_some() {
-                    taken.push(("name", account.name.clone()));
-                }
-                if !taken.is_empty() {
-                    return Err($crate::store::StoreError::Taken(taken));
-                }
-                let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM accounts").fetch_one(&mut *tx).await?;
-                let mut created = account.clone();
-                created.superduper = account.superduper || count == 0;
-                let tree = serde_json::to_string(&created.tree).unwrap_or_else(|_| "[]".into());
-                let result = sqlx::query(
-                    "INSERT INTO accounts (id, name, name_key, realm, parent_id, tree, superduper, api_key_prefix, api_key_hash, doc, created) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                )
-                .bind(&created.id)
-                .bind(&created.name)
-                .bind($crate::domain::numbers::search_key(&created.name))
-                .bind(&created.realm)
-                .bind(&created.parent_id)
-                .bind(tree)
-                .bind(i64::from(created.superduper))
-                .bind(api_key.map(|k| k.0))
-                .bind(api_key.map(|k| k.1))
-                .bind($crate::store::sql::doc_text(&created.doc))
-                .bind(created.created)
-                .execute(&mut *tx)
-                .await;
-                if let Err(sqlx::Error::Database(db)) = &result {
-                    if db.is_unique_violation() {
-                        return Err($crate::store::StoreError::Conflict);
-                    }
-                }
-                result?;
-                if let Some(user) = admin {
-                    sqlx::query(
-                        "INSERT INTO users (id, account_id, username, first_name, last_name, enabled, md5_hash, sha1_hash, doc) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    )
-                    .bind(&user.id)
-                    .bind(&created.id)
-                    .bind(&user.username)
-                    .bind(&user.first_name)
-                    .bind(&user.last_name)
-                    .bind(i64::from(user.enabled))
-                    .bind(&user.md5_hash)
-                    .bind(&user.sha1_hash)
-                    .bind("{}")
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                Ok(created)
-            }
-
-            async fn setting_or_init_now(&self, key: &str, value: &str) -> $crate::store::StoreResult<String> {
-                let mut tx = self.begin_write().await?;
-                sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
-                    .bind(key)
-                    .bind(value)
-                    .execute(&mut *tx)
-                    .await?;
-                let (stored,): (String,) =
-                    sqlx::query_as("SELECT value FROM settings WHERE key = $1").bind(key).fetch_one(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(stored)
-            }
-
-            async fn write_callflow_now(&self, write: &$crate::store::CallflowWrite) -> $crate::store::StoreResult<i64> {
-                match self.try_write(write).await {
-                    // A concurrent writer committed the same key between our check and our
-                    // insert: report who holds it now, as the pre-check would have.
-                    Err($crate::store::StoreError::Other(e)) if is_unique_violation(&e) => {
-                        let mut conn = self.read.acquire().await?;
-                        let conflicts = Self::conflicts(&mut *conn, write).await?;
-                        if conflicts.is_empty() {
-                            Err($crate::store::StoreError::Conflict)
-                        } else {
-                            Err($crate::store::StoreError::Unique(conflicts))
-                        }
-                    }
-                    other => other,
-                }
-            }
-
-            async fn purge_callflow_now(&self, account_id: &str, id: &str, expected_rev: &str) -> $crate::store::StoreResult<i64> {
-                let mut tx = self.begin_write().await?;
-                let current: Option<(String,)> = sqlx::query_as("SELECT rev FROM callflows WHERE account_id = $1 AND id = $2")
-                    .bind(account_id)
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                match current {
-                    None => return Err($crate::store::StoreError::NotFound),
-                    Some((rev,)) if rev != expected_rev => return Err($crate::store::StoreError::Conflict),
-                    _ => {}
-                }
-                for table in ["callflow_numbers", "callflow_patterns"] {
-                    sqlx::query(&format!("DELETE FROM {table} WHERE account_id = $1 AND callflow_id = $2"))
-                        .bind(account_id)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                sqlx::query("DELETE FROM callflows WHERE account_id = $1 AND id = $2")
-                    .bind(account_id)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                let (seq,): (i64,) = sqlx::query_as("INSERT INTO changes (account_id, callflow_id, rev, op, written_at) VALUES ($1, $2, $3, 'purge', $4) RETURNING seq")
-                    .bind(account_id)
-                    .bind(id)
-                    .bind(expected_rev)
-                    .bind($crate::domain::now_gregorian())
-                    .fetch_one(&mut *tx)
-                    .await?;
-                self.announce(&mut tx, account_id, id, seq).await?;
-                tx.commit().await?;
-                Ok(seq)
-            }
-
-            async fn fetch_callflows_where(
-                &self,
-                clause: &str,
-                account_id: &str,
-                arg: &str,
-            ) -> Result<Vec<$crate::store::StoredCallflow>, $crate::store::StoreError> {
-                let query = format!(
-                    "SELECT c.id, c.rev, c.deleted, c.doc FROM callflows c WHERE c.account_id = $1 AND c.deleted = 0 AND c.id IN ({clause}) ORDER BY c.id"
-                );
-                let rows: Vec<(String, String, i64, String)> =
-                    sqlx::query_as(&query).bind(account_id).bind(arg).fetch_all(&self.read).await?;
-                rows.into_iter().map(callflow_row).collect()
-            }
-        }
-
-        #[async_trait::async_trait]
-        impl $crate::store::Store for $store {
-            async fn ping(&self) -> $crate::store::StoreResult<()> {
-                sqlx::query("SELECT 1").execute(&self.read).await?;
-                Ok(())
-            }
-
-            async fn health(&self) -> $crate::store::StoreResult<()> {
-                let this = self.clone();
-                let probe = $crate::store::detached(async move { this.health_now().await });
-                match tokio::time::timeout($crate::store::sql::HEALTH_TIMEOUT, probe).await {
-                    Ok(result) => result,
-                    Err(_) => Err($crate::store::StoreError::Unavailable(anyhow::anyhow!(
-                        "no write transaction could be opened within {:?}",
-                        $crate::store::sql::HEALTH_TIMEOUT
-                    ))),
-                }
-            }
-
-            async fn close(&self) {
-                self.read.close().await;
-                self.write.close().await;
-            }
-
-            async fn create_account(
-                &self,
-                account: &$crate::store::Account,
-                api_key: Option<(&str, &str)>,
-                admin: Option<&$crate::store::User>,
-            ) -> $crate::store::StoreResult<$crate::store::Account> {
-                let (this, account, admin) = (self.clone(), account.clone(), admin.cloned());
-                let api_key = api_key.map(|(a, b)| (a.to_string(), b.to_string()));
-                $crate::store::detached(async move {
-                    let key = api_key.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
-                    this.create_account_now(&account, key, admin.as_ref()).await
-                })
-                .await
-            }
-
-            async fn account_count(&self) -> $crate::store::StoreResult<i64> {
-                let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM accounts").fetch_one(&self.read).await?;
-                Ok(n)
-            }
-
-            async fn get_account(&self, id: &str) -> $crate::store::StoreResult<Option<$crate::store::Account>> {
-                let q = format!("SELECT {} FROM accounts WHERE id = $1", $crate::store::sql::ACCOUNT_COLUMNS);
-                let row: Option<AccountRow> = sqlx::query_as(&q).bind(id).fetch_optional(&self.read).await?;
-                row.map(account_row).transpose()
-            }
-
-            async fn accounts_by_realm(&self, realm: &str) -> $crate::store::StoreResult<Vec<$crate::store::Account>> {
-                let q = format!("SELECT {} FROM accounts WHERE lower(realm) = lower($1)", $crate::store::sql::ACCOUNT_COLUMNS);
-                let rows: Vec<AccountRow> = sqlx::query_as(&q).bind(realm).fetch_all(&self.read).await?;
-                rows.into_iter().map(account_row).collect()
-            }
-
-            async fn accounts_by_name_key(&self, name_key: &str) -> $crate::store::StoreResult<Vec<$crate::store::Account>> {
-                let q = format!("SELECT {} FROM accounts WHERE name_key = $1 ORDER BY id", $crate::store::sql::ACCOUNT_COLUMNS);
-                let rows: Vec<AccountRow> = sqlx::query_as(&q).bind(name_key).fetch_all(&self.read).await?;
-                rows.into_iter().map(account_row).collect()
-            }
-
-            async fn api_key_candidates(&self, prefix: &str) -> $crate::store::StoreResult<Vec<($crate::store::Account, String)>> {
-                let q = format!(
-                    "SELECT {}, api_key_hash FROM accounts WHERE api_key_prefix = $1 AND api_key_hash IS NOT NULL",
-                    $crate::store::sql::ACCOUNT_COLUMNS
-                );
-                let rows: Vec<(String, String, Option<String>, Option<String>, String, i64, String, i64, String)> =
-                    sqlx::query_as(&q).bind(prefix).fetch_all(&self.read).await?;
-                rows.into_iter()
-                    .map(|r| Ok((account_row((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7))?, r.8)))
-                    .collect()
-            }
-
-            async fn login_users(&self, account_id: &str) -> $crate::store::StoreResult<Vec<$crate::store::User>> {
-                let q = format!("SELECT {} FROM users WHERE account_id = $1 AND enabled = 1 ORDER BY id", $crate::store::sql::USER_COLUMNS);
-                let rows: Vec<UserRow> = sqlx::query_as(&q).bind(account_id).fetch_all(&self.read).await?;
-                Ok(rows.into_iter().map($crate::store::sql::user_from_parts).collect())
-            }
-
-            async fn get_user(&self, account_id: &str, id: &str) -> $crate::store::StoreResult<Option<$crate::store::User>> {
-                let q = format!("SELECT {} FROM users WHERE account_id = $1 AND id = $2", $crate::store::sql::USER_COLUMNS);
-                let row: Option<UserRow> = sqlx::query_as(&q).bind(account_id).bind(id).fetch_optional(&self.read).await?;
-                Ok(row.map($crate::store::sql::user_from_parts))
-            }
-
-            async fn setting_or_init(&self, key: &str, value: &str) -> $crate::store::StoreResult<String> {
-                let (this, key, value) = (self.clone(), key.to_string(), value.to_string());
-                $crate::store::detached(async move { this.setting_or_init_now(&key, &value).await }).await
-            }
-
-            async fn get_callflow(&self, account_id: &str, id: &str) -> $crate::store::StoreResult<Option<$crate::store::StoredCallflow>> {
-                let row: Option<(String, String, i64, String)> =
-                    sqlx::query_as("SELECT id, rev, deleted, doc FROM callflows WHERE account_id = $1 AND id = $2")
-                        .bind(account_id)
-                        .bind(id)
-                        .fetch_optional(&self.read)
-                        .await?;
-                row.map(callflow_row).transpose()
-            }
-
-            async fn list_callflows(
-                &self,
-                account_id: &str,
-                start: Option<&str>,
-                limit: i64,
-                descending: bool,
-            ) -> $crate::store::StoreResult<Vec<$crate::store::StoredCallflow>> {
-                let (cmp, order) = if descending { ("<=", "DESC") } else { (">=", "ASC") };
-                let q = match start {
-                    Some(_) => format!("SELECT id, rev, deleted, doc FROM callflows WHERE account_id = $1 AND deleted = 0 AND id {cmp} $3 ORDER BY id {order} LIMIT $2"),
-                    None => format!("SELECT id, rev, deleted, doc FROM callflows WHERE account_id = $1 AND deleted = 0 ORDER BY id {order} LIMIT $2"),
-                };
-                let mut query = sqlx::query_as::<_, (String, String, i64, String)>(&q).bind(account_id).bind(limit);
-                if let Some(start) = start {
-                    query = query.bind(start);
-                }
-                let rows = query.fetch_all(&self.read).await?;
-                rows.into_iter().map(callflow_row).collect()
-            }
-
-            async fn write_callflow(&self, write: &$crate::store::CallflowWrite) -> $crate::store::StoreResult<i64> {
-                let (this, write) = (self.clone(), write.clone());
-                $crate::store::detached(async move { this.write_callflow_now(&write).await }).await
-            }
-
-            async fn purge_callflow(&self, account_id: &str, id: &str, expected_rev: &str) -> $crate::store::StoreResult<i64> {
-                let this = self.clone();
-                let (account_id, id, expected_rev) = (account_id.to_string(), id.to_string(), expected_rev.to_string());
-                $crate::store::detached(async move { this.purge_callflow_now(&account_id, &id, &expected_rev).await }).await
-            }
-
-            async fn callflows_with_number(&self, account_id: &str, number: &str) -> $crate::store::StoreResult<Vec<$crate::store::StoredCallflow>> {
-                self.fetch_callflows_where(
-                    "SELECT callflow_id FROM callflow_numbers WHERE account_id = $1 AND number = $2",
-                    account_id,
-                    number,
-                )
-                .await
-            }
-
-            async fn search_numbers(&self, account_id: &str, key_prefix: &str) -> $crate::store::StoreResult<Vec<$crate::store::StoredCallflow>> {
-                // The key holds only [a-z0-9], so LIKE needs no escaping.
-                let prefix: String = key_prefix.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-                self.fetch_callflows_where(
-                    "SELECT callflow_id FROM callflow_numbers WHERE account_id = $1 AND search_key LIKE $2 || '%'",
-                    account_id,
-                    &prefix,
-                )
-                .await
-            }
-
-            fn subscribe_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<$crate::store::ChangeEvent>> {
-                self.change_events()
-            }
-
-            async fn route_keys(&self, account_id: &str) -> $crate::store::StoreResult<Vec<$crate::store::RouteKey>> {
-                // One row per callflow with its keys as a JSON array: a million-number account
-                // loads in a thousand rows instead of a million.
-                let mut keys = Vec::new();
-                for (kind, table, column) in [
-                    ($crate::store::KeyKind::Number, "callflow_numbers", "number"),
-                    ($crate::store::KeyKind::Pattern, "callflow_patterns", "pattern"),
-                ] {
-                    let query = format!(
-                        "SELECT callflow_id, {} FROM {table} WHERE account_id = $1 GROUP BY callflow_id",
-                        $json_agg.replace("{}", column)
-                    );
-                    let rows: Vec<(String, String)> = sqlx::query_as(&query).bind(account_id).fetch_all(&self.read).await?;
-                    for (callflow_id, values) in rows {
-                        let values: Vec<String> = serde_json::from_str(&values)
-                            .map_err(|e| $crate::store::StoreError::Other(anyhow::anyhow!("routing keys of {callflow_id}: {e}")))?;
-                        keys.extend(values.into_iter().map(|value| $crate::store::RouteKey {
-                            kind,
-                            value,
-                            callflow_id: callflow_id.clone(),
-                        }));
-                    }
-                }
-                Ok(keys)
-            }
-
-            async fn callflow_route_keys(&self, account_id: &str, callflow_id: &str) -> $crate::store::StoreResult<(Vec<String>, Vec<String>)> {
-                let numbers: Vec<(String,)> = sqlx::query_as("SELECT number FROM callflow_numbers WHERE account_id = $1 AND callflow_id = $2")
-                    .bind(account_id)
-                    .bind(callflow_id)
-                    .fetch_all(&self.read)
-                    .await?;
-                let patterns: Vec<(String,)> = sqlx::query_as("SELECT pattern FROM callflow_patterns WHERE account_id = $1 AND callflow_id = $2")
-                    .bind(account_id)
-                    .bind(callflow_id)
-                    .fetch_all(&self.read)
-                    .await?;
-                Ok((numbers.into_iter().map(|r| r.0).collect(), patterns.into_iter().map(|r| r.0).collect()))
-            }
-        }
-
-        fn is_unique_violation(e: &anyhow::Error) -> bool {
-            e.downcast_ref::<sqlx::Error>()
-                .and_then(|e| e.as_database_error())
-                .map(|d| d.is_unique_violation())
-                .unwrap_or(false)
-        }
-    };
+#[derive(sqlx::FromRow)]
+struct ApiKeyRow {
+    #[sqlx(flatten)]
+    account: AccountRow,
+    api_key_hash: String,
 }
 
-pub(super) use impl_sql_store;
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: String,
+    account_id: String,
+    username: String,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    enabled: i64,
+    md5_hash: String,
+    sha1_hash: String,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> Self {
+        User {
+            id: row.id,
+            account_id: row.account_id,
+            username: row.username,
+            first_name: row.first_name,
+            last_name: row.last_name,
+            enabled: row.enabled != 0,
+            md5_hash: row.md5_hash,
+            sha1_hash: row.sha1_hash,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct CallflowRow {
+    id: String,
+    rev: String,
+    deleted: i64,
+    doc: String,
+}
+
+impl TryFrom<CallflowRow> for StoredCallflow {
+    type Error = StoreError;
+
+    fn try_from(row: CallflowRow) -> Result<Self, StoreError> {
+        Ok(StoredCallflow {
+            id: row.id,
+            rev: row.rev,
+            deleted: row.deleted != 0,
+            doc: parse_doc(&row.doc)?,
+        })
+    }
+}
+
+/// A number or pattern another callflow holds (see [`NUMBER_CONFLICTS`]).
+#[derive(sqlx::FromRow)]
+struct ConflictRow {
+    value: String,
+    callflow_id: String,
+    name: Option<String>,
+}
+
+impl ConflictRow {
+    fn into_conflict(self, kind: KeyKind) -> UniqueConflict {
+        UniqueConflict {
+            kind,
+            value: self.value,
+            // Kazoo's message names the holder, or gives its id when it has none.
+            name: self
+                .name
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| self.callflow_id.clone()),
+            callflow_id: self.callflow_id,
+        }
+    }
+}
+
+/// One callflow's routing keys (see [`Backend::NUMBER_KEYS`]).
+#[derive(sqlx::FromRow)]
+struct RouteKeysRow {
+    callflow_id: String,
+    /// JSON array of numbers or patterns.
+    route_keys: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct PatternCounts {
+    /// Patterns the account's other callflows hold.
+    others: i64,
+    /// Patterns the written callflow holds now.
+    own: i64,
+}
+
+fn parse_doc(text: &str) -> Result<Map<String, Value>, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Other(anyhow::anyhow!("corrupt stored document: {e}")))
+}
+
+fn doc_text(doc: &Map<String, Value>) -> String {
+    // Serialising a JSON map cannot fail.
+    serde_json::to_string(doc).unwrap_or_else(|_| "{}".to_string())
+}
+
+fn callflows(rows: Vec<CallflowRow>) -> StoreResult<Vec<StoredCallflow>> {
+    rows.into_iter().map(StoredCallflow::try_from).collect()
+}
+
+fn accounts(rows: Vec<AccountRow>) -> StoreResult<Vec<Account>> {
+    rows.into_iter().map(Account::try_from).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store
+// ---------------------------------------------------------------------------------------------
+
+/// The database connection a write transaction runs on.
+type Conn<B> = <<B as Backend>::Db as Database>::Connection;
+
+/// The shared write logic (transactions, uniqueness checks, the pattern cap, purge), for any
+/// backend. Only a namespace, so that its bounds are written once for all its functions.
+struct Sql<B>(std::marker::PhantomData<B>);
+
+// What the statements need of the driver: to run on a connection (and so on a pool), to bind
+// text, optional text and integers, and to read them back by column name or position.
+// `sqlx::Sqlite` and `sqlx::Postgres` both qualify. Rust does not carry such bounds along with
+// `B: Backend`, so the `Store` impl below repeats them.
+impl<B> Sql<B>
+where
+    B: Backend,
+    for<'c> &'c mut Conn<B>: Executor<'c, Database = B::Db>,
+    for<'q> <B::Db as Database>::Arguments<'q>: IntoArguments<'q, B::Db>,
+    for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<&'q str>: Encode<'q, B::Db>,
+    for<'q> String: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<String>: Encode<'q, B::Db>,
+    for<'q> i64: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+    usize: ColumnIndex<<B::Db as Database>::Row>,
+    for<'s> &'s str: ColumnIndex<<B::Db as Database>::Row>,
+{
+    /// The numbers and patterns of `write` that other callflows of the account hold.
+    async fn conflicts(
+        conn: &mut Conn<B>,
+        write: &CallflowWrite,
+    ) -> StoreResult<Vec<UniqueConflict>> {
+        let mut found = Vec::new();
+        if write.deleted {
+            return Ok(found);
+        }
+        let lists = [
+            (KeyKind::Number, &write.numbers, NUMBER_CONFLICTS),
+            (KeyKind::Pattern, &write.patterns, PATTERN_CONFLICTS),
+        ];
+        for (kind, values, [head, tail]) in lists {
+            for chunk in values.chunks(CHUNK) {
+                let statement = format!("{head}{}{tail}", placeholders(3, chunk.len()));
+                let mut query = sqlx::query_as(&statement)
+                    .bind(&write.account_id)
+                    .bind(&write.id);
+                for value in chunk {
+                    query = query.bind(value);
+                }
+                let rows: Vec<ConflictRow> = query.fetch_all(&mut *conn).await?;
+                found.extend(rows.into_iter().map(|row| row.into_conflict(kind)));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn try_write(store: &B, write: &CallflowWrite) -> StoreResult<i64> {
+        let mut tx = store.begin_write().await?;
+        let current: Option<String> = sqlx::query_scalar(CALLFLOW_REV)
+            .bind(&write.account_id)
+            .bind(&write.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        match (&write.expected_rev, current) {
+            (None, Some(_)) => return Err(StoreError::Conflict),
+            (Some(_), None) => return Err(StoreError::NotFound),
+            (Some(expected), Some(rev)) if *expected != rev => return Err(StoreError::Conflict),
+            _ => {}
+        }
+        let conflicts = Self::conflicts(&mut tx, write).await?;
+        if !conflicts.is_empty() {
+            return Err(StoreError::Unique(conflicts));
+        }
+        let cap = write.max_account_patterns;
+        if let Some(limit) = cap.filter(|_| !write.deleted && !write.patterns.is_empty()) {
+            store
+                .lock_account_patterns(&mut tx, &write.account_id)
+                .await?;
+            let counts: PatternCounts = sqlx::query_as(PATTERN_COUNTS)
+                .bind(&write.account_id)
+                .bind(&write.id)
+                .fetch_one(&mut *tx)
+                .await?;
+            // Only a write that adds patterns can be refused: an account already over the cap
+            // (imported data) can still save, and shrink.
+            let (others, own) = (counts.others as usize, counts.own as usize);
+            if write.patterns.len() > own && others + write.patterns.len() > limit {
+                return Err(StoreError::TooManyPatterns { limit });
+            }
+        }
+        let now = now_gregorian();
+        let text = doc_text(&write.doc);
+        let name = write.doc.get("name").and_then(|v| v.as_str());
+        sqlx::query(UPSERT_CALLFLOW)
+            .bind(&write.account_id)
+            .bind(&write.id)
+            .bind(&write.new_rev)
+            .bind(name)
+            .bind(i64::from(write.deleted))
+            .bind(&text)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        for delete in [DELETE_NUMBERS, DELETE_PATTERNS] {
+            sqlx::query(delete)
+                .bind(&write.account_id)
+                .bind(&write.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if !write.deleted {
+            for chunk in write.numbers.chunks(CHUNK) {
+                let statement = format!("{INSERT_NUMBERS}{}", value_rows(chunk.len(), 4));
+                let mut query = sqlx::query(&statement);
+                for number in chunk {
+                    query = query
+                        .bind(&write.account_id)
+                        .bind(number)
+                        .bind(&write.id)
+                        .bind(search_key(number));
+                }
+                query.execute(&mut *tx).await?;
+            }
+            for chunk in write.patterns.chunks(CHUNK) {
+                let statement = format!("{INSERT_PATTERNS}{}", value_rows(chunk.len(), 3));
+                let mut query = sqlx::query(&statement);
+                for pattern in chunk {
+                    query = query.bind(&write.account_id).bind(pattern).bind(&write.id);
+                }
+                query.execute(&mut *tx).await?;
+            }
+        }
+        sqlx::query(INSERT_REVISION)
+            .bind(&write.account_id)
+            .bind(&write.id)
+            .bind(&write.new_rev)
+            .bind(write.op.as_str())
+            .bind(&text)
+            .bind(&write.request_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let seq: i64 = sqlx::query_scalar(INSERT_CHANGE)
+            .bind(&write.account_id)
+            .bind(&write.id)
+            .bind(&write.new_rev)
+            .bind(write.op.as_str())
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+        store
+            .announce(&mut tx, &write.account_id, &write.id, seq)
+            .await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    async fn write_callflow(store: &B, write: &CallflowWrite) -> StoreResult<i64> {
+        match Self::try_write(store, write).await {
+            // A concurrent writer committed the same key between our check and our insert:
+            // report who holds it now, as the pre-check would have.
+            Err(StoreError::UniqueViolation(_)) => {
+                let mut conn = store.read().acquire().await?;
+                let conflicts = Self::conflicts(&mut conn, write).await?;
+                if conflicts.is_empty() {
+                    Err(StoreError::Conflict)
+                } else {
+                    Err(StoreError::Unique(conflicts))
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn purge_callflow(
+        store: &B,
+        account_id: &str,
+        id: &str,
+        expected_rev: &str,
+    ) -> StoreResult<i64> {
+        let mut tx = store.begin_write().await?;
+        let current: Option<String> = sqlx::query_scalar(CALLFLOW_REV)
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        match current {
+            None => return Err(StoreError::NotFound),
+            Some(rev) if rev != expected_rev => return Err(StoreError::Conflict),
+            _ => {}
+        }
+        for delete in [DELETE_NUMBERS, DELETE_PATTERNS, DELETE_CALLFLOW] {
+            sqlx::query(delete)
+                .bind(account_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let seq: i64 = sqlx::query_scalar(INSERT_CHANGE)
+            .bind(account_id)
+            .bind(id)
+            .bind(expected_rev)
+            .bind("purge")
+            .bind(now_gregorian())
+            .fetch_one(&mut *tx)
+            .await?;
+        store.announce(&mut tx, account_id, id, seq).await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    async fn health(store: &B) -> StoreResult<()> {
+        // The schema is there and the read side answers...
+        sqlx::query(HEALTH_READ).execute(store.read()).await?;
+        // ...and a write transaction can be opened (SQLite takes the write lock).
+        let mut tx = store.begin_write().await?;
+        sqlx::query(HEALTH_WRITE).execute(&mut *tx).await?;
+        store.check_writable(&mut tx).await?;
+        tx.rollback().await?;
+        Ok(())
+    }
+
+    async fn create_account(
+        store: &B,
+        account: &Account,
+        api_key: Option<(&str, &str)>,
+        admin: Option<&User>,
+    ) -> StoreResult<Account> {
+        let mut tx = store.begin_write().await?;
+        store.lock_accounts(&mut tx).await?;
+        // Kazoo's `validate_realm_is_unique` and `validate_account_name_is_unique`: realms
+        // compared lower-cased, names by their normalised key.
+        let mut taken = Vec::new();
+        if let Some(realm) = &account.realm {
+            let hit: Option<String> = sqlx::query_scalar(REALM_TAKEN)
+                .bind(realm)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if hit.is_some() {
+                taken.push(("realm", realm.clone()));
+            }
+        }
+        let hit: Option<String> = sqlx::query_scalar(NAME_TAKEN)
+            .bind(search_key(&account.name))
+            .fetch_optional(&mut *tx)
+            .await?;
+        if hit.is_some() {
+            taken.push(("name", account.name.clone()));
+        }
+        if !taken.is_empty() {
+            return Err(StoreError::Taken(taken));
+        }
+        let count: i64 = sqlx::query_scalar(ACCOUNT_COUNT)
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut created = account.clone();
+        created.superduper = account.superduper || count == 0;
+        let tree = serde_json::to_string(&created.tree).unwrap_or_else(|_| "[]".into());
+        let inserted = sqlx::query(INSERT_ACCOUNT)
+            .bind(&created.id)
+            .bind(&created.name)
+            .bind(search_key(&created.name))
+            .bind(&created.realm)
+            .bind(&created.parent_id)
+            .bind(tree)
+            .bind(i64::from(created.superduper))
+            .bind(api_key.map(|k| k.0))
+            .bind(api_key.map(|k| k.1))
+            .bind(doc_text(&created.doc))
+            .bind(created.created)
+            .execute(&mut *tx)
+            .await;
+        // Another account took the id meanwhile.
+        match inserted.map_err(StoreError::from) {
+            Err(StoreError::UniqueViolation(_)) => return Err(StoreError::Conflict),
+            other => {
+                other?;
+            }
+        }
+        if let Some(user) = admin {
+            sqlx::query(INSERT_USER)
+                .bind(&user.id)
+                .bind(&created.id)
+                .bind(&user.username)
+                .bind(&user.first_name)
+                .bind(&user.last_name)
+                .bind(i64::from(user.enabled))
+                .bind(&user.md5_hash)
+                .bind(&user.sha1_hash)
+                .bind("{}")
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn setting_or_init(store: &B, key: &str, value: &str) -> StoreResult<String> {
+        let mut tx = store.begin_write().await?;
+        sqlx::query(INIT_SETTING)
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        let stored: String = sqlx::query_scalar(SETTING)
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+}
+
+/// Every write runs [`detached`], on a task of its own, so it ends even if the caller is
+/// dropped. (The bounds are those of [`Sql`].)
+#[async_trait]
+impl<B> Store for B
+where
+    B: Backend,
+    for<'c> &'c mut Conn<B>: Executor<'c, Database = B::Db>,
+    for<'q> <B::Db as Database>::Arguments<'q>: IntoArguments<'q, B::Db>,
+    for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<&'q str>: Encode<'q, B::Db>,
+    for<'q> String: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<String>: Encode<'q, B::Db>,
+    for<'q> i64: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+    usize: ColumnIndex<<B::Db as Database>::Row>,
+    for<'s> &'s str: ColumnIndex<<B::Db as Database>::Row>,
+{
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query(PING).execute(self.read()).await?;
+        Ok(())
+    }
+
+    async fn health(&self) -> StoreResult<()> {
+        let this = self.clone();
+        let probe = detached(async move { Sql::health(&this).await });
+        match tokio::time::timeout(HEALTH_TIMEOUT, probe).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unavailable(anyhow::anyhow!(
+                "no write transaction could be opened within {HEALTH_TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    async fn close(&self) {
+        self.read().close().await;
+        self.write().close().await;
+    }
+
+    async fn create_account(
+        &self,
+        account: &Account,
+        api_key: Option<(&str, &str)>,
+        admin: Option<&User>,
+    ) -> StoreResult<Account> {
+        let (this, account, admin) = (self.clone(), account.clone(), admin.cloned());
+        let api_key = api_key.map(|(a, b)| (a.to_string(), b.to_string()));
+        detached(async move {
+            let key = api_key.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
+            Sql::create_account(&this, &account, key, admin.as_ref()).await
+        })
+        .await
+    }
+
+    async fn account_count(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(ACCOUNT_COUNT)
+            .fetch_one(self.read())
+            .await?)
+    }
+
+    async fn get_account(&self, id: &str) -> StoreResult<Option<Account>> {
+        let row: Option<AccountRow> = sqlx::query_as(ACCOUNT_BY_ID)
+            .bind(id)
+            .fetch_optional(self.read())
+            .await?;
+        row.map(Account::try_from).transpose()
+    }
+
+    async fn accounts_by_realm(&self, realm: &str) -> StoreResult<Vec<Account>> {
+        accounts(
+            sqlx::query_as(ACCOUNTS_BY_REALM)
+                .bind(realm)
+                .fetch_all(self.read())
+                .await?,
+        )
+    }
+
+    async fn accounts_by_name_key(&self, name_key: &str) -> StoreResult<Vec<Account>> {
+        accounts(
+            sqlx::query_as(ACCOUNTS_BY_NAME_KEY)
+                .bind(name_key)
+                .fetch_all(self.read())
+                .await?,
+        )
+    }
+
+    async fn api_key_candidates(&self, prefix: &str) -> StoreResult<Vec<(Account, String)>> {
+        let rows: Vec<ApiKeyRow> = sqlx::query_as(API_KEY_CANDIDATES)
+            .bind(prefix)
+            .fetch_all(self.read())
+            .await?;
+        rows.into_iter()
+            .map(|row| Ok((Account::try_from(row.account)?, row.api_key_hash)))
+            .collect()
+    }
+
+    async fn login_users(&self, account_id: &str) -> StoreResult<Vec<User>> {
+        let rows: Vec<UserRow> = sqlx::query_as(LOGIN_USERS)
+            .bind(account_id)
+            .fetch_all(self.read())
+            .await?;
+        Ok(rows.into_iter().map(User::from).collect())
+    }
+
+    async fn get_user(&self, account_id: &str, id: &str) -> StoreResult<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(USER_BY_ID)
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(self.read())
+            .await?;
+        Ok(row.map(User::from))
+    }
+
+    async fn setting_or_init(&self, key: &str, value: &str) -> StoreResult<String> {
+        let (this, key, value) = (self.clone(), key.to_string(), value.to_string());
+        detached(async move { Sql::setting_or_init(&this, &key, &value).await }).await
+    }
+
+    async fn get_callflow(
+        &self,
+        account_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<StoredCallflow>> {
+        let row: Option<CallflowRow> = sqlx::query_as(CALLFLOW_BY_ID)
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(self.read())
+            .await?;
+        row.map(StoredCallflow::try_from).transpose()
+    }
+
+    async fn list_callflows(
+        &self,
+        account_id: &str,
+        start: Option<&str>,
+        limit: i64,
+        descending: bool,
+    ) -> StoreResult<Vec<StoredCallflow>> {
+        let statement = match (start, descending) {
+            (None, false) => LIST_CALLFLOWS_ASC,
+            (None, true) => LIST_CALLFLOWS_DESC,
+            (Some(_), false) => LIST_CALLFLOWS_FROM_ASC,
+            (Some(_), true) => LIST_CALLFLOWS_FROM_DESC,
+        };
+        let mut query = sqlx::query_as(statement).bind(account_id).bind(limit);
+        if let Some(start) = start {
+            query = query.bind(start);
+        }
+        callflows(query.fetch_all(self.read()).await?)
+    }
+
+    async fn write_callflow(&self, write: &CallflowWrite) -> StoreResult<i64> {
+        let (this, write) = (self.clone(), write.clone());
+        detached(async move { Sql::write_callflow(&this, &write).await }).await
+    }
+
+    async fn purge_callflow(
+        &self,
+        account_id: &str,
+        id: &str,
+        expected_rev: &str,
+    ) -> StoreResult<i64> {
+        let this = self.clone();
+        let (account_id, id, expected_rev) = (
+            account_id.to_string(),
+            id.to_string(),
+            expected_rev.to_string(),
+        );
+        detached(async move { Sql::purge_callflow(&this, &account_id, &id, &expected_rev).await })
+            .await
+    }
+
+    async fn callflows_with_number(
+        &self,
+        account_id: &str,
+        number: &str,
+    ) -> StoreResult<Vec<StoredCallflow>> {
+        callflows(
+            sqlx::query_as(CALLFLOWS_WITH_NUMBER)
+                .bind(account_id)
+                .bind(number)
+                .fetch_all(self.read())
+                .await?,
+        )
+    }
+
+    async fn search_numbers(
+        &self,
+        account_id: &str,
+        key_prefix: &str,
+    ) -> StoreResult<Vec<StoredCallflow>> {
+        // See CALLFLOWS_WITH_SEARCH_KEY: only [a-z0-9] reaches the LIKE.
+        let prefix: String = key_prefix
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        callflows(
+            sqlx::query_as(CALLFLOWS_WITH_SEARCH_KEY)
+                .bind(account_id)
+                .bind(prefix)
+                .fetch_all(self.read())
+                .await?,
+        )
+    }
+
+    fn subscribe_changes(&self) -> Option<UnboundedReceiver<ChangeEvent>> {
+        self.change_events()
+    }
+
+    async fn route_keys(&self, account_id: &str) -> StoreResult<Vec<RouteKey>> {
+        // One row per callflow with its keys as a JSON array: a million-number account loads
+        // in a thousand rows instead of a million.
+        let mut keys = Vec::new();
+        for (kind, statement) in [
+            (KeyKind::Number, B::NUMBER_KEYS),
+            (KeyKind::Pattern, B::PATTERN_KEYS),
+        ] {
+            let rows: Vec<RouteKeysRow> = sqlx::query_as(statement)
+                .bind(account_id)
+                .fetch_all(self.read())
+                .await?;
+            for row in rows {
+                let values: Vec<String> = serde_json::from_str(&row.route_keys).map_err(|e| {
+                    StoreError::Other(anyhow::anyhow!("routing keys of {}: {e}", row.callflow_id))
+                })?;
+                keys.extend(values.into_iter().map(|value| RouteKey {
+                    kind,
+                    value,
+                    callflow_id: row.callflow_id.clone(),
+                }));
+            }
+        }
+        Ok(keys)
+    }
+
+    async fn callflow_route_keys(
+        &self,
+        account_id: &str,
+        callflow_id: &str,
+    ) -> StoreResult<(Vec<String>, Vec<String>)> {
+        let numbers: Vec<String> = sqlx::query_scalar(CALLFLOW_NUMBERS)
+            .bind(account_id)
+            .bind(callflow_id)
+            .fetch_all(self.read())
+            .await?;
+        let patterns: Vec<String> = sqlx::query_scalar(CALLFLOW_PATTERNS)
+            .bind(account_id)
+            .bind(callflow_id)
+            .fetch_all(self.read())
+            .await?;
+        Ok((numbers, patterns))
+    }
+}

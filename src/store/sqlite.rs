@@ -10,7 +10,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::sql::{discard_if_in_transaction, impl_sql_store};
+use super::sql::{discard_if_in_transaction, Backend};
+use super::{ChangeEvent, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -67,39 +68,6 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// SQLite has no cross-process push; a single node sees its own writes directly.
-    async fn announce(
-        &self,
-        _tx: &mut sqlx::SqliteConnection,
-        _account_id: &str,
-        _callflow_id: &str,
-        _seq: i64,
-    ) -> Result<(), sqlx::Error> {
-        Ok(())
-    }
-
-    /// The single writer already serialises writes.
-    async fn lock_account_patterns(
-        &self,
-        _tx: &mut sqlx::SqliteConnection,
-        _account_id: &str,
-    ) -> Result<(), sqlx::Error> {
-        Ok(())
-    }
-
-    /// The single writer already serialises account creation.
-    async fn lock_accounts(&self, _tx: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
-        Ok(())
-    }
-
-    /// `BEGIN IMMEDIATE` already proved the write lock can be taken.
-    async fn check_writable(
-        &self,
-        _tx: &mut sqlx::SqliteConnection,
-    ) -> Result<(), super::StoreError> {
-        Ok(())
-    }
-
     /// Test hook: caps the database file at `pages` pages on the writer connection, so the next
     /// write that needs more space fails with SQLite's "database or disk is full", exactly as
     /// a full disk would (`None` lifts the cap). The cap also applies to connections opened later, so it lasts until lifted.
@@ -113,14 +81,64 @@ impl SqliteStore {
             .await?;
         Ok(())
     }
+}
 
-    fn change_events(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<super::ChangeEvent>> {
+#[async_trait::async_trait]
+impl Backend for SqliteStore {
+    type Db = sqlx::Sqlite;
+
+    const NUMBER_KEYS: &'static str = "SELECT callflow_id, json_group_array(number) AS route_keys \
+         FROM callflow_numbers WHERE account_id = $1 GROUP BY callflow_id";
+    const PATTERN_KEYS: &'static str =
+        "SELECT callflow_id, json_group_array(pattern) AS route_keys \
+         FROM callflow_patterns WHERE account_id = $1 GROUP BY callflow_id";
+
+    fn read(&self) -> &SqlitePool {
+        &self.read
+    }
+
+    fn write(&self) -> &SqlitePool {
+        &self.write
+    }
+
+    /// BEGIN IMMEDIATE takes the write lock up front, so a transaction that reads then writes
+    /// can never fail half-way because another process (e.g. `callflowd create-account`)
+    /// wrote first.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.write.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    /// SQLite has no cross-process push; a single node sees its own writes directly.
+    async fn announce(
+        &self,
+        _tx: &mut sqlx::SqliteConnection,
+        _account_id: &str,
+        _callflow_id: &str,
+        _seq: i64,
+    ) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
+    /// The single writer already serialises account creation.
+    async fn lock_accounts(&self, _tx: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
+    /// The single writer already serialises writes.
+    async fn lock_account_patterns(
+        &self,
+        _tx: &mut sqlx::SqliteConnection,
+        _account_id: &str,
+    ) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
+    /// `BEGIN IMMEDIATE` already proved the write lock can be taken.
+    async fn check_writable(&self, _tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn change_events(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<ChangeEvent>> {
         None
     }
 }
-
-// BEGIN IMMEDIATE takes the write lock up front, so a transaction that reads then writes can
-// never fail half-way because another process (e.g. `callflowd create-account`) wrote first.
-impl_sql_store!(SqliteStore, sqlx::Sqlite, json_agg: "json_group_array({})", |pool| pool
-    .begin_with("BEGIN IMMEDIATE")
-    .await);
