@@ -9,6 +9,8 @@ pub mod api;
 pub mod auth;
 /// Command line and environment.
 pub mod config;
+/// The account documents callflows point at: one description per type.
+pub mod documents;
 /// Pure domain rules: ids, numbers, callflow documents.
 pub mod domain;
 /// Which callflow a dialled number reaches.

@@ -46,7 +46,7 @@ fn live_callflow(doc: Option<StoredCallflow>, id: &str) -> ApiResult<StoredCallf
 
 /// `If-Match` naming another revision fails the precondition: 412, as cowboy's REST flow
 /// answers it for Kazoo (checked against `api_resource:generate_etag`), with the envelope.
-fn check_if_match(ctx: &ReqCtx, current: &str) -> ApiResult<()> {
+pub(crate) fn check_if_match(ctx: &ReqCtx, current: &str) -> ApiResult<()> {
     match ctx.header("if-match").map(|v| v.trim().trim_matches('"')) {
         Some(wanted) if wanted != "*" && wanted != current => Err(ApiError::precondition_failed()),
         _ => Ok(()),
@@ -133,7 +133,7 @@ async fn validate_off_runtime(
     super::offload(move || validate_callflow(&state, &account, &data)).await?
 }
 
-fn request_object(ctx: &ReqCtx) -> ApiResult<Map<String, Value>> {
+pub(crate) fn request_object(ctx: &ReqCtx) -> ApiResult<Map<String, Value>> {
     match &ctx.data {
         Value::Object(m) => Ok(m.clone()),
         other => Err(ApiError::invalid_field(
@@ -144,15 +144,26 @@ fn request_object(ctx: &ReqCtx) -> ApiResult<Map<String, Value>> {
     }
 }
 
-/// The private fields Kazoo refreshes on every save.
+/// The private fields Kazoo refreshes on every save of a callflow.
 fn stamp_private(doc: &mut Map<String, Value>, scope: &AccountScope, first_save: bool) {
+    stamp_private_as(doc, scope, first_save, "callflow")
+}
+
+/// The private fields Kazoo refreshes on every save (`crossbar_doc:update_pvt_parameters`),
+/// `pvt_type` defaulting to `pvt_type`.
+pub(crate) fn stamp_private_as(
+    doc: &mut Map<String, Value>,
+    scope: &AccountScope,
+    first_save: bool,
+    pvt_type: &str,
+) {
     let now = crate::domain::now_gregorian();
     let account_id = &scope.account.id;
     doc.insert(
         "pvt_type".into(),
         doc.get("pvt_type")
             .cloned()
-            .unwrap_or_else(|| json!("callflow")),
+            .unwrap_or_else(|| json!(pvt_type)),
     );
     doc.entry("pvt_vsn").or_insert_with(|| json!("1"));
     doc.entry("pvt_account_id")
@@ -265,13 +276,7 @@ async fn create(State(state): State<AppState>, scope: AccountScope) -> ApiResult
         .unwrap_or_else(crate::domain::new_id);
     // Kazoo keeps every document of an account in one database: an id already used there by
     // another document (the account itself, a user) is a `datastore_conflict`.
-    if id == scope.account.id
-        || state
-            .store
-            .get_user(&scope.account.id, &id)
-            .await?
-            .is_some()
-    {
+    if state.store.id_in_use(&scope.account.id, &id).await? {
         return Err(ApiError::conflict());
     }
     let mut doc = public;
@@ -461,17 +466,17 @@ async fn list(State(state): State<AppState>, scope: AccountScope) -> ApiResult<R
 }
 
 /// The paging part of a listing's envelope.
-struct Paging {
-    paginate: bool,
+pub(crate) struct Paging {
+    pub(crate) paginate: bool,
     /// The start key the view was read from (absent when none was given or built).
-    start: Option<Term>,
+    pub(crate) start: Option<Term>,
     /// The key of the first unread row.
-    next: Option<Term>,
+    pub(crate) next: Option<Term>,
 }
 
 /// A listing reply: `revision` is the md5 of the data (absent when empty); with paging on,
 /// `page_size` and the start keys re-encoded as `api_util:encode_start_keys` does.
-fn list_reply(items: Vec<Value>, paging: Option<Paging>) -> Reply {
+pub(crate) fn list_reply(items: Vec<Value>, paging: Option<Paging>) -> Reply {
     let count = items.len();
     let data = Value::Array(items);
     let revision = (count > 0).then(|| hex::encode(Md5::digest(data.to_string().as_bytes())));

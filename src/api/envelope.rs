@@ -812,6 +812,12 @@ fn allowed_methods(path: &str) -> &'static str {
         ["accounts", _, "callflows"] => "OPTIONS, GET, PUT",
         ["accounts", _, "callflows", _] => "OPTIONS, GET, POST, PATCH, DELETE",
         ["accounts", _, "search" | "lookup"] => "OPTIONS, GET",
+        ["accounts", _, kind] if crate::documents::by_segment(kind).is_some() => {
+            "OPTIONS, GET, PUT"
+        }
+        ["accounts", _, kind, _] if crate::documents::by_segment(kind).is_some() => {
+            "OPTIONS, GET, POST, PATCH, DELETE"
+        }
         ["user_auth"] | ["api_auth"] => "OPTIONS, PUT",
         ["user_auth", _] | ["token_auth"] => "OPTIONS, GET",
         ["schemas"] | ["schemas", _] => "OPTIONS, GET",

@@ -288,6 +288,19 @@ impl From<StoreError> for ApiError {
                     })
                     .collect(),
             )),
+            StoreError::KeyTaken(conflicts) => Self::validation(SchemaErrors(
+                conflicts
+                    .into_iter()
+                    .map(|c| {
+                        SchemaError::at(
+                            &c.kind,
+                            "unique",
+                            format!("{} is already used by {}", c.value, c.doc_id),
+                        )
+                        .with("cause", json!(c.value))
+                    })
+                    .collect(),
+            )),
             StoreError::TooManyPatterns { limit } => Self::invalid_field(
                 SchemaError::at(
                     "patterns",

@@ -513,6 +513,17 @@ pub async fn collect(
     page: &Page,
     filters: &Filters,
 ) -> ApiResult<(Vec<StoredCallflow>, Option<String>)> {
+    collect_from(state, account_id, None, page, filters).await
+}
+
+/// [`collect`] over the callflows (`doc_type` `None`) or the live documents of one type.
+pub async fn collect_from(
+    state: &AppState,
+    account_id: &str,
+    doc_type: Option<&str>,
+    page: &Page,
+    filters: &Filters,
+) -> ApiResult<(Vec<StoredCallflow>, Option<String>)> {
     let mut pager = Pager::new(page);
     let IdStart::From(mut start) = id_start(page) else {
         return Ok((Vec::new(), None));
@@ -525,10 +536,20 @@ pub async fn collect(
     let mut skip_first = false;
     'batches: loop {
         let ask = batch.saturating_add(i64::from(skip_first));
-        let rows = state
-            .store
-            .list_callflows(account_id, start.as_deref(), ask, page.descending)
-            .await?;
+        let rows = match doc_type {
+            None => {
+                state
+                    .store
+                    .list_callflows(account_id, start.as_deref(), ask, page.descending)
+                    .await?
+            }
+            Some(doc_type) => {
+                state
+                    .store
+                    .list_documents(account_id, doc_type, start.as_deref(), ask, page.descending)
+                    .await?
+            }
+        };
         let fetched = rows.len() as i64;
         let mut last = None;
         for (i, row) in rows.into_iter().enumerate() {

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod auth;
 pub mod basic;
 pub mod callflows;
+pub mod documents;
 pub mod envelope;
 pub mod error;
 pub mod extract;
@@ -96,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(accounts::router())
         .merge(callflows::router())
+        .merge(documents::router())
         .merge(lookup::router())
         .route("/metrics", get(metrics))
         .merge(schemas::router())

@@ -93,6 +93,34 @@ pub struct CallflowWrite {
     pub max_account_patterns: Option<usize>,
 }
 
+/// One write of an account document other than a callflow (device, vmbox, menu, ...).
+#[derive(Debug, Clone)]
+pub struct DocumentWrite {
+    pub account_id: String,
+    pub id: String,
+    /// The document type (`pvt_type`: `device`, `vmbox`, ...).
+    pub doc_type: String,
+    /// `None` for a create (the id must be unused in the account), else the revision the change
+    /// is based on.
+    pub expected_rev: Option<String>,
+    pub new_rev: String,
+    pub doc: Map<String, Value>,
+    /// `(kind, value)` pairs the type keeps unique per account; released on delete.
+    pub keys: Vec<(String, String)>,
+    /// Soft delete: the doc is kept, its unique keys are released.
+    pub deleted: bool,
+    pub op: ChangeOp,
+    pub request_id: String,
+}
+
+/// A unique value another document of the account already holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyConflict {
+    pub kind: String,
+    pub value: String,
+    pub doc_id: String,
+}
+
 /// Which routing key collided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
@@ -131,6 +159,9 @@ pub enum StoreError {
     /// account: `(field, value)` pairs, realm first.
     #[error("account realm or name already in use")]
     Taken(Vec<(&'static str, String)>),
+    /// Unique values of a document already held by other documents of the account.
+    #[error("values already in use")]
+    KeyTaken(Vec<KeyConflict>),
     /// The write would take the account past its pattern cap.
     #[error("the account would hold more than {limit} patterns")]
     TooManyPatterns { limit: usize },
@@ -288,6 +319,36 @@ pub trait Store: Send + Sync + 'static {
     fn subscribe_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<ChangeEvent>>;
     /// The whole routing index of an account.
     async fn route_keys(&self, account_id: &str) -> StoreResult<Vec<RouteKey>>;
+    /// An account document (any type but callflows and login users), soft-deleted ones
+    /// included, with its type.
+    async fn get_document(
+        &self,
+        account_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<(String, StoredCallflow)>>;
+    /// Live documents of one type ordered by id, starting at `start` (inclusive), at most
+    /// `limit`.
+    async fn list_documents(
+        &self,
+        account_id: &str,
+        doc_type: &str,
+        start: Option<&str>,
+        limit: i64,
+        descending: bool,
+    ) -> StoreResult<Vec<StoredCallflow>>;
+    /// Writes a document, its unique keys and a revision atomically. A create fails with
+    /// [`StoreError::Conflict`] when the id is used by any document of the account (callflows
+    /// and users included).
+    async fn write_document(&self, write: &DocumentWrite) -> StoreResult<()>;
+    /// Hard delete of a document.
+    async fn purge_document(
+        &self,
+        account_id: &str,
+        id: &str,
+        expected_rev: &str,
+    ) -> StoreResult<()>;
+    /// Whether any document of the account (callflow, user, other document) has this id.
+    async fn id_in_use(&self, account_id: &str, id: &str) -> StoreResult<bool>;
     /// The committed numbers and patterns of one callflow (empty when deleted).
     async fn callflow_route_keys(
         &self,

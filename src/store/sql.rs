@@ -12,8 +12,8 @@ use sqlx::{
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::{
-    detached, Account, CallflowWrite, ChangeEvent, KeyKind, RouteKey, Store, StoreError,
-    StoreResult, StoredCallflow, UniqueConflict, User,
+    detached, Account, CallflowWrite, ChangeEvent, DocumentWrite, KeyConflict, KeyKind, RouteKey,
+    Store, StoreError, StoreResult, StoredCallflow, UniqueConflict, User,
 };
 use crate::domain::{now_gregorian, numbers::search_key};
 
@@ -83,6 +83,36 @@ pub(super) fn discard_if_in_transaction<C: sqlx::Connection>(
 
 /// How long `/healthz` waits for the store before calling it unreachable.
 const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+const DOCUMENT_BY_ID: &str =
+    "SELECT id, doc_type, rev, deleted, doc FROM documents WHERE account_id = $1 AND id = $2";
+const DOCUMENT_REV: &str = "SELECT rev FROM documents WHERE account_id = $1 AND id = $2";
+const LIST_DOCUMENTS_ASC: &str = "SELECT id, rev, deleted, doc FROM documents \
+     WHERE account_id = $1 AND doc_type = $3 AND deleted = 0 ORDER BY id ASC LIMIT $2";
+const LIST_DOCUMENTS_DESC: &str = "SELECT id, rev, deleted, doc FROM documents \
+     WHERE account_id = $1 AND doc_type = $3 AND deleted = 0 ORDER BY id DESC LIMIT $2";
+const LIST_DOCUMENTS_FROM_ASC: &str = "SELECT id, rev, deleted, doc FROM documents \
+     WHERE account_id = $1 AND doc_type = $3 AND deleted = 0 AND id >= $4 ORDER BY id ASC LIMIT $2";
+const LIST_DOCUMENTS_FROM_DESC: &str = "SELECT id, rev, deleted, doc FROM documents \
+     WHERE account_id = $1 AND doc_type = $3 AND deleted = 0 AND id <= $4 ORDER BY id DESC LIMIT $2";
+const UPSERT_DOCUMENT: &str = "INSERT INTO documents \
+     (account_id, id, doc_type, rev, deleted, doc, modified) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+     ON CONFLICT (account_id, id) DO UPDATE SET rev = excluded.rev, deleted = excluded.deleted, \
+     doc = excluded.doc, modified = excluded.modified";
+const DELETE_DOCUMENT: &str = "DELETE FROM documents WHERE account_id = $1 AND id = $2";
+const DELETE_DOCUMENT_KEYS: &str =
+    "DELETE FROM document_keys WHERE account_id = $1 AND doc_id = $2";
+const INSERT_DOCUMENT_KEY: &str =
+    "INSERT INTO document_keys (account_id, key_kind, value, doc_id) VALUES ($1, $2, $3, $4)";
+const DOCUMENT_KEY_HOLDER: &str = "SELECT doc_id FROM document_keys \
+     WHERE account_id = $1 AND key_kind = $2 AND value = $3 AND doc_id <> $4";
+const INSERT_DOCUMENT_REVISION: &str = "INSERT INTO document_revisions \
+     (account_id, doc_id, rev, op, doc, request_id, written_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+const ID_IN_USE: &str =
+    "SELECT (SELECT COUNT(*) FROM documents WHERE account_id = $1 AND id = $2) \
+     + (SELECT COUNT(*) FROM callflows WHERE account_id = $1 AND id = $2) \
+     + (SELECT COUNT(*) FROM users WHERE account_id = $1 AND id = $2) \
+     + (SELECT COUNT(*) FROM accounts WHERE id = $1 AND id = $2)";
 
 /// Rows per multi-row statement (4 parameters each stays far below both backends' limits).
 const CHUNK: usize = 500;
@@ -289,6 +319,15 @@ impl TryFrom<CallflowRow> for StoredCallflow {
             doc: parse_doc(&row.doc)?,
         })
     }
+}
+
+#[derive(sqlx::FromRow)]
+struct DocumentRow {
+    id: String,
+    doc_type: String,
+    rev: String,
+    deleted: i64,
+    doc: String,
 }
 
 /// A number or pattern another callflow holds (see [`NUMBER_CONFLICTS`]).
@@ -558,6 +597,149 @@ where
         store.announce(&mut tx, account_id, id, seq).await?;
         tx.commit().await?;
         Ok(seq)
+    }
+
+    /// Unique values of `write` that other documents of the account hold.
+    async fn key_conflicts(
+        conn: &mut Conn<B>,
+        write: &DocumentWrite,
+    ) -> StoreResult<Vec<KeyConflict>> {
+        let mut found = Vec::new();
+        if write.deleted {
+            return Ok(found);
+        }
+        for (kind, value) in &write.keys {
+            let holder: Option<String> = sqlx::query_scalar(DOCUMENT_KEY_HOLDER)
+                .bind(&write.account_id)
+                .bind(kind)
+                .bind(value)
+                .bind(&write.id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            if let Some(doc_id) = holder {
+                found.push(KeyConflict {
+                    kind: kind.clone(),
+                    value: value.clone(),
+                    doc_id,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    async fn try_write_document(store: &B, write: &DocumentWrite) -> StoreResult<()> {
+        let mut tx = store.begin_write().await?;
+        let current: Option<String> = sqlx::query_scalar(DOCUMENT_REV)
+            .bind(&write.account_id)
+            .bind(&write.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        match (&write.expected_rev, current) {
+            (None, Some(_)) => return Err(StoreError::Conflict),
+            (None, None) => {
+                // One id space per account: callflows and users too.
+                let used: i64 = sqlx::query_scalar(ID_IN_USE)
+                    .bind(&write.account_id)
+                    .bind(&write.id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if used > 0 {
+                    return Err(StoreError::Conflict);
+                }
+            }
+            (Some(_), None) => return Err(StoreError::NotFound),
+            (Some(expected), Some(rev)) if *expected != rev => return Err(StoreError::Conflict),
+            _ => {}
+        }
+        let conflicts = Self::key_conflicts(&mut tx, write).await?;
+        if !conflicts.is_empty() {
+            return Err(StoreError::KeyTaken(conflicts));
+        }
+        let now = now_gregorian();
+        let text = doc_text(&write.doc);
+        sqlx::query(UPSERT_DOCUMENT)
+            .bind(&write.account_id)
+            .bind(&write.id)
+            .bind(&write.doc_type)
+            .bind(&write.new_rev)
+            .bind(i64::from(write.deleted))
+            .bind(&text)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(DELETE_DOCUMENT_KEYS)
+            .bind(&write.account_id)
+            .bind(&write.id)
+            .execute(&mut *tx)
+            .await?;
+        if !write.deleted {
+            for (kind, value) in &write.keys {
+                sqlx::query(INSERT_DOCUMENT_KEY)
+                    .bind(&write.account_id)
+                    .bind(kind)
+                    .bind(value)
+                    .bind(&write.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        sqlx::query(INSERT_DOCUMENT_REVISION)
+            .bind(&write.account_id)
+            .bind(&write.id)
+            .bind(&write.new_rev)
+            .bind(write.op.as_str())
+            .bind(&text)
+            .bind(&write.request_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn write_document(store: &B, write: &DocumentWrite) -> StoreResult<()> {
+        match Self::try_write_document(store, write).await {
+            // A concurrent writer took a unique value (or the id) between our check and our
+            // insert: report who holds it now.
+            Err(StoreError::UniqueViolation(_)) => {
+                let mut conn = store.read().acquire().await?;
+                let conflicts = Self::key_conflicts(&mut conn, write).await?;
+                if conflicts.is_empty() {
+                    Err(StoreError::Conflict)
+                } else {
+                    Err(StoreError::KeyTaken(conflicts))
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn purge_document(
+        store: &B,
+        account_id: &str,
+        id: &str,
+        expected_rev: &str,
+    ) -> StoreResult<()> {
+        let mut tx = store.begin_write().await?;
+        let current: Option<String> = sqlx::query_scalar(DOCUMENT_REV)
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        match current {
+            None => return Err(StoreError::NotFound),
+            Some(rev) if rev != expected_rev => return Err(StoreError::Conflict),
+            _ => {}
+        }
+        for delete in [DELETE_DOCUMENT_KEYS, DELETE_DOCUMENT] {
+            sqlx::query(delete)
+                .bind(account_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn health(store: &B) -> StoreResult<()> {
@@ -830,6 +1012,84 @@ where
         );
         detached(async move { Sql::purge_callflow(&this, &account_id, &id, &expected_rev).await })
             .await
+    }
+
+    async fn get_document(
+        &self,
+        account_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<(String, StoredCallflow)>> {
+        let row: Option<DocumentRow> = sqlx::query_as(DOCUMENT_BY_ID)
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(self.read())
+            .await?;
+        row.map(|r| {
+            Ok((
+                r.doc_type,
+                StoredCallflow {
+                    id: r.id,
+                    rev: r.rev,
+                    deleted: r.deleted != 0,
+                    doc: parse_doc(&r.doc)?,
+                },
+            ))
+        })
+        .transpose()
+    }
+
+    async fn list_documents(
+        &self,
+        account_id: &str,
+        doc_type: &str,
+        start: Option<&str>,
+        limit: i64,
+        descending: bool,
+    ) -> StoreResult<Vec<StoredCallflow>> {
+        let statement = match (start, descending) {
+            (None, false) => LIST_DOCUMENTS_ASC,
+            (None, true) => LIST_DOCUMENTS_DESC,
+            (Some(_), false) => LIST_DOCUMENTS_FROM_ASC,
+            (Some(_), true) => LIST_DOCUMENTS_FROM_DESC,
+        };
+        let mut query = sqlx::query_as(statement)
+            .bind(account_id)
+            .bind(limit)
+            .bind(doc_type);
+        if let Some(start) = start {
+            query = query.bind(start);
+        }
+        callflows(query.fetch_all(self.read()).await?)
+    }
+
+    async fn write_document(&self, write: &DocumentWrite) -> StoreResult<()> {
+        let (this, write) = (self.clone(), write.clone());
+        detached(async move { Sql::write_document(&this, &write).await }).await
+    }
+
+    async fn purge_document(
+        &self,
+        account_id: &str,
+        id: &str,
+        expected_rev: &str,
+    ) -> StoreResult<()> {
+        let this = self.clone();
+        let (account_id, id, expected_rev) = (
+            account_id.to_string(),
+            id.to_string(),
+            expected_rev.to_string(),
+        );
+        detached(async move { Sql::purge_document(&this, &account_id, &id, &expected_rev).await })
+            .await
+    }
+
+    async fn id_in_use(&self, account_id: &str, id: &str) -> StoreResult<bool> {
+        let used: i64 = sqlx::query_scalar(ID_IN_USE)
+            .bind(account_id)
+            .bind(id)
+            .fetch_one(self.read())
+            .await?;
+        Ok(used > 0)
     }
 
     async fn callflows_with_number(

@@ -6,6 +6,7 @@ mod auth;
 mod callflows;
 mod concurrency;
 mod conformance;
+mod documents;
 mod envelope;
 mod fidelity;
 mod fidelity_listing;

@@ -1,0 +1,319 @@
+//! `/v2/accounts/{ACCOUNT_ID}/{TYPE}[/{ID}]` for every account document type in
+//! [`crate::documents::TYPES`] (devices, vmboxes, groups, menus, ...): list, create, fetch,
+//! change, patch and delete, on one generic pipeline (validate with the type's schema, stamp
+//! Kazoo's private fields, keep the type's unique values, write with a revision).
+
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Map, Value};
+
+use crate::documents::{DocType, TYPES};
+use crate::domain::callflow::{self as cf, public_view};
+use crate::schema::{SchemaError, SchemaErrors};
+use crate::store::{ChangeOp, DocumentWrite, StoreError, StoredCallflow};
+
+use super::callflows::{check_if_match, list_reply, request_object, stamp_private_as, Paging};
+use super::envelope::Reply;
+use super::error::{ApiError, ApiResult};
+use super::extract::AccountScope;
+use super::listing::{self, Page, Term};
+use super::AppState;
+
+pub fn router() -> Router<AppState> {
+    let mut router = Router::new();
+    for ty in TYPES {
+        let collection = format!("/v2/accounts/{{account_id}}/{}", ty.segment);
+        let item = format!("{collection}/{{doc_id}}");
+        router = router
+            .route(
+                &collection,
+                get(move |State(state): State<AppState>, scope: AccountScope| {
+                    list(ty, state, scope)
+                })
+                .put(move |State(state): State<AppState>, scope: AccountScope| {
+                    create(ty, state, scope)
+                }),
+            )
+            .route(
+                &item,
+                get(
+                    move |State(state): State<AppState>,
+                          Path((_, id)): Path<(String, String)>,
+                          scope: AccountScope| fetch(ty, state, id, scope),
+                )
+                .post(
+                    move |State(state): State<AppState>,
+                          Path((_, id)): Path<(String, String)>,
+                          scope: AccountScope| replace(ty, state, id, scope),
+                )
+                .patch(
+                    move |State(state): State<AppState>,
+                          Path((_, id)): Path<(String, String)>,
+                          scope: AccountScope| patch(ty, state, id, scope),
+                )
+                .delete(
+                    move |State(state): State<AppState>,
+                          Path((_, id)): Path<(String, String)>,
+                          scope: AccountScope| remove(ty, state, id, scope),
+                ),
+            );
+    }
+    router
+}
+
+/// The stored document when it is a live document of this type (Kazoo's 404 otherwise).
+async fn live(
+    ty: &DocType,
+    state: &AppState,
+    account_id: &str,
+    id: &str,
+) -> ApiResult<StoredCallflow> {
+    match state.store.get_document(account_id, id).await? {
+        Some((doc_type, stored)) if doc_type == ty.pvt_type && !stored.deleted => Ok(stored),
+        _ => Err(ApiError::bad_identifier(id)),
+    }
+}
+
+/// The type's schema, with defaults applied, off the async workers.
+async fn validate(
+    ty: &'static DocType,
+    state: &AppState,
+    data: Map<String, Value>,
+) -> ApiResult<Map<String, Value>> {
+    if !state.schemas.contains(ty.schema) {
+        return Err(ApiError::schema_missing(ty.schema));
+    }
+    let schemas = state.schemas.clone();
+    let mut value = Value::Object(cf::public_part(&data));
+    let value =
+        super::offload(move || schemas.validate(ty.schema, &mut value).map(|()| value)).await??;
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::internal(format!(
+            "schema {} accepted a non-object",
+            ty.schema
+        ))),
+    }
+}
+
+/// Writes the document, answering a clash on a unique value with the type's Kazoo error.
+async fn commit(ty: &DocType, state: &AppState, write: DocumentWrite) -> ApiResult<DocumentWrite> {
+    let state = state.clone();
+    let written = tokio::spawn(async move {
+        state.store.write_document(&write).await?;
+        Ok::<_, StoreError>(write)
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    written.map_err(|e| match e {
+        StoreError::KeyTaken(conflicts) => ApiError::validation(SchemaErrors(
+            conflicts
+                .into_iter()
+                .map(|c| {
+                    let rule = ty.rule(&c.kind);
+                    let message = rule.map(|r| r.message).unwrap_or("already in use");
+                    let path = c.kind.split('.').map(str::to_string).collect();
+                    let error = SchemaError::new(path, "unique", message);
+                    if rule.is_none_or(|r| r.cause) {
+                        error.with("cause", json!(c.value))
+                    } else {
+                        error
+                    }
+                })
+                .collect(),
+        )),
+        other => other.into(),
+    })
+}
+
+fn write_for(
+    ty: &DocType,
+    scope: &AccountScope,
+    id: &str,
+    expected_rev: Option<String>,
+    doc: Map<String, Value>,
+    op: ChangeOp,
+) -> DocumentWrite {
+    DocumentWrite {
+        account_id: scope.account.id.clone(),
+        id: id.to_string(),
+        doc_type: ty.pvt_type.to_string(),
+        new_rev: cf::next_revision(expected_rev.as_deref(), &doc),
+        expected_rev,
+        keys: ty.unique_keys(&doc),
+        doc,
+        deleted: op == ChangeOp::Delete,
+        op,
+        request_id: scope.ctx.request_id.clone(),
+    }
+}
+
+#[tracing::instrument(skip_all, fields(account_id = %scope.account.id, doc_type = ty.pvt_type))]
+async fn list(ty: &'static DocType, state: AppState, scope: AccountScope) -> ApiResult<Reply> {
+    let page = Page::from_request(&scope.ctx)?;
+    let filters = listing::Filters::from_request(&scope.ctx);
+    let (docs, next) = listing::collect_from(
+        &state,
+        &scope.account.id,
+        Some(ty.pvt_type),
+        &page,
+        &filters,
+    )
+    .await?;
+    let items = docs.iter().map(|d| ty.summary_row(&d.id, &d.doc)).collect();
+    Ok(list_reply(
+        items,
+        Some(Paging {
+            paginate: page.paginate,
+            start: page.start.clone(),
+            next: next.map(Term::Bin),
+        }),
+    ))
+}
+
+#[tracing::instrument(skip_all, fields(account_id = %scope.account.id, doc_type = ty.pvt_type))]
+async fn create(ty: &'static DocType, state: AppState, scope: AccountScope) -> ApiResult<Reply> {
+    if scope.ctx.header("if-match").is_some() {
+        return Err(ApiError::precondition_failed());
+    }
+    let data = request_object(&scope.ctx)?;
+    let id = ["_id", "id"]
+        .iter()
+        .find_map(|k| {
+            data.get(*k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        })
+        .map(str::to_string)
+        .unwrap_or_else(crate::domain::new_id);
+    let mut doc = validate(ty, &state, data).await?;
+    (ty.prepare)(&mut doc);
+    // One id space per account, as one CouchDB database per account.
+    if state.store.id_in_use(&scope.account.id, &id).await? {
+        return Err(ApiError::conflict());
+    }
+    doc.insert("_id".into(), json!(id));
+    stamp_private_as(&mut doc, &scope, true, ty.pvt_type);
+    let write = commit(
+        ty,
+        &state,
+        write_for(ty, &scope, &id, None, doc, ChangeOp::Create),
+    )
+    .await?;
+    let location = format!("/v2/accounts/{}/{}/{}", scope.account.id, ty.segment, id);
+    Ok(Reply::created(Value::Object(public_view(&write.doc, &id)))
+        .with_revision(&write.new_rev)
+        .with_header(header::LOCATION, location))
+}
+
+#[tracing::instrument(skip_all, fields(account_id = %scope.account.id, doc_type = ty.pvt_type))]
+async fn fetch(
+    ty: &'static DocType,
+    state: AppState,
+    id: String,
+    scope: AccountScope,
+) -> ApiResult<Reply> {
+    let stored = live(ty, &state, &scope.account.id, &id).await?;
+    Ok(Reply::ok(Value::Object(public_view(&stored.doc, &id))).with_revision(&stored.rev))
+}
+
+/// The stored private fields plus the new validated public part, saved on top of `stored`.
+async fn save_update(
+    ty: &'static DocType,
+    state: &AppState,
+    scope: &AccountScope,
+    stored: StoredCallflow,
+    public: Map<String, Value>,
+) -> ApiResult<Reply> {
+    let mut doc = cf::private_part(&stored.doc);
+    doc.extend(public);
+    (ty.prepare)(&mut doc);
+    stamp_private_as(&mut doc, scope, false, ty.pvt_type);
+    let write = commit(
+        ty,
+        state,
+        write_for(
+            ty,
+            scope,
+            &stored.id,
+            Some(stored.rev),
+            doc,
+            ChangeOp::Update,
+        ),
+    )
+    .await?;
+    Ok(Reply::ok(Value::Object(public_view(&write.doc, &write.id))).with_revision(&write.new_rev))
+}
+
+#[tracing::instrument(skip_all, fields(account_id = %scope.account.id, doc_type = ty.pvt_type))]
+async fn replace(
+    ty: &'static DocType,
+    state: AppState,
+    id: String,
+    scope: AccountScope,
+) -> ApiResult<Reply> {
+    let data = request_object(&scope.ctx)?;
+    let public = validate(ty, &state, data).await?;
+    let stored = live(ty, &state, &scope.account.id, &id).await?;
+    check_if_match(&scope.ctx, &stored.rev)?;
+    save_update(ty, &state, &scope, stored, public).await
+}
+
+#[tracing::instrument(skip_all, fields(account_id = %scope.account.id, doc_type = ty.pvt_type))]
+async fn patch(
+    ty: &'static DocType,
+    state: AppState,
+    id: String,
+    scope: AccountScope,
+) -> ApiResult<Reply> {
+    let data = request_object(&scope.ctx)?;
+    let stored = live(ty, &state, &scope.account.id, &id).await?;
+    check_if_match(&scope.ctx, &stored.rev)?;
+    let merged = cf::merge_patch(&cf::public_part(&stored.doc), &cf::public_part(&data));
+    let public = validate(ty, &state, merged).await?;
+    save_update(ty, &state, &scope, stored, public).await
+}
+
+#[tracing::instrument(skip_all, fields(account_id = %scope.account.id, doc_type = ty.pvt_type))]
+async fn remove(
+    ty: &'static DocType,
+    state: AppState,
+    id: String,
+    scope: AccountScope,
+) -> ApiResult<Reply> {
+    let stored = live(ty, &state, &scope.account.id, &id).await?;
+    check_if_match(&scope.ctx, &stored.rev)?;
+    if scope.ctx.flag("should_soft_delete") == Some(false) {
+        let (store, account_id, doc_id, rev) = (
+            state.store.clone(),
+            scope.account.id.clone(),
+            id.clone(),
+            stored.rev.clone(),
+        );
+        tokio::spawn(async move { store.purge_document(&account_id, &doc_id, &rev).await })
+            .await
+            .map_err(ApiError::internal)??;
+    } else {
+        let mut doc = stored.doc.clone();
+        doc.insert("pvt_deleted".into(), json!(true));
+        stamp_private_as(&mut doc, &scope, false, ty.pvt_type);
+        commit(
+            ty,
+            &state,
+            write_for(
+                ty,
+                &scope,
+                &id,
+                Some(stored.rev.clone()),
+                doc,
+                ChangeOp::Delete,
+            ),
+        )
+        .await?;
+    }
+    let mut data = public_view(&stored.doc, &id);
+    data.insert("_read_only".into(), json!({"deleted": true}));
+    Ok(Reply::ok(Value::Object(data)).with_revision(&stored.rev))
+}
