@@ -520,6 +520,7 @@ async fn write(
         op: ChangeOp::Create,
         request_id: "bench".into(),
         max_account_patterns: None,
+        references: Vec::new(),
     };
     store.write_callflow(&w).await.expect("write");
 }

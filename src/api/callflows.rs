@@ -215,6 +215,7 @@ fn write_for(
         expected_rev,
         // The document keeps what was sent; the uniqueness rows are one per value (Kazoo
         // stores `["^a$","^a$"]`: `validate_unique_patterns` only looks at other callflows).
+        references: cf::references(&doc),
         numbers: dedup(cf::string_list(&doc, "numbers")),
         patterns: dedup(cf::string_list(&doc, "patterns")),
         doc,
@@ -306,31 +307,48 @@ async fn fetch(
 
 /// Names, numbers and types of the documents a flow refers to.
 async fn metadata(state: &AppState, account_id: &str, flow: Option<&Value>) -> ApiResult<Value> {
+    let ids = metadata_candidates(flow);
+    if ids.is_empty() {
+        return Ok(json!({}));
+    }
+    // Every candidate in one store query, whatever its type; soft-deleted documents are found
+    // too (`open_cache_doc`).
+    let found: std::collections::HashMap<String, (String, Map<String, Value>)> = state
+        .store
+        .documents_by_ids(account_id, &ids)
+        .await?
+        .into_iter()
+        .map(|(id, doc_type, doc)| (id, (doc_type, doc)))
+        .collect();
     let mut out = Map::new();
-    for id in metadata_candidates(flow) {
-        // `cb_callflows:create_metadata`: `name`, `numbers` and `pvt_type`, each only when
-        // the document has it; soft-deleted documents are found too (`open_cache_doc`).
-        if let Some(doc) = state.store.get_callflow(account_id, &id).await? {
-            let mut m = Map::new();
-            for key in ["name", "numbers", "pvt_type"] {
-                if let Some(v) = doc.doc.get(key).filter(|v| !v.is_null()) {
-                    m.insert(key.into(), v.clone());
-                }
-            }
-            out.insert(id, Value::Object(m));
-        } else if let Some(user) = state.store.get_user(account_id, &id).await? {
-            let mut m = Map::new();
-            let name = [
-                user.first_name.unwrap_or_default(),
-                user.last_name.unwrap_or_default(),
-            ]
-            .join(" ");
+    for id in ids {
+        let Some((doc_type, doc)) = found.get(&id) else {
+            continue;
+        };
+        // `cb_callflows:create_metadata`: `name` (a user's is first and last name), `numbers`
+        // and `pvt_type`, each only when the document has it.
+        let mut m = Map::new();
+        if doc_type == "user" {
+            let name = ["first_name", "last_name"]
+                .iter()
+                .filter_map(|k| doc.get(*k).and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join(" ");
             if !name.trim().is_empty() {
                 m.insert("name".into(), json!(name.trim()));
             }
-            m.insert("pvt_type".into(), json!("user"));
-            out.insert(id, Value::Object(m));
+        } else if let Some(name) = doc.get("name").filter(|v| !v.is_null()) {
+            m.insert("name".into(), name.clone());
         }
+        if let Some(numbers) = doc.get("numbers").filter(|v| !v.is_null()) {
+            m.insert("numbers".into(), numbers.clone());
+        }
+        let pvt_type = doc
+            .get("pvt_type")
+            .cloned()
+            .unwrap_or_else(|| json!(doc_type));
+        m.insert("pvt_type".into(), pvt_type);
+        out.insert(id, Value::Object(m));
     }
     Ok(Value::Object(out))
 }
@@ -445,6 +463,19 @@ async fn list(State(state): State<AppState>, scope: AccountScope) -> ApiResult<R
             }
         }
         let items: Vec<Value> = found
+            .iter()
+            .map(|d| listing_summary(&d.id, &d.doc))
+            .collect();
+        return Ok(list_reply(items, None));
+    }
+    // Better than Kazoo: `?references=ID` lists the callflows whose flow or metaflows name
+    // the document ID (a user, a device, a menu...).
+    if let Some(reference) = scope.ctx.query("references") {
+        let found = state
+            .store
+            .callflows_referencing(&account_id, reference)
+            .await?;
+        let items = found
             .iter()
             .map(|d| listing_summary(&d.id, &d.doc))
             .collect();

@@ -262,9 +262,79 @@ pub fn metadata_candidates(flow: Option<&Value>) -> Vec<String> {
     out
 }
 
+/// The ids of the documents a callflow's `flow` and `metaflows` name, each once, in the order
+/// met: in every node's `data`, `id` and any `*_id` string, the `id` of each `endpoints` item,
+/// and the `rules` list (temporal rule ids), then the node's children.
+pub fn references(doc: &Map<String, Value>) -> Vec<String> {
+    fn add(out: &mut Vec<String>, id: &str) {
+        if !id.is_empty() && !out.iter().any(|x| x == id) {
+            out.push(id.to_string());
+        }
+    }
+    fn walk(node: &Value, out: &mut Vec<String>, depth: usize) {
+        let Some(obj) = node.as_object() else { return };
+        if depth > 256 {
+            return;
+        }
+        if let Some(Value::Object(data)) = obj.get("data") {
+            for (k, v) in data {
+                match (k.as_str(), v) {
+                    ("id", Value::String(s)) => add(out, s),
+                    (k, Value::String(s)) if k.ends_with("_id") => add(out, s),
+                    ("endpoints", Value::Array(items)) => {
+                        for id in items.iter().filter_map(|i| i.get("id")?.as_str()) {
+                            add(out, id);
+                        }
+                    }
+                    ("rules", Value::Array(items)) => {
+                        for id in items.iter().filter_map(Value::as_str) {
+                            add(out, id);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Some(Value::Object(children)) = obj.get("children") {
+            for child in children.values() {
+                walk(child, out, depth + 1);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(flow) = doc.get("flow") {
+        walk(flow, &mut out, 0);
+    }
+    if let Some(Value::Object(metaflows)) = doc.get("metaflows") {
+        for group in ["numbers", "patterns"] {
+            if let Some(Value::Object(entries)) = metaflows.get(group) {
+                for node in entries.values() {
+                    walk(node, &mut out, 0);
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references_collect_every_named_document() {
+        let doc = obj(json!({
+            "flow": {"module": "ring_group", "data": {"endpoints": [{"id": "u1", "endpoint_type": "user"}, {"id": "d1"}]},
+                "children": {"_": {"module": "temporal_route", "data": {"rules": ["r1", "r2"], "timezone": "UTC"},
+                    "children": {"r1": {"module": "voicemail", "data": {"id": "vm1"}},
+                                 "_": {"module": "play", "data": {"id": "m1", "owner_id": "u1"}}}}}},
+            "metaflows": {"numbers": {"2": {"module": "transfer", "data": {"target": "x", "id": "cf9"}}}}
+        }));
+        assert_eq!(
+            references(&doc),
+            ["u1", "d1", "r1", "r2", "vm1", "m1", "cf9"]
+        );
+    }
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()

@@ -84,6 +84,8 @@ pub struct CallflowWrite {
     pub doc: Map<String, Value>,
     pub numbers: Vec<String>,
     pub patterns: Vec<String>,
+    /// Ids of the documents the flow and metaflows name (kept while the callflow is live).
+    pub references: Vec<String>,
     /// Soft delete: the doc is kept, its numbers and patterns are released.
     pub deleted: bool,
     pub op: ChangeOp,
@@ -319,6 +321,20 @@ pub trait Store: Send + Sync + 'static {
     fn subscribe_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<ChangeEvent>>;
     /// The whole routing index of an account.
     async fn route_keys(&self, account_id: &str) -> StoreResult<Vec<RouteKey>>;
+    /// Live callflows whose flow or metaflows name `ref_id`, ordered by id.
+    async fn callflows_referencing(
+        &self,
+        account_id: &str,
+        ref_id: &str,
+    ) -> StoreResult<Vec<StoredCallflow>>;
+    /// The documents with these ids, whatever their kind (callflows, users, other documents;
+    /// soft-deleted ones included), in one query: `(id, pvt_type, document)`. A user's
+    /// document carries its `first_name` and `last_name`.
+    async fn documents_by_ids(
+        &self,
+        account_id: &str,
+        ids: &[String],
+    ) -> StoreResult<Vec<(String, String, Map<String, Value>)>>;
     /// An account document (any type but callflows and login users), soft-deleted ones
     /// included, with its type.
     async fn get_document(

@@ -84,6 +84,25 @@ pub(super) fn discard_if_in_transaction<C: sqlx::Connection>(
 /// How long `/healthz` waits for the store before calling it unreachable.
 const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
+const DELETE_REFERENCES: &str =
+    "DELETE FROM callflow_references WHERE account_id = $1 AND callflow_id = $2";
+const INSERT_REFERENCES: &str =
+    "INSERT INTO callflow_references (account_id, callflow_id, ref_id) VALUES ";
+const CALLFLOWS_REFERENCING: &str = "SELECT c.id, c.rev, c.deleted, c.doc FROM callflows c \
+     WHERE c.account_id = $1 AND c.deleted = 0 AND c.id IN \
+     (SELECT callflow_id FROM callflow_references WHERE account_id = $1 AND ref_id = $2) ORDER BY c.id";
+/// Head of the by-ids lookup; the id list (`$2`...) is appended three times by
+/// [`documents_by_ids_statement`].
+fn documents_by_ids_statement(count: usize) -> String {
+    let list = placeholders(2, count);
+    format!(
+        "SELECT id, 'callflow' AS doc_type, doc FROM callflows WHERE account_id = $1 AND id IN ({list}) \
+         UNION ALL SELECT id, doc_type, doc FROM documents WHERE account_id = $1 AND id IN ({list}) \
+         UNION ALL SELECT id, 'user' AS doc_type, doc FROM users WHERE account_id = $1 AND id IN ({list})"
+    )
+}
+const USER_NAMES: &str =
+    "SELECT id, first_name, last_name FROM users WHERE account_id = $1 AND id = $2";
 const DOCUMENT_BY_ID: &str =
     "SELECT id, doc_type, rev, deleted, doc FROM documents WHERE account_id = $1 AND id = $2";
 const DOCUMENT_REV: &str = "SELECT rev FROM documents WHERE account_id = $1 AND id = $2";
@@ -491,7 +510,7 @@ where
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        for delete in [DELETE_NUMBERS, DELETE_PATTERNS] {
+        for delete in [DELETE_NUMBERS, DELETE_PATTERNS, DELETE_REFERENCES] {
             sqlx::query(delete)
                 .bind(&write.account_id)
                 .bind(&write.id)
@@ -516,6 +535,17 @@ where
                 let mut query = sqlx::query(&statement);
                 for pattern in chunk {
                     query = query.bind(&write.account_id).bind(pattern).bind(&write.id);
+                }
+                query.execute(&mut *tx).await?;
+            }
+            for chunk in write.references.chunks(CHUNK) {
+                let statement = format!("{INSERT_REFERENCES}{}", value_rows(chunk.len(), 3));
+                let mut query = sqlx::query(&statement);
+                for reference in chunk {
+                    query = query
+                        .bind(&write.account_id)
+                        .bind(&write.id)
+                        .bind(reference);
                 }
                 query.execute(&mut *tx).await?;
             }
@@ -579,7 +609,12 @@ where
             Some(rev) if rev != expected_rev => return Err(StoreError::Conflict),
             _ => {}
         }
-        for delete in [DELETE_NUMBERS, DELETE_PATTERNS, DELETE_CALLFLOW] {
+        for delete in [
+            DELETE_NUMBERS,
+            DELETE_PATTERNS,
+            DELETE_REFERENCES,
+            DELETE_CALLFLOW,
+        ] {
             sqlx::query(delete)
                 .bind(account_id)
                 .bind(id)
@@ -1012,6 +1047,55 @@ where
         );
         detached(async move { Sql::purge_callflow(&this, &account_id, &id, &expected_rev).await })
             .await
+    }
+
+    async fn callflows_referencing(
+        &self,
+        account_id: &str,
+        ref_id: &str,
+    ) -> StoreResult<Vec<StoredCallflow>> {
+        let rows: Vec<CallflowRow> = sqlx::query_as(CALLFLOWS_REFERENCING)
+            .bind(account_id)
+            .bind(ref_id)
+            .fetch_all(self.read())
+            .await?;
+        callflows(rows)
+    }
+
+    async fn documents_by_ids(
+        &self,
+        account_id: &str,
+        ids: &[String],
+    ) -> StoreResult<Vec<(String, String, Map<String, Value>)>> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(CHUNK) {
+            let statement = documents_by_ids_statement(chunk.len());
+            let mut query =
+                sqlx::query_as::<_, (String, String, String)>(&statement).bind(account_id);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for (id, doc_type, text) in query.fetch_all(self.read()).await? {
+                let mut doc = parse_doc(&text)?;
+                if doc_type == "user" {
+                    let names: Option<(String, Option<String>, Option<String>)> =
+                        sqlx::query_as(USER_NAMES)
+                            .bind(account_id)
+                            .bind(&id)
+                            .fetch_optional(self.read())
+                            .await?;
+                    if let Some((_, first, last)) = names {
+                        for (key, value) in [("first_name", first), ("last_name", last)] {
+                            if let Some(v) = value {
+                                doc.entry(key).or_insert(Value::String(v));
+                            }
+                        }
+                    }
+                }
+                found.push((id, doc_type, doc));
+            }
+        }
+        Ok(found)
     }
 
     async fn get_document(

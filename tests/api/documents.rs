@@ -272,3 +272,161 @@ async fn unique_values_of_each_type_have_exactly_one_holder_under_concurrency() 
     )
     .await;
 }
+
+async fn create_doc(app: &TestApp, segment: &str, data: Value) -> String {
+    let r = app
+        .call(
+            Method::PUT,
+            &url(&app.admin_account, segment),
+            Some(&app.admin_token),
+            Some(json!({ "data": data })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{segment}: {}", r.text);
+    r.data()["id"].as_str().unwrap().to_string()
+}
+
+/// `GET .../callflows/{ID}` `metadata` names every document the flow points at, of every
+/// type (`cb_callflows:create_metadata`), in one store query.
+#[tokio::test]
+async fn metadata_resolves_every_document_type_named_in_the_flow() {
+    let app = TestApp::spawn().await;
+    let device = create_doc(&app, "devices", json!({"name": "Desk phone"})).await;
+    let vmbox = create_doc(
+        &app,
+        "vmboxes",
+        json!({"name": "Sales box", "mailbox": "3001"}),
+    )
+    .await;
+    let group = create_doc(
+        &app,
+        "groups",
+        json!({"name": "Sales team", "endpoints": {}}),
+    )
+    .await;
+    let menu = create_doc(&app, "menus", json!({"name": "Main menu"})).await;
+    let media = create_doc(
+        &app,
+        "media",
+        json!({"name": "Hello", "media_source": "upload"}),
+    )
+    .await;
+    let rule = create_doc(
+        &app,
+        "temporal_rules",
+        json!({"name": "Open", "cycle": "weekly"}),
+    )
+    .await;
+    let owner = app
+        .call(Method::GET, "/v2/token_auth", Some(&app.admin_token), None)
+        .await
+        .data()["owner_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let flow = json!({"module": "temporal_route", "data": {},
+        "children": {
+            rule.clone(): {"module": "menu", "data": {"id": menu},
+                "children": {"1": {"module": "device", "data": {"id": device}},
+                             "2": {"module": "ring_group", "data": {"endpoints": [{"id": group, "endpoint_type": "group"}]}},
+                             "3": {"module": "play", "data": {"id": media}},
+                             "_": {"module": "user", "data": {"id": owner}}}},
+            "_": {"module": "voicemail", "data": {"id": vmbox}}}});
+    let id = app
+        .create_ok(
+            &app.admin_account,
+            json!({"numbers": ["5000"], "flow": flow}),
+        )
+        .await;
+    let r = app.fetch(&app.admin_token, &app.admin_account, &id).await;
+    let meta = &r.data()["metadata"];
+    for (doc, name, pvt_type) in [
+        (&device, "Desk phone", "device"),
+        (&vmbox, "Sales box", "vmbox"),
+        (&menu, "Main menu", "menu"),
+        (&media, "Hello", "media"),
+        (&rule, "Open", "temporal_rule"),
+        (&owner, "admin", "user"),
+    ] {
+        assert_eq!(meta[doc]["name"], name, "{pvt_type}: {meta}");
+        assert_eq!(meta[doc]["pvt_type"], pvt_type, "{meta}");
+    }
+    // `metadata_candidates` follows Kazoo: `data.id`/`*_id` and branch names, not endpoint
+    // lists, so the group is not among them.
+    assert!(meta.get(&group).is_none(), "{meta}");
+}
+
+/// `?references=ID` lists the callflows naming a document, and follows changes.
+#[tokio::test]
+async fn references_list_the_callflows_naming_a_document() {
+    let app = TestApp::spawn().await;
+    let device = create_doc(&app, "devices", json!({"name": "Desk phone"})).await;
+    let group = create_doc(&app, "groups", json!({"name": "Team", "endpoints": {}})).await;
+    let direct = app
+        .create_ok(
+            &app.admin_account,
+            json!({"name": "Direct", "numbers": ["100"], "flow": {"module": "device", "data": {"id": device}}}),
+        )
+        .await;
+    let via_group = app
+        .create_ok(
+            &app.admin_account,
+            json!({"name": "Ring all", "numbers": ["101"], "flow": {"module": "ring_group",
+                "data": {"endpoints": [{"id": device, "endpoint_type": "device"}, {"id": group, "endpoint_type": "group"}]}}}),
+        )
+        .await;
+    let list = |id: String| {
+        let app = &app;
+        async move {
+            let r = app
+                .list(
+                    &app.admin_token,
+                    &app.admin_account,
+                    &format!("?references={id}"),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            r.data()
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let mut expected = vec![direct.clone(), via_group.clone()];
+    expected.sort();
+    assert_eq!(list(device.clone()).await, expected);
+    assert_eq!(list(group.clone()).await, vec![via_group.clone()]);
+    // A change that drops the reference drops it from the listing.
+    let r = app
+        .call(
+            Method::POST,
+            &format!("{}/{direct}", TestApp::callflows(&app.admin_account)),
+            Some(&app.admin_token),
+            Some(json!({"data": {"name": "Direct", "numbers": ["100"], "flow": {"module": "voicemail", "data": {}}}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(list(device.clone()).await, vec![via_group.clone()]);
+    // Deleting the callflow drops it too; deleting the device stays allowed, as in Kazoo.
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("{}/{via_group}", TestApp::callflows(&app.admin_account)),
+            Some(&app.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(list(device.clone()).await.is_empty());
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("{}/{device}", url(&app.admin_account, "devices")),
+            Some(&app.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+}

@@ -452,6 +452,7 @@ async fn stored_null_filters_as_the_string_null() {
         doc,
         numbers: vec!["1".into()],
         patterns: vec![],
+        references: vec![],
         deleted: false,
         op: callflowd::store::ChangeOp::Update,
         request_id: "test".into(),
