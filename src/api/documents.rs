@@ -128,6 +128,73 @@ async fn commit(ty: &DocType, state: &AppState, write: DocumentWrite) -> ApiResu
     })
 }
 
+/// A user's credentials, as `kzd_users` handles them: `password` is write-only, kept only as
+/// argon2 hashes of Kazoo's md5 and sha1 credential strings (`"<username>:<password>"`); a
+/// password without a username gets a generated one (`user_<16 hex>`); a new username needs a
+/// password; a user with no username keeps no credentials.
+async fn credentials(
+    ty: &DocType,
+    previous: Option<&Map<String, Value>>,
+    doc: &mut Map<String, Value>,
+) -> ApiResult<()> {
+    use crate::store::{USER_MD5_HASH, USER_SHA1_HASH};
+    if ty.pvt_type != "user" {
+        return Ok(());
+    }
+    let password = doc
+        .remove("password")
+        .and_then(|v| v.as_str().map(str::to_string));
+    doc.remove("confirm_password");
+    let username = doc
+        .get("username")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let previous_username = previous
+        .and_then(|p| p.get("username"))
+        .and_then(Value::as_str);
+    match (username, password) {
+        (username, Some(password)) if !password.is_empty() => {
+            let username = match username {
+                Some(u) => u,
+                None => {
+                    let generated = format!("user_{}", crate::auth::random_hex(8));
+                    doc.insert("username".into(), json!(generated));
+                    generated
+                }
+            };
+            let hashes = crate::auth::hasher::pool()
+                .run(move || -> anyhow::Result<(String, String)> {
+                    Ok((
+                        crate::auth::hash_secret(&crate::auth::md5_credentials(
+                            &username, &password,
+                        ))?,
+                        crate::auth::hash_secret(&crate::auth::sha1_credentials(
+                            &username, &password,
+                        ))?,
+                    ))
+                })
+                .await
+                .map_err(|_| ApiError::too_many_requests(1))?
+                .map_err(ApiError::internal)?;
+            doc.insert(USER_MD5_HASH.into(), json!(hashes.0));
+            doc.insert(USER_SHA1_HASH.into(), json!(hashes.1));
+        }
+        (Some(username), _) if previous_username != Some(username.as_str()) => {
+            return Err(ApiError::invalid_field(SchemaError::at(
+                "password",
+                "required",
+                "The password must be provided when creating / updating the user name",
+            )));
+        }
+        (Some(_), _) => {}
+        (None, _) => {
+            doc.remove(USER_MD5_HASH);
+            doc.remove(USER_SHA1_HASH);
+        }
+    }
+    Ok(())
+}
+
 fn write_for(
     ty: &DocType,
     scope: &AccountScope,
@@ -190,6 +257,7 @@ async fn create(ty: &'static DocType, state: AppState, scope: AccountScope) -> A
         .unwrap_or_else(crate::domain::new_id);
     let mut doc = validate(ty, &state, data).await?;
     (ty.prepare)(&mut doc);
+    credentials(ty, None, &mut doc).await?;
     // One id space per account, as one CouchDB database per account.
     if state.store.id_in_use(&scope.account.id, &id).await? {
         return Err(ApiError::conflict());
@@ -227,9 +295,11 @@ async fn save_update(
     stored: StoredCallflow,
     public: Map<String, Value>,
 ) -> ApiResult<Reply> {
+    let previous = stored.doc.clone();
     let mut doc = cf::private_part(&stored.doc);
     doc.extend(public);
     (ty.prepare)(&mut doc);
+    credentials(ty, Some(&previous), &mut doc).await?;
     stamp_private_as(&mut doc, scope, false, ty.pvt_type);
     let write = commit(
         ty,

@@ -263,9 +263,77 @@ fn resource_row(id: &str, doc: &Map<String, Value>) -> Value {
     )
 }
 
-/// Every document type served under `/v2/accounts/{A}/...` besides callflows (and, for now,
-/// users: login users are stored apart).
+/// `kzd_users`: the username is kept lower-cased.
+fn prepare_user(doc: &mut Map<String, Value>) {
+    if let Some(name) = doc.get("username").and_then(Value::as_str) {
+        let lower = name.to_lowercase();
+        doc.insert("username".into(), json!(lower));
+    }
+}
+
+fn user_row(id: &str, doc: &Map<String, Value>) -> Value {
+    let mut out = row(
+        id,
+        doc,
+        &[
+            ("username", None),
+            ("email", None),
+            ("first_name", None),
+            ("last_name", None),
+            ("priv_level", None),
+            ("presence_id", None),
+            ("timezone", None),
+            ("call_recording", None),
+            ("service", None),
+            ("flags", Some(json!([]))),
+        ],
+    );
+    if let Value::Object(m) = &mut out {
+        let mut features = Vec::new();
+        let on = |path: &[&str]| {
+            let mut cur = doc.get(path[0]);
+            for p in &path[1..] {
+                cur = cur.and_then(|c| c.get(*p));
+            }
+            cur.and_then(Value::as_bool).unwrap_or(false)
+        };
+        if on(&["call_forward", "enabled"]) {
+            features.push("call_forward");
+        }
+        if on(&["hotdesk", "enabled"]) {
+            features.push("hotdesk");
+        }
+        if on(&["vm_to_email_enabled"]) {
+            features.push("vm_to_email");
+        }
+        if on(&["do_not_disturb", "enabled"]) {
+            features.push("do_not_disturb");
+        }
+        if doc.get("caller_id").is_some() {
+            features.push("caller_id");
+        }
+        m.insert("features".into(), json!(features));
+    }
+    out
+}
+
+/// Every document type served under `/v2/accounts/{A}/...` besides callflows.
 pub static TYPES: &[DocType] = &[
+    DocType {
+        segment: "users",
+        pvt_type: "user",
+        schema: "users",
+        summary: user_row,
+        // `kzd_users:validate_username_is_unique` (account-wide, lower-cased).
+        unique: &[UniqueRule {
+            field: "username",
+            path: &["username"],
+            normalise: lower,
+            message: "Username must be unique within account",
+            cause: true,
+        }],
+        prepare: prepare_user,
+    },
     DocType {
         segment: "devices",
         pvt_type: "device",

@@ -10,6 +10,7 @@ mod sql;
 mod sqlite;
 
 pub use postgres::PgStore;
+pub use sql::{USER_MD5_HASH, USER_SHA1_HASH};
 pub use sqlite::SqliteStore;
 
 use std::sync::Arc;

@@ -166,9 +166,32 @@ const LOGIN_USERS: &str = "SELECT id, account_id, username, first_name, last_nam
      md5_hash, sha1_hash FROM users WHERE account_id = $1 AND enabled = 1 ORDER BY id";
 const USER_BY_ID: &str = "SELECT id, account_id, username, first_name, last_name, enabled, \
      md5_hash, sha1_hash FROM users WHERE account_id = $1 AND id = $2";
-const INSERT_USER: &str = "INSERT INTO users \
-     (id, account_id, username, first_name, last_name, enabled, md5_hash, sha1_hash, doc) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+const USER_DOCUMENTS: &str = "SELECT id, doc FROM documents \
+     WHERE account_id = $1 AND doc_type = 'user' AND deleted = 0 ORDER BY id";
+/// Private fields of a user document holding argon2 hashes of Kazoo's md5 and sha1 credential
+/// strings (`pvt_md5_auth` / `pvt_sha1_auth` hold the bare digests in Kazoo).
+pub const USER_MD5_HASH: &str = "pvt_md5_auth_hash";
+pub const USER_SHA1_HASH: &str = "pvt_sha1_auth_hash";
+
+/// A user document as a login candidate: enabled (Kazoo's view skips users whose `enabled`
+/// is missing or false) and with credentials.
+fn login_user(account_id: &str, id: String, doc: &Map<String, Value>) -> Option<User> {
+    let text = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_string);
+    if doc.get("enabled") != Some(&Value::Bool(true)) {
+        return None;
+    }
+    Some(User {
+        id,
+        account_id: account_id.to_string(),
+        username: text("username")?,
+        first_name: text("first_name"),
+        last_name: text("last_name"),
+        enabled: true,
+        md5_hash: text(USER_MD5_HASH)?,
+        sha1_hash: text(USER_SHA1_HASH)?,
+    })
+}
 
 const INIT_SETTING: &str =
     "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
@@ -846,16 +869,44 @@ where
             }
         }
         if let Some(user) = admin {
-            sqlx::query(INSERT_USER)
-                .bind(&user.id)
+            // The first user is an ordinary user document (served by `/users`), with its
+            // credentials as argon2 hashes in private fields.
+            let now = now_gregorian();
+            let mut doc = Map::new();
+            doc.insert("_id".into(), Value::String(user.id.clone()));
+            doc.insert("username".into(), Value::String(user.username.clone()));
+            for (key, value) in [
+                ("first_name", &user.first_name),
+                ("last_name", &user.last_name),
+            ] {
+                if let Some(v) = value {
+                    doc.insert(key.into(), Value::String(v.clone()));
+                }
+            }
+            doc.insert("enabled".into(), Value::Bool(user.enabled));
+            doc.insert("priv_level".into(), Value::String("admin".into()));
+            doc.insert("pvt_type".into(), Value::String("user".into()));
+            doc.insert("pvt_account_id".into(), Value::String(created.id.clone()));
+            doc.insert("pvt_created".into(), Value::from(now));
+            doc.insert("pvt_modified".into(), Value::from(now));
+            doc.insert(USER_MD5_HASH.into(), Value::String(user.md5_hash.clone()));
+            doc.insert(USER_SHA1_HASH.into(), Value::String(user.sha1_hash.clone()));
+            let rev = crate::domain::callflow::next_revision(None, &doc);
+            sqlx::query(UPSERT_DOCUMENT)
                 .bind(&created.id)
-                .bind(&user.username)
-                .bind(&user.first_name)
-                .bind(&user.last_name)
-                .bind(i64::from(user.enabled))
-                .bind(&user.md5_hash)
-                .bind(&user.sha1_hash)
-                .bind("{}")
+                .bind(&user.id)
+                .bind("user")
+                .bind(&rev)
+                .bind(0i64)
+                .bind(doc_text(&doc))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(INSERT_DOCUMENT_KEY)
+                .bind(&created.id)
+                .bind("username")
+                .bind(user.username.to_lowercase())
+                .bind(&user.id)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -974,11 +1025,22 @@ where
     }
 
     async fn login_users(&self, account_id: &str) -> StoreResult<Vec<User>> {
+        // Users created before user documents existed, then user documents.
         let rows: Vec<UserRow> = sqlx::query_as(LOGIN_USERS)
             .bind(account_id)
             .fetch_all(self.read())
             .await?;
-        Ok(rows.into_iter().map(User::from).collect())
+        let mut users: Vec<User> = rows.into_iter().map(User::from).collect();
+        let docs: Vec<(String, String)> = sqlx::query_as(USER_DOCUMENTS)
+            .bind(account_id)
+            .fetch_all(self.read())
+            .await?;
+        for (id, text) in docs {
+            if let Some(user) = login_user(account_id, id, &parse_doc(&text)?) {
+                users.push(user);
+            }
+        }
+        Ok(users)
     }
 
     async fn get_user(&self, account_id: &str, id: &str) -> StoreResult<Option<User>> {
@@ -987,7 +1049,20 @@ where
             .bind(id)
             .fetch_optional(self.read())
             .await?;
-        Ok(row.map(User::from))
+        if let Some(row) = row {
+            return Ok(Some(User::from(row)));
+        }
+        let doc: Option<DocumentRow> = sqlx::query_as(DOCUMENT_BY_ID)
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(self.read())
+            .await?;
+        match doc {
+            Some(d) if d.doc_type == "user" && d.deleted == 0 => {
+                Ok(login_user(account_id, d.id, &parse_doc(&d.doc)?))
+            }
+            _ => Ok(None),
+        }
     }
 
     async fn setting_or_init(&self, key: &str, value: &str) -> StoreResult<String> {
