@@ -355,6 +355,15 @@ async fn remove(
 ) -> ApiResult<Reply> {
     let stored = live(ty, &state, &scope.account.id, &id).await?;
     check_if_match(&scope.ctx, &stored.rev)?;
+    if ty.pvt_type == "list" {
+        // `cb_lists`: a list's entries are removed for good with it.
+        for entry in entries_of(&state, &scope.account.id, &id).await? {
+            state
+                .store
+                .purge_document(&scope.account.id, &entry.id, &entry.rev)
+                .await?;
+        }
+    }
     if scope.ctx.flag("should_soft_delete") == Some(false) {
         let (store, account_id, doc_id, rev) = (
             state.store.clone(),
@@ -386,4 +395,214 @@ async fn remove(
     let mut data = public_view(&stored.doc, &id);
     data.insert("_read_only".into(), json!({"deleted": true}));
     Ok(Reply::ok(Value::Object(data)).with_revision(&stored.rev))
+}
+
+/// The entries of a list: `/v2/accounts/{A}/lists/{LIST_ID}/entries[/{ENTRY_ID}]` (`cb_lists`).
+/// Entries are `list_entry` documents whose `list_id` names their list. Better than Kazoo, an
+/// entry is only reached through its own list, and a new entry needs an existing list.
+pub fn entries_router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v2/accounts/{account_id}/lists/{list_id}/entries",
+            get(list_entries).put(create_entry).delete(delete_entries),
+        )
+        .route(
+            "/v2/accounts/{account_id}/lists/{list_id}/entries/{entry_id}",
+            get(fetch_entry)
+                .post(replace_entry)
+                .patch(patch_entry)
+                .delete(delete_entry),
+        )
+}
+
+/// The list-entry type (not served at a top-level URL).
+static ENTRY: DocType = DocType {
+    segment: "entries",
+    pvt_type: "list_entry",
+    schema: "list_entries",
+    summary: entry_row,
+    unique: &[],
+    prepare: no_prepare,
+};
+
+fn no_prepare(_: &mut Map<String, Value>) {}
+
+/// `lists/entries` view rows: `{id, key: list_id, value: {...}}`.
+fn entry_row(id: &str, doc: &Map<String, Value>) -> Value {
+    let mut value = Map::new();
+    for key in [
+        "capture_group_key",
+        "capture_group_length",
+        "name",
+        "number",
+        "pattern",
+        "prefix",
+        "regexp",
+        "type",
+    ] {
+        if let Some(v) = doc.get(key) {
+            value.insert(key.into(), v.clone());
+        }
+    }
+    json!({"id": id, "key": doc.get("list_id").cloned().unwrap_or(Value::Null), "value": value})
+}
+
+/// The list, live (404 otherwise).
+async fn the_list(state: &AppState, scope: &AccountScope, list_id: &str) -> ApiResult<()> {
+    let lists = crate::documents::by_segment("lists")
+        .ok_or_else(|| ApiError::internal("the lists type is missing"))?;
+    live(lists, state, &scope.account.id, list_id)
+        .await
+        .map(|_| ())
+}
+
+/// The live entries of a list, ordered by id.
+async fn entries_of(
+    state: &AppState,
+    account_id: &str,
+    list_id: &str,
+) -> ApiResult<Vec<StoredCallflow>> {
+    let all = state
+        .store
+        .list_documents(account_id, ENTRY.pvt_type, None, i64::MAX, false)
+        .await?;
+    Ok(all
+        .into_iter()
+        .filter(|d| d.doc.get("list_id").and_then(Value::as_str) == Some(list_id))
+        .collect())
+}
+
+/// The entry, live and belonging to the list in the URL.
+async fn the_entry(
+    state: &AppState,
+    scope: &AccountScope,
+    list_id: &str,
+    id: &str,
+) -> ApiResult<StoredCallflow> {
+    let entry = live(&ENTRY, state, &scope.account.id, id).await?;
+    if entry.doc.get("list_id").and_then(Value::as_str) != Some(list_id) {
+        return Err(ApiError::bad_identifier(id));
+    }
+    Ok(entry)
+}
+
+/// The request data with `list_id` set from the URL (`cb_lists` forces it on create).
+fn with_list_id(scope: &AccountScope, list_id: &str) -> ApiResult<Map<String, Value>> {
+    let mut data = request_object(&scope.ctx)?;
+    data.insert("list_id".into(), json!(list_id));
+    Ok(data)
+}
+
+async fn list_entries(
+    State(state): State<AppState>,
+    Path((_, list_id)): Path<(String, String)>,
+    scope: AccountScope,
+) -> ApiResult<Reply> {
+    the_list(&state, &scope, &list_id).await?;
+    let entries = entries_of(&state, &scope.account.id, &list_id).await?;
+    Ok(list_reply(
+        entries.iter().map(|d| entry_row(&d.id, &d.doc)).collect(),
+        None,
+    ))
+}
+
+async fn create_entry(
+    State(state): State<AppState>,
+    Path((_, list_id)): Path<(String, String)>,
+    scope: AccountScope,
+) -> ApiResult<Reply> {
+    the_list(&state, &scope, &list_id).await?;
+    let data = with_list_id(&scope, &list_id)?;
+    let id = crate::domain::new_id();
+    let mut doc = validate(&ENTRY, &state, data).await?;
+    doc.insert("_id".into(), json!(id));
+    stamp_private_as(&mut doc, &scope, true, ENTRY.pvt_type);
+    let write = commit(
+        &ENTRY,
+        &state,
+        write_for(&ENTRY, &scope, &id, None, doc, ChangeOp::Create),
+    )
+    .await?;
+    Ok(Reply::created(Value::Object(public_view(&write.doc, &id))).with_revision(&write.new_rev))
+}
+
+/// `DELETE .../entries`: every entry of the list, removed for good; answers the old rows.
+async fn delete_entries(
+    State(state): State<AppState>,
+    Path((_, list_id)): Path<(String, String)>,
+    scope: AccountScope,
+) -> ApiResult<Reply> {
+    the_list(&state, &scope, &list_id).await?;
+    let entries = entries_of(&state, &scope.account.id, &list_id).await?;
+    for entry in &entries {
+        state
+            .store
+            .purge_document(&scope.account.id, &entry.id, &entry.rev)
+            .await?;
+    }
+    Ok(list_reply(
+        entries.iter().map(|d| entry_row(&d.id, &d.doc)).collect(),
+        None,
+    ))
+}
+
+async fn fetch_entry(
+    State(state): State<AppState>,
+    Path((_, list_id, id)): Path<(String, String, String)>,
+    scope: AccountScope,
+) -> ApiResult<Reply> {
+    let entry = the_entry(&state, &scope, &list_id, &id).await?;
+    Ok(Reply::ok(Value::Object(public_view(&entry.doc, &id))).with_revision(&entry.rev))
+}
+
+async fn replace_entry(
+    State(state): State<AppState>,
+    Path((_, list_id, id)): Path<(String, String, String)>,
+    scope: AccountScope,
+) -> ApiResult<Reply> {
+    let data = with_list_id(&scope, &list_id)?;
+    let public = validate(&ENTRY, &state, data).await?;
+    let entry = the_entry(&state, &scope, &list_id, &id).await?;
+    check_if_match(&scope.ctx, &entry.rev)?;
+    save_update(&ENTRY, &state, &scope, entry, public).await
+}
+
+async fn patch_entry(
+    State(state): State<AppState>,
+    Path((_, list_id, id)): Path<(String, String, String)>,
+    scope: AccountScope,
+) -> ApiResult<Reply> {
+    let data = with_list_id(&scope, &list_id)?;
+    let entry = the_entry(&state, &scope, &list_id, &id).await?;
+    check_if_match(&scope.ctx, &entry.rev)?;
+    let merged = cf::merge_patch(&cf::public_part(&entry.doc), &cf::public_part(&data));
+    let public = validate(&ENTRY, &state, merged).await?;
+    save_update(&ENTRY, &state, &scope, entry, public).await
+}
+
+async fn delete_entry(
+    State(state): State<AppState>,
+    Path((_, list_id, id)): Path<(String, String, String)>,
+    scope: AccountScope,
+) -> ApiResult<Reply> {
+    let entry = the_entry(&state, &scope, &list_id, &id).await?;
+    let mut doc = entry.doc.clone();
+    doc.insert("pvt_deleted".into(), json!(true));
+    stamp_private_as(&mut doc, &scope, false, ENTRY.pvt_type);
+    commit(
+        &ENTRY,
+        &state,
+        write_for(
+            &ENTRY,
+            &scope,
+            &id,
+            Some(entry.rev.clone()),
+            doc,
+            ChangeOp::Delete,
+        ),
+    )
+    .await?;
+    let mut data = public_view(&entry.doc, &id);
+    data.insert("_read_only".into(), json!({"deleted": true}));
+    Ok(Reply::ok(Value::Object(data)).with_revision(&entry.rev))
 }

@@ -815,6 +815,8 @@ fn allowed_methods(path: &str) -> &'static str {
         ["accounts", _, kind] if crate::documents::by_segment(kind).is_some() => {
             "OPTIONS, GET, PUT"
         }
+        ["accounts", _, "lists", _, "entries"] => "OPTIONS, GET, PUT, DELETE",
+        ["accounts", _, "lists", _, "entries", _] => "OPTIONS, GET, POST, PATCH, DELETE",
         ["accounts", _, kind, _] if crate::documents::by_segment(kind).is_some() => {
             "OPTIONS, GET, POST, PATCH, DELETE"
         }

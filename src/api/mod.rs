@@ -98,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .merge(accounts::router())
         .merge(callflows::router())
         .merge(documents::router())
+        .merge(documents::entries_router())
         .merge(lookup::router())
         .route("/metrics", get(metrics))
         .merge(schemas::router())

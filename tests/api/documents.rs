@@ -659,3 +659,118 @@ async fn every_rule_class_of_each_schema_is_enforced() {
     println!("document rule classes: {checked} violations refused with Kazoo's error");
     assert!(checked >= 40, "only {checked} rule classes exercised");
 }
+
+/// `cb_lists` entries: created under their list (`list_id` forced from the URL), listed as
+/// the `lists/entries` view rows, changed and deleted one by one, all removed with
+/// `DELETE .../entries` and with their list. Better than Kazoo: an entry is reached only
+/// through its own list, and a missing list is a 404.
+#[tokio::test]
+async fn list_entries_live_under_their_list() {
+    let app = TestApp::spawn().await;
+    let list = create_doc(&app, "lists", json!({"name": "Blocked"})).await;
+    let other = create_doc(&app, "lists", json!({"name": "VIP"})).await;
+    let base = format!("{}/{list}/entries", url(&app.admin_account, "lists"));
+    let token = Some(app.admin_token.as_str());
+    let mut ids = Vec::new();
+    for number in ["+14155550001", "+14155550002"] {
+        let r = app
+            .call(
+                Method::PUT,
+                &base,
+                token,
+                Some(json!({"data": {"number": number, "list_id": other}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        assert_eq!(
+            r.data()["list_id"],
+            list.as_str(),
+            "list_id comes from the URL"
+        );
+        ids.push(r.data()["id"].as_str().unwrap().to_string());
+    }
+    let r = app.call(Method::GET, &base, token, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let rows = r.data().as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["key"], list.as_str());
+    assert!(rows[0]["value"]["number"].is_string());
+    let entry = format!("{base}/{}", ids[0]);
+    let r = app
+        .call(
+            Method::PATCH,
+            &entry,
+            token,
+            Some(json!({"data": {"number": "+14155550009"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.data()["number"], "+14155550009");
+    // Not through another list, and not under a list that does not exist.
+    let r = app
+        .call(
+            Method::GET,
+            &format!(
+                "{}/{other}/entries/{}",
+                url(&app.admin_account, "lists"),
+                ids[0]
+            ),
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = app
+        .call(
+            Method::PUT,
+            &format!(
+                "{}/{}/entries",
+                url(&app.admin_account, "lists"),
+                "0".repeat(32)
+            ),
+            token,
+            Some(json!({"data": {"number": "1"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = app.call(Method::DELETE, &entry, token, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = app.call(Method::GET, &base, token, None).await;
+    assert_eq!(r.data().as_array().unwrap().len(), 1);
+    // DELETE .../entries removes the rest; deleting the list removes new ones too.
+    let r = app.call(Method::DELETE, &base, token, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.data().as_array().unwrap().len(), 1);
+    let r = app.call(Method::GET, &base, token, None).await;
+    assert_eq!(r.data(), &json!([]));
+    let r = app
+        .call(
+            Method::PUT,
+            &base,
+            token,
+            Some(json!({"data": {"number": "+14155550003"}})),
+        )
+        .await;
+    let last = r.data()["id"].as_str().unwrap().to_string();
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("{}/{list}", url(&app.admin_account, "lists")),
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = app
+        .call(
+            Method::GET,
+            &format!(
+                "{}/{other}/entries/{last}",
+                url(&app.admin_account, "lists")
+            ),
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
