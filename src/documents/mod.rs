@@ -87,6 +87,10 @@ fn row(id: &str, doc: &Map<String, Value>, keys: &[(&str, Option<Value>)]) -> Va
     Value::Object(out)
 }
 
+fn same(s: &str) -> Option<String> {
+    Some(s.to_string())
+}
+
 fn lower(s: &str) -> Option<String> {
     Some(s.to_lowercase())
 }
@@ -324,14 +328,24 @@ pub static TYPES: &[DocType] = &[
         pvt_type: "user",
         schema: "users",
         summary: user_row,
-        // `kzd_users:validate_username_is_unique` (account-wide, lower-cased).
-        unique: &[UniqueRule {
-            field: "username",
-            path: &["username"],
-            normalise: lower,
-            message: "Username must be unique within account",
-            cause: true,
-        }],
+        // `kzd_users:validate_username_is_unique` (account-wide, lower-cased) and
+        // `validate_hotdesk_id_is_unique`.
+        unique: &[
+            UniqueRule {
+                field: "username",
+                path: &["username"],
+                normalise: lower,
+                message: "Username must be unique within account",
+                cause: true,
+            },
+            UniqueRule {
+                field: "hotdesk.id",
+                path: &["hotdesk", "id"],
+                normalise: same,
+                message: "Hotdesk ID must be unique within account",
+                cause: true,
+            },
+        ],
         prepare: prepare_user,
     },
     DocType {

@@ -277,6 +277,14 @@ async fn unique_values_of_each_type_have_exactly_one_holder_under_concurrency() 
         "username",
     )
     .await;
+    // kzd_users: hotdesk id unique in the account.
+    one_winner(
+        &app,
+        "users",
+        |i| json!({"first_name": "Hot", "last_name": format!("{i}"), "hotdesk": {"id": "4242"}}),
+        "hotdesk.id",
+    )
+    .await;
     // cb_vmboxes: mailbox number unique in the account.
     one_winner(
         &app,
@@ -366,9 +374,19 @@ async fn metadata_resolves_every_document_type_named_in_the_flow() {
         assert_eq!(meta[doc]["name"], name, "{pvt_type}: {meta}");
         assert_eq!(meta[doc]["pvt_type"], pvt_type, "{meta}");
     }
-    // `metadata_candidates` follows Kazoo: `data.id`/`*_id` and branch names, not endpoint
-    // lists, so the group is not among them.
+    // `metadata_candidates` follows Kazoo (`ids_in_flow`): `data.id`/`*_id` and branch names,
+    // not endpoint lists, so the group named only in `endpoints` is not among them...
     assert!(meta.get(&group).is_none(), "{meta}");
+    // ...but a group named by `data.id` is.
+    let id = app
+        .create_ok(
+            &app.admin_account,
+            json!({"numbers": ["5001"], "flow": {"module": "group", "data": {"id": group}}}),
+        )
+        .await;
+    let r = app.fetch(&app.admin_token, &app.admin_account, &id).await;
+    assert_eq!(r.data()["metadata"][&group]["name"], "Sales team");
+    assert_eq!(r.data()["metadata"][&group]["pvt_type"], "group");
 }
 
 /// `?references=ID` lists the callflows naming a document, and follows changes.
