@@ -111,23 +111,10 @@ pub fn compile(pattern: &str) -> Result<Regex, PatternError> {
 }
 
 fn describe(e: &regex::Error, pattern: &str) -> String {
-    let lookaround = ["(?=", "(?!", "(?<=", "(?<!"]
-        .iter()
-        .any(|t| pattern.contains(t));
-    let backref = pattern
-        .as_bytes()
-        .windows(2)
-        .any(|w| w[0] == b'\\' && (b'1'..=b'9').contains(&w[1]));
-    if lookaround {
-        "look-around assertions are not supported".to_string()
-    } else if backref {
-        "back-references are not supported".to_string()
-    } else {
-        match e {
-            regex::Error::Syntax(s) => s.lines().last().unwrap_or(s).trim().to_string(),
-            regex::Error::CompiledTooBig(_) => "pattern too large once compiled".to_string(),
-            other => other.to_string(),
-        }
+    match e {
+        regex::Error::CompiledTooBig(_) => "pattern too large once compiled".to_string(),
+        regex::Error::Syntax(s) => describe_syntax(s, pattern),
+        other => describe_syntax(&other.to_string(), pattern),
     }
 }
 
