@@ -287,19 +287,19 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
     match normalise_path(&parts.uri) {
         Ok(Some(uri)) => parts.uri = uri,
         Ok(None) => {}
-        Err(e) => return finish(e.status, envelope_of(&e), None, HeaderMap::new(), &method),
+        Err(e) => return finish(e.status(), envelope_of(e), None, HeaderMap::new(), &method),
     }
 
     if parts.uri.path().starts_with("/v2/") {
         // No crossbar endpoint lists HEAD among its methods (`allowed_methods`): 405.
         if method == Method::HEAD {
             let e = ApiError::method_not_allowed();
-            return finish(e.status, envelope_of(&e), None, HeaderMap::new(), &method);
+            return finish(e.status(), envelope_of(e), None, HeaderMap::new(), &method);
         }
         // cowboy's content negotiation: JSON (or JSONP) is all callflowd provides.
         if !accepts_json(&parts.headers) {
             let e = ApiError::not_acceptable();
-            return finish(e.status, envelope_of(&e), None, HeaderMap::new(), &method);
+            return finish(e.status(), envelope_of(e), None, HeaderMap::new(), &method);
         }
     }
 
@@ -325,24 +325,24 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > state.config.max_body_bytes as u64) {
         let e = too_large();
-        return finish(e.status, envelope_of(&e), None, HeaderMap::new(), &method);
+        return finish(e.status(), envelope_of(e), None, HeaderMap::new(), &method);
     }
     let read = axum::body::to_bytes(body, state.config.max_body_bytes);
     let bytes = match tokio::time::timeout(state.config.body_timeout, read).await {
         Ok(Ok(b)) => b,
         Ok(Err(_)) => {
             let e = too_large();
-            return finish(e.status, envelope_of(&e), None, HeaderMap::new(), &method);
+            return finish(e.status(), envelope_of(e), None, HeaderMap::new(), &method);
         }
         Err(_) => {
             let e = ApiError::request_timeout();
-            return finish(e.status, envelope_of(&e), None, HeaderMap::new(), &method);
+            return finish(e.status(), envelope_of(e), None, HeaderMap::new(), &method);
         }
     };
 
     let ctx = match parse_request(&state, &parts, &bytes, &request_id) {
         Ok(ctx) => Arc::new(ctx),
-        Err(e) => return finish(e.status, envelope_of(&e), None, HeaderMap::new(), &method),
+        Err(e) => return finish(e.status(), envelope_of(e), None, HeaderMap::new(), &method),
     };
 
     // Kazoo stops early, before path and method checks, only for an expired token (and one
@@ -352,8 +352,8 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
         if state.signer.check(token) == Err(crate::auth::TokenError::Expired) {
             let e = ApiError::invalid_token();
             return finish(
-                e.status,
-                envelope_of(&e),
+                e.status(),
+                envelope_of(e),
                 Some(&ctx),
                 HeaderMap::new(),
                 &method,
@@ -376,8 +376,8 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
             Err(_) => {
                 let e = ApiError::method_not_allowed();
                 return finish(
-                    e.status,
-                    envelope_of(&e),
+                    e.status(),
+                    envelope_of(e),
                     Some(&ctx),
                     HeaderMap::new(),
                     &method,
@@ -403,9 +403,9 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
     )
 }
 
-fn envelope_of(e: &ApiError) -> Envelope {
+fn envelope_of(e: ApiError) -> Envelope {
     Envelope {
-        body: e.envelope(),
+        body: e.into_answer().envelope(),
         etag: None,
     }
 }
@@ -427,7 +427,7 @@ fn envelope_for_bare(status: StatusCode) -> Envelope {
             ),
         ),
     };
-    envelope_of(&e)
+    envelope_of(e)
 }
 
 /// Strips a trailing slash; maps `/v<N>/...` (N > 1) to `/v2/...`; rejects `/v1/...` with 410.
@@ -1025,13 +1025,13 @@ mod tests {
     #[test]
     fn json_errors_report_a_byte_offset() {
         let e = parse_envelope(b"{\"data\": {\"a\": }", 64).unwrap_err();
-        let msg = e.data.unwrap()["json"]["invalid"]["message"]
+        let msg = e.data().cloned().unwrap()["json"]["invalid"]["message"]
             .as_str()
             .unwrap()
             .to_string();
         assert!(msg.starts_with("invalid_json around"), "{msg}");
         let e = parse_envelope(b"{\"data\": {", 64).unwrap_err();
-        let msg = e.data.unwrap()["json"]["invalid"]["message"]
+        let msg = e.data().cloned().unwrap()["json"]["invalid"]["message"]
             .as_str()
             .unwrap()
             .to_string();
@@ -1044,10 +1044,10 @@ mod tests {
         assert_eq!(data, json!({"x": 1}));
         assert_eq!(env["auth_token"], json!("t"));
         let e = parse_envelope(br#"{"x": 1}"#, 64).unwrap_err();
-        assert!(e.data.unwrap()["data"]["required"].is_object());
+        assert!(e.data().cloned().unwrap()["data"]["required"].is_object());
         let e = parse_envelope(br#"[1]"#, 64).unwrap_err();
         assert_eq!(
-            e.data.unwrap()["json"]["invalid"]["message"],
+            e.data().cloned().unwrap()["json"]["invalid"]["message"],
             "All JSON must be valid"
         );
     }
@@ -1060,7 +1060,7 @@ mod tests {
             "/v2/accounts/x/callflows?a=1"
         );
         let u: Uri = "/v1/accounts".parse().unwrap();
-        assert_eq!(normalise_path(&u).unwrap_err().status, StatusCode::GONE);
+        assert_eq!(normalise_path(&u).unwrap_err().status(), StatusCode::GONE);
         let u: Uri = "/v2/accounts".parse().unwrap();
         assert!(normalise_path(&u).unwrap().is_none());
     }

@@ -13,8 +13,19 @@ use crate::store::{KeyKind, StoreError};
 
 use super::envelope::Envelope;
 
+/// Why a request failed.
+#[derive(Debug)]
+pub enum ApiError {
+    /// An answer in Kazoo's terms: the client's mistake, or a condition the client can act on.
+    Kazoo(KazooError),
+    /// Our own failure. Logged once, with its whole cause chain, where it becomes a response;
+    /// the client sees only 500 `datastore_fault`.
+    Internal(anyhow::Error),
+}
+
+/// An error response as Kazoo shapes it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ApiError {
+pub struct KazooError {
     pub status: StatusCode,
     /// Kazoo's label (`validation error`, `bad_identifier`, `invalid_credentials`, ...).
     pub message: String,
@@ -25,13 +36,58 @@ pub struct ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// What the client sees of an internal failure.
+fn internal_answer() -> KazooError {
+    KazooError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: "datastore_fault".into(),
+        data: Some(json!({"message": "unknown failure"})),
+        retry_after: None,
+    }
+}
+
 impl ApiError {
     pub fn new(status: StatusCode, message: &str, data: Option<Value>) -> Self {
-        Self {
+        Self::Kazoo(KazooError {
             status,
             message: message.to_string(),
             data,
             retry_after: None,
+        })
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Kazoo(e) => e.status,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Kazoo's label.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Kazoo(e) => &e.message,
+            Self::Internal(_) => "datastore_fault",
+        }
+    }
+
+    /// The `data` of the error envelope (an internal failure shows none of its detail).
+    pub fn data(&self) -> Option<&Value> {
+        match self {
+            Self::Kazoo(e) => e.data.as_ref(),
+            Self::Internal(_) => None,
+        }
+    }
+
+    /// The one place an error becomes what the client sees: an internal failure is logged
+    /// here, with its cause chain, and answered without detail.
+    pub fn into_answer(self) -> KazooError {
+        match self {
+            Self::Kazoo(e) => e,
+            Self::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "request failed");
+                internal_answer()
+            }
         }
     }
 
@@ -180,13 +236,12 @@ impl ApiError {
 
     /// 429: a token bucket is empty; `retry_after` seconds until it holds enough again.
     pub fn too_many_requests(retry_after_secs: u64) -> Self {
-        let mut e = Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_requests",
-            Some(json!({"message": "too many requests"})),
-        );
-        e.retry_after = Some(retry_after_secs.max(1));
-        e
+        Self::Kazoo(KazooError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: "too_many_requests".into(),
+            data: Some(json!({"message": "too many requests"})),
+            retry_after: Some(retry_after_secs.max(1)),
+        })
     }
 
     /// 500 for a missing schema (Kazoo's text, including the trailing dot).
@@ -199,14 +254,9 @@ impl ApiError {
         )
     }
 
-    /// 500 for our own failures: logged in full, reported without detail.
+    /// 500 for our own failures: logged in full where answered, reported without detail.
     pub fn internal(error: impl std::fmt::Display) -> Self {
-        tracing::error!(%error, "request failed");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "datastore_fault",
-            Some(json!({"message": "unknown failure"})),
-        )
+        Self::Internal(anyhow::Error::msg(error.to_string()))
     }
 
     /// 503 when the store cannot be reached.
@@ -217,7 +267,9 @@ impl ApiError {
             Some(json!({"message": "datastore timeout"})),
         )
     }
+}
 
+impl KazooError {
     /// The envelope fields this error contributes.
     pub fn envelope(&self) -> Map<String, Value> {
         let mut body = Map::new();
@@ -233,14 +285,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = self.status.into_response();
-        if let Some(secs) = self.retry_after {
+        let answer = self.into_answer();
+        let mut response = answer.status.into_response();
+        if let Some(secs) = answer.retry_after {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         response.extensions_mut().insert(Envelope {
-            body: self.envelope(),
+            body: answer.envelope(),
             etag: None,
         });
         response
@@ -313,7 +366,32 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %e, "store unreachable");
                 Self::unavailable()
             }
-            StoreError::UniqueViolation(e) | StoreError::Other(e) => Self::internal(e),
+            StoreError::UniqueViolation(e) | StoreError::Other(e) => Self::Internal(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_failure_is_answered_without_its_detail() {
+        let cause = anyhow::anyhow!("disk on fire").context("saving callflow 123");
+        let e = ApiError::Internal(cause);
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let answer = e.into_answer();
+        let body = serde_json::to_string(&answer.envelope()).unwrap();
+        assert!(!body.contains("fire") && !body.contains("123"), "{body}");
+        assert_eq!(answer.message, "datastore_fault");
+    }
+
+    #[test]
+    fn store_failures_become_internal_and_outages_503() {
+        let e = ApiError::from(StoreError::Other(anyhow::anyhow!("boom")));
+        assert!(matches!(e, ApiError::Internal(_)));
+        let e = ApiError::from(StoreError::Unavailable(anyhow::anyhow!("gone")));
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.message(), "datastore_unreachable");
     }
 }

@@ -76,7 +76,7 @@ pub async fn resolve(
         let number = number.to_string();
         crate::api::offload(move || decide(&table, &number))
             .await
-            .map_err(|e| StoreError::Other(anyhow::anyhow!("lookup task: {}", e.message)))?
+            .map_err(|e| StoreError::Other(anyhow::anyhow!("lookup task: {}", e.message())))?
     } else {
         decide(&table, number)
     };

@@ -109,8 +109,11 @@ pub fn router(state: AppState) -> Router {
         .fallback_service(routes)
         .layer(axum::middleware::from_fn_with_state(state, envelope::layer))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
-            let e = ApiError::internal("handler panicked");
-            axum::response::IntoResponse::into_response((e.status, json!(e.envelope()).to_string()))
+            let answer = ApiError::internal("handler panicked").into_answer();
+            axum::response::IntoResponse::into_response((
+                answer.status,
+                json!(answer.envelope()).to_string(),
+            ))
         }))
 }
 
