@@ -10,9 +10,9 @@ use crate::accounts::{new_account, NewAccount};
 use crate::schema::SchemaError;
 use crate::store::Account;
 
-use super::envelope::Reply;
 use super::error::{ApiError, ApiResult};
 use super::extract::AccountScope;
+use super::reply::Reply;
 use super::AppState;
 
 pub fn router() -> Router<AppState> {

@@ -9,9 +9,10 @@ use crate::auth::{dummy_hash, verify_secret, API_KEY_PREFIX_LEN};
 use crate::domain::numbers::search_key;
 use crate::store::Account;
 
-use super::envelope::{Reply, ReqCtx};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Authenticated, Ctx};
+use super::reply::Reply;
+use super::request::ReqCtx;
 use super::AppState;
 
 pub fn router() -> Router<AppState> {

@@ -16,9 +16,9 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::{md5_credentials, verify_secret, Claims};
 
-use super::envelope::ReqCtx;
 use super::error::{ApiError, ApiResult};
 use super::extract::Caller;
+use super::request::ReqCtx;
 use super::AppState;
 
 /// How long a verified Basic header is trusted without checking it again.

@@ -12,10 +12,11 @@ use crate::domain::numbers::{dial_plan, normalize, search_key};
 use crate::schema::{SchemaError, SchemaErrors};
 use crate::store::{Account, CallflowWrite, ChangeOp, StoredCallflow};
 
-use super::envelope::{Reply, ReqCtx};
 use super::error::{ApiError, ApiResult};
 use super::extract::AccountScope;
 use super::listing::{self, Page, Pager, Term};
+use super::reply::Reply;
+use super::request::ReqCtx;
 use super::AppState;
 
 pub fn router() -> Router<AppState> {

@@ -15,10 +15,10 @@ use crate::schema::{SchemaError, SchemaErrors};
 use crate::store::{ChangeOp, DocumentWrite, StoreError, StoredCallflow};
 
 use super::callflows::{check_if_match, list_reply, request_object, stamp_private_as, Paging};
-use super::envelope::Reply;
 use super::error::{ApiError, ApiResult};
 use super::extract::AccountScope;
 use super::listing::{self, Page, Term};
+use super::reply::Reply;
 use super::AppState;
 
 pub fn router() -> Router<AppState> {

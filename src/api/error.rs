@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use crate::schema::{SchemaError, SchemaErrors};
 use crate::store::{KeyKind, StoreError};
 
-use super::envelope::Envelope;
+use super::reply::Envelope;
 
 /// Why a request failed.
 #[derive(Debug)]

@@ -9,8 +9,8 @@ use axum::http::request::Parts;
 use crate::auth::Claims;
 use crate::store::Account;
 
-use super::envelope::ReqCtx;
 use super::error::ApiError;
+use super::request::ReqCtx;
 use super::AppState;
 
 /// The request context the envelope layer parsed.

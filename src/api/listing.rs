@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 
 use crate::store::StoredCallflow;
 
-use super::envelope::ReqCtx;
 use super::error::{ApiError, ApiResult};
+use super::request::ReqCtx;
 use super::AppState;
 
 /// Default page size (Kazoo's `crossbar.pagination_page_size`).

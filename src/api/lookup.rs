@@ -13,9 +13,9 @@ use crate::routing::{Route, RouteCache, RouteTable};
 use crate::schema::SchemaError;
 use crate::store::{Store, StoreError};
 
-use super::envelope::Reply;
 use super::error::{ApiError, ApiResult};
 use super::extract::AccountScope;
+use super::reply::Reply;
 use super::AppState;
 
 pub fn router() -> Router<AppState> {

@@ -14,6 +14,8 @@ pub mod error;
 pub mod extract;
 pub mod listing;
 pub mod lookup;
+pub mod reply;
+pub mod request;
 pub mod schemas;
 
 use std::sync::Arc;
@@ -27,8 +29,8 @@ use crate::auth::TokenSigner;
 use crate::schema::SchemaSet;
 use crate::store::DynStore;
 
-use self::envelope::Reply;
 use self::error::{ApiError, ApiResult};
+use self::reply::Reply;
 
 /// Settings the HTTP layer needs.
 #[derive(Debug, Clone)]

@@ -5,9 +5,9 @@ use axum::routing::{get, put};
 use axum::Router;
 use serde_json::{json, Value};
 
-use super::envelope::Reply;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Authenticated, Ctx};
+use super::reply::Reply;
 use super::AppState;
 
 pub fn router() -> Router<AppState> {

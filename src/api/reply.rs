@@ -1,0 +1,78 @@
+//! The outbound half of Kazoo's envelope as handlers produce it: a [`Reply`] (status, the
+//! handler's part of the body, extra headers), carried to the envelope layer as an
+//! [`Envelope`] extension.
+
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+
+/// A handler's part of the response body (`data`, `status`, `revision`, paging keys...).
+#[derive(Debug, Clone, Default)]
+pub struct Envelope {
+    pub body: Map<String, Value>,
+    /// Revision to expose as `ETag`.
+    pub etag: Option<String>,
+}
+
+/// A successful reply: status, envelope fields, extra headers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub envelope: Envelope,
+    pub headers: Vec<(HeaderName, String)>,
+}
+
+impl Reply {
+    /// 200 with `data`.
+    pub fn ok(data: Value) -> Self {
+        let mut body = Map::new();
+        body.insert("data".into(), data);
+        body.insert("status".into(), json!("success"));
+        Self {
+            status: StatusCode::OK,
+            envelope: Envelope { body, etag: None },
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn created(data: Value) -> Self {
+        Self::ok(data).with_status(StatusCode::CREATED)
+    }
+
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Adds `revision` to the body and uses it as the `ETag`.
+    pub fn with_revision(mut self, revision: &str) -> Self {
+        self.envelope
+            .body
+            .insert("revision".into(), json!(revision));
+        self.envelope.etag = Some(revision.to_string());
+        self
+    }
+
+    pub fn with_field(mut self, key: &str, value: Value) -> Self {
+        self.envelope.body.insert(key.into(), value);
+        self
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let mut response = self.status.into_response();
+        for (name, value) in self.headers {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, v);
+            }
+        }
+        response.extensions_mut().insert(self.envelope);
+        response
+    }
+}
