@@ -96,6 +96,8 @@ async fn follow_changes(
                     routes.invalidate(&account_id);
                 }
             }
+            // Routing reads only callflows; no other document is cached on a node yet.
+            store::ChangeEvent::Document { .. } => {}
             store::ChangeEvent::Resync => routes.invalidate_all(),
         }
     }

@@ -384,6 +384,12 @@ pub enum ChangeEvent {
         account_id: String,
         callflow_id: String,
     },
+    /// Another document of an account was written (`doc_type`: `device`, `user`, ...).
+    Document {
+        account_id: String,
+        doc_type: String,
+        id: String,
+    },
     /// Changes may have been missed: drop every cache.
     Resync,
 }

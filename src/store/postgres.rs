@@ -85,11 +85,12 @@ impl Backend for PgStore {
         &self,
         tx: &mut sqlx::PgConnection,
         account_id: &str,
-        callflow_id: &str,
+        doc_type: &str,
+        id: &str,
         seq: i64,
     ) -> Result<(), sqlx::Error> {
-        let payload =
-            json!({"a": account_id, "c": callflow_id, "s": seq, "o": self.origin}).to_string();
+        let payload = json!({"a": account_id, "c": id, "t": doc_type, "s": seq, "o": self.origin})
+            .to_string();
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)
             .bind(payload)
@@ -177,9 +178,16 @@ impl Backend for PgStore {
                             let (Some(a), Some(c)) = (v["a"].as_str(), v["c"].as_str()) else {
                                 continue;
                             };
-                            let event = ChangeEvent::Changed {
-                                account_id: a.to_string(),
-                                callflow_id: c.to_string(),
+                            let event = match v["t"].as_str() {
+                                None | Some("callflow") => ChangeEvent::Changed {
+                                    account_id: a.to_string(),
+                                    callflow_id: c.to_string(),
+                                },
+                                Some(doc_type) => ChangeEvent::Document {
+                                    account_id: a.to_string(),
+                                    doc_type: doc_type.to_string(),
+                                    id: c.to_string(),
+                                },
                             };
                             if tx.send(event).is_err() {
                                 return;

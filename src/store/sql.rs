@@ -34,12 +34,14 @@ pub(super) trait Backend: Clone + Send + Sync + 'static {
     fn write(&self) -> &Pool<Self::Db>;
     /// Opens a write transaction on [`Backend::write`].
     async fn begin_write(&self) -> Result<Transaction<'static, Self::Db>, sqlx::Error>;
-    /// Tells other processes, when the transaction commits, that a callflow changed.
+    /// Tells other processes, when the transaction commits, that a document (of `doc_type`:
+    /// `callflow`, `device`, ...) changed.
     async fn announce(
         &self,
         tx: &mut <Self::Db as Database>::Connection,
         account_id: &str,
-        callflow_id: &str,
+        doc_type: &str,
+        id: &str,
         seq: i64,
     ) -> Result<(), sqlx::Error>;
     /// Serialises account creation for the rest of the transaction.
@@ -106,6 +108,8 @@ const USER_NAMES: &str =
 const DOCUMENT_BY_ID: &str =
     "SELECT id, doc_type, rev, deleted, doc FROM documents WHERE account_id = $1 AND id = $2";
 const DOCUMENT_REV: &str = "SELECT rev FROM documents WHERE account_id = $1 AND id = $2";
+const DOCUMENT_REV_AND_TYPE: &str =
+    "SELECT rev, doc_type FROM documents WHERE account_id = $1 AND id = $2";
 const LIST_DOCUMENTS_ASC: &str = "SELECT id, rev, deleted, doc FROM documents \
      WHERE account_id = $1 AND doc_type = $3 AND deleted = 0 ORDER BY id ASC LIMIT $2";
 const LIST_DOCUMENTS_DESC: &str = "SELECT id, rev, deleted, doc FROM documents \
@@ -227,6 +231,8 @@ const INSERT_REVISION: &str = "INSERT INTO callflow_revisions \
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
 const INSERT_CHANGE: &str = "INSERT INTO changes (account_id, callflow_id, rev, op, written_at) \
      VALUES ($1, $2, $3, $4, $5) RETURNING seq";
+const INSERT_DOCUMENT_CHANGE: &str = "INSERT INTO changes \
+     (account_id, callflow_id, rev, op, written_at, doc_type) VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq";
 
 const PATTERN_COUNTS: &str = "SELECT COUNT(*) FILTER (WHERE callflow_id <> $2) AS others, \
      COUNT(*) FILTER (WHERE callflow_id = $2) AS own FROM callflow_patterns WHERE account_id = $1";
@@ -592,7 +598,7 @@ where
             .fetch_one(&mut *tx)
             .await?;
         store
-            .announce(&mut tx, &write.account_id, &write.id, seq)
+            .announce(&mut tx, &write.account_id, "callflow", &write.id, seq)
             .await?;
         tx.commit().await?;
         Ok(seq)
@@ -652,7 +658,9 @@ where
             .bind(now_gregorian())
             .fetch_one(&mut *tx)
             .await?;
-        store.announce(&mut tx, account_id, id, seq).await?;
+        store
+            .announce(&mut tx, account_id, "callflow", id, seq)
+            .await?;
         tx.commit().await?;
         Ok(seq)
     }
@@ -751,6 +759,18 @@ where
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        let seq: i64 = sqlx::query_scalar(INSERT_DOCUMENT_CHANGE)
+            .bind(&write.account_id)
+            .bind(&write.id)
+            .bind(&write.new_rev)
+            .bind(write.op.as_str())
+            .bind(now)
+            .bind(&write.doc_type)
+            .fetch_one(&mut *tx)
+            .await?;
+        store
+            .announce(&mut tx, &write.account_id, &write.doc_type, &write.id, seq)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -779,16 +799,16 @@ where
         expected_rev: &str,
     ) -> StoreResult<()> {
         let mut tx = store.begin_write().await?;
-        let current: Option<String> = sqlx::query_scalar(DOCUMENT_REV)
+        let current: Option<(String, String)> = sqlx::query_as(DOCUMENT_REV_AND_TYPE)
             .bind(account_id)
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-        match current {
+        let doc_type = match current {
             None => return Err(StoreError::NotFound),
-            Some(rev) if rev != expected_rev => return Err(StoreError::Conflict),
-            _ => {}
-        }
+            Some((rev, _)) if rev != expected_rev => return Err(StoreError::Conflict),
+            Some((_, doc_type)) => doc_type,
+        };
         for delete in [DELETE_DOCUMENT_KEYS, DELETE_DOCUMENT] {
             sqlx::query(delete)
                 .bind(account_id)
@@ -796,6 +816,18 @@ where
                 .execute(&mut *tx)
                 .await?;
         }
+        let seq: i64 = sqlx::query_scalar(INSERT_DOCUMENT_CHANGE)
+            .bind(account_id)
+            .bind(id)
+            .bind(expected_rev)
+            .bind("purge")
+            .bind(now_gregorian())
+            .bind(&doc_type)
+            .fetch_one(&mut *tx)
+            .await?;
+        store
+            .announce(&mut tx, account_id, &doc_type, id, seq)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

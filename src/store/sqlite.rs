@@ -113,7 +113,8 @@ impl Backend for SqliteStore {
         &self,
         _tx: &mut sqlx::SqliteConnection,
         _account_id: &str,
-        _callflow_id: &str,
+        _doc_type: &str,
+        _id: &str,
         _seq: i64,
     ) -> Result<(), sqlx::Error> {
         Ok(())

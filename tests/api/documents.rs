@@ -792,3 +792,34 @@ async fn list_entries_live_under_their_list() {
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+/// Every document write is announced to the other nodes (PostgreSQL NOTIFY in the write
+/// transaction), with its type, and recorded in the change feed.
+#[tokio::test]
+async fn document_writes_are_announced_to_other_nodes() {
+    let app = TestApp::spawn().await;
+    if !app.database_url.starts_with("postgres") {
+        println!("SKIPPED: cross-node announcements are PostgreSQL's (this run is SQLite; .ci/run runs the PostgreSQL leg)");
+        return;
+    }
+    let other_node = callflowd::store::PgStore::connect(&app.database_url)
+        .await
+        .expect("second node");
+    use callflowd::store::{ChangeEvent, Store};
+    let mut events = other_node.subscribe_changes().expect("listener");
+    // The listener says it (re)connected first.
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv()).await;
+    assert_eq!(first.ok().flatten(), Some(ChangeEvent::Resync));
+    let id = create_doc(&app, "devices", json!({"name": "Announced"})).await;
+    let event = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv())
+        .await
+        .expect("announced in time");
+    assert_eq!(
+        event,
+        Some(ChangeEvent::Document {
+            account_id: app.admin_account.clone(),
+            doc_type: "device".into(),
+            id
+        })
+    );
+}
