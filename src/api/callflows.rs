@@ -598,7 +598,13 @@ async fn search(State(state): State<AppState>, scope: AccountScope) -> ApiResult
 
     // Candidate documents: the number index narrows a plain number search; anything else
     // reads the account's documents, as the view holds one row per document or number.
-    let docs = if view == "number" && page.start.is_none() {
+    let docs = if doc_type != "callflow" {
+        // Users, devices, vmboxes...: the documents of that type.
+        state
+            .store
+            .list_documents(&scope.account.id, &doc_type, None, i64::MAX, false)
+            .await?
+    } else if view == "number" && page.start.is_none() {
         state
             .store
             .search_numbers(&scope.account.id, &needle)

@@ -823,3 +823,46 @@ async fn document_writes_are_announced_to_other_nodes() {
         })
     );
 }
+
+/// `cb_search` searches any document type of the account (`t` is the `pvt_type`): users by
+/// their first and last names (the `search_by_name` view), devices by name.
+#[tokio::test]
+async fn search_finds_users_and_devices_by_name() {
+    let app = TestApp::spawn().await;
+    let user = create_doc(
+        &app,
+        "users",
+        json!({"first_name": "Dana", "last_name": "Scully"}),
+    )
+    .await;
+    create_doc(
+        &app,
+        "users",
+        json!({"first_name": "Fox", "last_name": "Mulder"}),
+    )
+    .await;
+    let device = create_doc(&app, "devices", json!({"name": "Dana's desk phone"})).await;
+    let search = |q: String| {
+        let app = &app;
+        async move {
+            let r = app
+                .call(
+                    Method::GET,
+                    &format!("/v2/accounts/{}/search?{q}", app.admin_account),
+                    Some(&app.admin_token),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            r.data().clone()
+        }
+    };
+    let found = search("t=user&q=name&v=danasc".into()).await;
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found[0]["id"], user.as_str());
+    assert_eq!(found[0]["name"], "Dana Scully");
+    let found = search("t=device&q=name&v=Dana".into()).await;
+    assert_eq!(found[0]["id"], device.as_str(), "{found}");
+    let found = search("t=user&q=name&v=zzz".into()).await;
+    assert_eq!(found, json!([]));
+}
