@@ -145,6 +145,19 @@ pub(crate) fn request_object(ctx: &ReqCtx) -> ApiResult<Map<String, Value>> {
     }
 }
 
+/// The id a create asks for (`_id` or `id`), else a new one.
+pub(crate) fn requested_id(data: &Map<String, Value>) -> String {
+    ["_id", "id"]
+        .iter()
+        .find_map(|k| {
+            data.get(*k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        })
+        .map(str::to_string)
+        .unwrap_or_else(crate::domain::new_id)
+}
+
 /// The private fields Kazoo refreshes on every save of a callflow.
 fn stamp_private(doc: &mut Map<String, Value>, scope: &AccountScope, first_save: bool) {
     stamp_private_as(doc, scope, first_save, "callflow")
@@ -267,20 +280,9 @@ async fn create(State(state): State<AppState>, scope: AccountScope) -> ApiResult
     }
     let data = request_object(&scope.ctx)?;
     let public = validate_off_runtime(&state, &scope.account, data.clone()).await?;
-    let id = ["_id", "id"]
-        .iter()
-        .find_map(|k| {
-            data.get(*k)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-        })
-        .map(str::to_string)
-        .unwrap_or_else(crate::domain::new_id);
-    // Kazoo keeps every document of an account in one database: an id already used there by
-    // another document (the account itself, a user) is a `datastore_conflict`.
-    if state.store.id_in_use(&scope.account.id, &id).await? {
-        return Err(ApiError::conflict());
-    }
+    // An id used by any document of the account (the account itself, a user, a device) is a
+    // `datastore_conflict`, decided by the store inside the write transaction.
+    let id = requested_id(&data);
     let mut doc = public;
     doc.insert("_id".into(), json!(id));
     stamp_private(&mut doc, &scope, true);

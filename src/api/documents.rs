@@ -14,7 +14,9 @@ use crate::domain::callflow::{self as cf, public_view};
 use crate::schema::{SchemaError, SchemaErrors};
 use crate::store::{ChangeOp, DocumentWrite, StoreError, StoredCallflow};
 
-use super::callflows::{check_if_match, list_reply, request_object, stamp_private_as, Paging};
+use super::callflows::{
+    check_if_match, list_reply, request_object, requested_id, stamp_private_as, Paging,
+};
 use super::error::{ApiError, ApiResult};
 use super::extract::AccountScope;
 use super::listing::{self, Page, Term};
@@ -246,22 +248,12 @@ async fn create(ty: &'static DocType, state: AppState, scope: AccountScope) -> A
         return Err(ApiError::precondition_failed());
     }
     let data = request_object(&scope.ctx)?;
-    let id = ["_id", "id"]
-        .iter()
-        .find_map(|k| {
-            data.get(*k)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-        })
-        .map(str::to_string)
-        .unwrap_or_else(crate::domain::new_id);
+    let id = requested_id(&data);
     let mut doc = validate(ty, &state, data).await?;
     (ty.prepare)(&mut doc);
     credentials(ty, None, &mut doc).await?;
-    // One id space per account, as one CouchDB database per account.
-    if state.store.id_in_use(&scope.account.id, &id).await? {
-        return Err(ApiError::conflict());
-    }
+    // An id used by any document of the account is refused by the store, inside the write
+    // transaction (one id space per account, as one CouchDB database per account).
     doc.insert("_id".into(), json!(id));
     stamp_private_as(&mut doc, &scope, true, ty.pvt_type);
     let write = commit(
@@ -325,10 +317,65 @@ async fn replace(
     scope: AccountScope,
 ) -> ApiResult<Reply> {
     let data = request_object(&scope.ctx)?;
-    let public = validate(ty, &state, data).await?;
-    let stored = live(ty, &state, &scope.account.id, &id).await?;
+    let stored = live(ty, &state, &scope.account.id, &id);
+    replace_loaded(ty, &state, &scope, data, stored).await
+}
+
+/// Full replace: the request validated first, then the stored document (`load`) checked
+/// against `If-Match` and saved over.
+async fn replace_loaded(
+    ty: &'static DocType,
+    state: &AppState,
+    scope: &AccountScope,
+    data: Map<String, Value>,
+    load: impl std::future::Future<Output = ApiResult<StoredCallflow>>,
+) -> ApiResult<Reply> {
+    let public = validate(ty, state, data).await?;
+    let stored = load.await?;
     check_if_match(&scope.ctx, &stored.rev)?;
-    save_update(ty, &state, &scope, stored, public).await
+    save_update(ty, state, scope, stored, public).await
+}
+
+/// Patch: the request merged over the stored document, validated, saved.
+async fn patch_loaded(
+    ty: &'static DocType,
+    state: &AppState,
+    scope: &AccountScope,
+    data: Map<String, Value>,
+    stored: StoredCallflow,
+) -> ApiResult<Reply> {
+    check_if_match(&scope.ctx, &stored.rev)?;
+    let merged = cf::merge_patch(&cf::public_part(&stored.doc), &cf::public_part(&data));
+    let public = validate(ty, state, merged).await?;
+    save_update(ty, state, scope, stored, public).await
+}
+
+/// Soft delete (`pvt_deleted`, unique values released); answers the document as it was.
+async fn soft_delete(
+    ty: &'static DocType,
+    state: &AppState,
+    scope: &AccountScope,
+    stored: StoredCallflow,
+) -> ApiResult<Reply> {
+    let mut doc = stored.doc.clone();
+    doc.insert("pvt_deleted".into(), json!(true));
+    stamp_private_as(&mut doc, scope, false, ty.pvt_type);
+    let write = write_for(
+        ty,
+        scope,
+        &stored.id,
+        Some(stored.rev.clone()),
+        doc,
+        ChangeOp::Delete,
+    );
+    commit(ty, state, write).await?;
+    Ok(deleted_reply(&stored))
+}
+
+fn deleted_reply(stored: &StoredCallflow) -> Reply {
+    let mut data = public_view(&stored.doc, &stored.id);
+    data.insert("_read_only".into(), json!({"deleted": true}));
+    Reply::ok(Value::Object(data)).with_revision(&stored.rev)
 }
 
 #[tracing::instrument(skip_all, fields(account_id = %scope.account.id, doc_type = ty.pvt_type))]
@@ -340,10 +387,7 @@ async fn patch(
 ) -> ApiResult<Reply> {
     let data = request_object(&scope.ctx)?;
     let stored = live(ty, &state, &scope.account.id, &id).await?;
-    check_if_match(&scope.ctx, &stored.rev)?;
-    let merged = cf::merge_patch(&cf::public_part(&stored.doc), &cf::public_part(&data));
-    let public = validate(ty, &state, merged).await?;
-    save_update(ty, &state, &scope, stored, public).await
+    patch_loaded(ty, &state, &scope, data, stored).await
 }
 
 #[tracing::instrument(skip_all, fields(account_id = %scope.account.id, doc_type = ty.pvt_type))]
@@ -364,37 +408,19 @@ async fn remove(
                 .await?;
         }
     }
-    if scope.ctx.flag("should_soft_delete") == Some(false) {
-        let (store, account_id, doc_id, rev) = (
-            state.store.clone(),
-            scope.account.id.clone(),
-            id.clone(),
-            stored.rev.clone(),
-        );
-        tokio::spawn(async move { store.purge_document(&account_id, &doc_id, &rev).await })
-            .await
-            .map_err(ApiError::internal)??;
-    } else {
-        let mut doc = stored.doc.clone();
-        doc.insert("pvt_deleted".into(), json!(true));
-        stamp_private_as(&mut doc, &scope, false, ty.pvt_type);
-        commit(
-            ty,
-            &state,
-            write_for(
-                ty,
-                &scope,
-                &id,
-                Some(stored.rev.clone()),
-                doc,
-                ChangeOp::Delete,
-            ),
-        )
-        .await?;
+    if scope.ctx.flag("should_soft_delete") != Some(false) {
+        return soft_delete(ty, &state, &scope, stored).await;
     }
-    let mut data = public_view(&stored.doc, &id);
-    data.insert("_read_only".into(), json!({"deleted": true}));
-    Ok(Reply::ok(Value::Object(data)).with_revision(&stored.rev))
+    let (store, account_id, doc_id, rev) = (
+        state.store.clone(),
+        scope.account.id.clone(),
+        id.clone(),
+        stored.rev.clone(),
+    );
+    tokio::spawn(async move { store.purge_document(&account_id, &doc_id, &rev).await })
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(deleted_reply(&stored))
 }
 
 /// The entries of a list: `/v2/accounts/{A}/lists/{LIST_ID}/entries[/{ENTRY_ID}]` (`cb_lists`).
@@ -561,10 +587,8 @@ async fn replace_entry(
     scope: AccountScope,
 ) -> ApiResult<Reply> {
     let data = with_list_id(&scope, &list_id)?;
-    let public = validate(&ENTRY, &state, data).await?;
-    let entry = the_entry(&state, &scope, &list_id, &id).await?;
-    check_if_match(&scope.ctx, &entry.rev)?;
-    save_update(&ENTRY, &state, &scope, entry, public).await
+    let entry = the_entry(&state, &scope, &list_id, &id);
+    replace_loaded(&ENTRY, &state, &scope, data, entry).await
 }
 
 async fn patch_entry(
@@ -574,10 +598,7 @@ async fn patch_entry(
 ) -> ApiResult<Reply> {
     let data = with_list_id(&scope, &list_id)?;
     let entry = the_entry(&state, &scope, &list_id, &id).await?;
-    check_if_match(&scope.ctx, &entry.rev)?;
-    let merged = cf::merge_patch(&cf::public_part(&entry.doc), &cf::public_part(&data));
-    let public = validate(&ENTRY, &state, merged).await?;
-    save_update(&ENTRY, &state, &scope, entry, public).await
+    patch_loaded(&ENTRY, &state, &scope, data, entry).await
 }
 
 async fn delete_entry(
@@ -586,23 +607,5 @@ async fn delete_entry(
     scope: AccountScope,
 ) -> ApiResult<Reply> {
     let entry = the_entry(&state, &scope, &list_id, &id).await?;
-    let mut doc = entry.doc.clone();
-    doc.insert("pvt_deleted".into(), json!(true));
-    stamp_private_as(&mut doc, &scope, false, ENTRY.pvt_type);
-    commit(
-        &ENTRY,
-        &state,
-        write_for(
-            &ENTRY,
-            &scope,
-            &id,
-            Some(entry.rev.clone()),
-            doc,
-            ChangeOp::Delete,
-        ),
-    )
-    .await?;
-    let mut data = public_view(&entry.doc, &id);
-    data.insert("_read_only".into(), json!({"deleted": true}));
-    Ok(Reply::ok(Value::Object(data)).with_revision(&entry.rev))
+    soft_delete(&ENTRY, &state, &scope, entry).await
 }

@@ -294,7 +294,8 @@ pub trait Store: Send + Sync + 'static {
         limit: i64,
         descending: bool,
     ) -> StoreResult<Vec<StoredCallflow>>;
-    /// Writes a document, its routing keys, a revision and a change record atomically.
+    /// Writes a document, its routing keys, a revision and a change record atomically. A
+    /// create fails with [`StoreError::Conflict`] when any document of the account has the id.
     /// Returns the change's position in the change feed.
     async fn write_callflow(&self, write: &CallflowWrite) -> StoreResult<i64>;
     /// Hard delete (Kazoo's `should_soft_delete=false`); returns the change's feed position.
@@ -364,8 +365,6 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         expected_rev: &str,
     ) -> StoreResult<()>;
-    /// Whether any document of the account (callflow, user, other document) has this id.
-    async fn id_in_use(&self, account_id: &str, id: &str) -> StoreResult<bool>;
     /// The committed numbers and patterns of one callflow (empty when deleted).
     async fn callflow_route_keys(
         &self,

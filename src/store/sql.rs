@@ -501,6 +501,7 @@ where
             .await?;
         match (&write.expected_rev, current) {
             (None, Some(_)) => return Err(StoreError::Conflict),
+            (None, None) => Self::check_id_free(&mut tx, &write.account_id, &write.id).await?,
             (Some(_), None) => return Err(StoreError::NotFound),
             (Some(expected), Some(rev)) if *expected != rev => return Err(StoreError::Conflict),
             _ => {}
@@ -665,6 +666,21 @@ where
         Ok(seq)
     }
 
+    /// One id space per account, as one CouchDB database per account: a create fails with
+    /// [`StoreError::Conflict`] when a callflow, a user, another document or the account itself
+    /// has the id.
+    async fn check_id_free(conn: &mut Conn<B>, account_id: &str, id: &str) -> StoreResult<()> {
+        let used: i64 = sqlx::query_scalar(ID_IN_USE)
+            .bind(account_id)
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
+        if used > 0 {
+            return Err(StoreError::Conflict);
+        }
+        Ok(())
+    }
+
     /// Unique values of `write` that other documents of the account hold.
     async fn key_conflicts(
         conn: &mut Conn<B>,
@@ -702,17 +718,7 @@ where
             .await?;
         match (&write.expected_rev, current) {
             (None, Some(_)) => return Err(StoreError::Conflict),
-            (None, None) => {
-                // One id space per account: callflows and users too.
-                let used: i64 = sqlx::query_scalar(ID_IN_USE)
-                    .bind(&write.account_id)
-                    .bind(&write.id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                if used > 0 {
-                    return Err(StoreError::Conflict);
-                }
-            }
+            (None, None) => Self::check_id_free(&mut tx, &write.account_id, &write.id).await?,
             (Some(_), None) => return Err(StoreError::NotFound),
             (Some(expected), Some(rev)) if *expected != rev => return Err(StoreError::Conflict),
             _ => {}
@@ -1272,15 +1278,6 @@ where
         );
         detached(async move { Sql::purge_document(&this, &account_id, &id, &expected_rev).await })
             .await
-    }
-
-    async fn id_in_use(&self, account_id: &str, id: &str) -> StoreResult<bool> {
-        let used: i64 = sqlx::query_scalar(ID_IN_USE)
-            .bind(account_id)
-            .bind(id)
-            .fetch_one(self.read())
-            .await?;
-        Ok(used > 0)
     }
 
     async fn callflows_with_number(
