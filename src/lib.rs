@@ -9,6 +9,8 @@ pub mod api;
 pub mod auth;
 /// Command line and environment.
 pub mod config;
+/// CPU-heavy work kept off the async workers.
+pub mod cpu;
 /// The account documents callflows point at: one description per type.
 pub mod documents;
 /// Pure domain rules: ids, numbers, callflow documents.
