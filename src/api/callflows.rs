@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::documents::pipeline::{Kind, Target};
 use crate::domain::callflow::{listing_summary, public_view};
-use crate::domain::numbers::{dial_plan, normalize, search_key};
+use crate::domain::numbers::{dial_plan, normalize};
 use crate::schema::SchemaError;
 
 use super::error::{ApiError, ApiResult};
@@ -287,18 +287,26 @@ async fn search(State(state): State<AppState>, scope: AccountScope) -> ApiResult
         Term::Bin(format!("{needle}Z")),
     ]);
 
-    // Candidate documents: the number index narrows a plain number search; anything else
-    // reads the account's documents, as the view holds one row per document or number.
-    let docs = if doc_type != "callflow" {
-        // Users, devices, vmboxes...: the documents of that type.
+    // Candidate documents: the search index gives the documents with a key starting with the
+    // searched value, which holds every row of the range read (see `search::index_keys`),
+    // unless the request's own start key widens that range; an empty value reads the type.
+    use std::cmp::Ordering::{Greater, Less};
+    let within =
+        |key: &Term| listing::collate(key, &low) != Less && listing::collate(key, &high) != Greater;
+    let views = match view.as_str() {
+        "name" => ("name", "name"),
+        "number" => ("number", "number"),
+        _ => ("name", "number"),
+    };
+    let docs = if !needle.is_empty() && page.start.as_ref().is_none_or(within) {
+        state
+            .store
+            .search_candidates(&scope.account.id, &doc_type, views, &needle)
+            .await?
+    } else if doc_type != "callflow" {
         state
             .store
             .list_documents(&scope.account.id, &doc_type, None, i64::MAX, false)
-            .await?
-    } else if view == "number" && page.start.is_none() {
-        state
-            .store
-            .search_numbers(&scope.account.id, &needle)
             .await?
     } else {
         state
@@ -311,7 +319,7 @@ async fn search(State(state): State<AppState>, scope: AccountScope) -> ApiResult
         if d.doc.get("pvt_type").and_then(Value::as_str) != Some(doc_type.as_str()) {
             continue;
         }
-        for (key, value) in search_view_rows(&view, &d.id, &d.doc) {
+        for (key, value) in crate::domain::search::view_rows(&view, &d.id, &d.doc) {
             rows.push((
                 Term::List(vec![Term::Bin(doc_type.clone()), Term::of_json(&key)]),
                 i,
@@ -321,7 +329,6 @@ async fn search(State(state): State<AppState>, scope: AccountScope) -> ApiResult
     }
     // CouchDB reads a range of the view: keys between the start and end key (the start key
     // from the request replaces Kazoo's), rows with equal keys in doc id order.
-    use std::cmp::Ordering::{Greater, Less};
     let start = page.start.clone().unwrap_or_else(|| {
         if page.descending {
             high.clone()
@@ -358,120 +365,4 @@ async fn search(State(state): State<AppState>, scope: AccountScope) -> ApiResult
         next: pager.next.map(|(key, _, _)| key),
     };
     Ok(list_reply(items, Some(paging)))
-}
-
-/// JavaScript truthiness of a document field.
-fn js_truthy(v: Option<&Value>) -> bool {
-    match v {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(Value::Number(n)) => n.as_f64() != Some(0.0),
-        Some(Value::String(s)) => !s.is_empty(),
-        Some(_) => true,
-    }
-}
-
-/// `(doc.field || '')` followed by `.toLowerCase()`: `None` where JavaScript would throw.
-fn js_text_or_empty(v: Option<&Value>) -> Option<String> {
-    if !js_truthy(v) {
-        return Some(String::new());
-    }
-    v.and_then(Value::as_str).map(str::to_string)
-}
-
-/// The rows the account's `_design/search` map functions emit for one live document, as
-/// `(key after the type, value)`. A map function that throws (a field of the wrong type)
-/// emits nothing for the document, as CouchDB discards its rows.
-fn search_view_rows(
-    view: &str,
-    id: &str,
-    doc: &Map<String, Value>,
-) -> Vec<(Value, Map<String, Value>)> {
-    search_view_rows_or_throw(view, id, doc).unwrap_or_default()
-}
-
-fn search_view_rows_or_throw(
-    view: &str,
-    id: &str,
-    doc: &Map<String, Value>,
-) -> Option<Vec<(Value, Map<String, Value>)>> {
-    if js_truthy(doc.get("pvt_deleted")) || !js_truthy(doc.get("pvt_type")) {
-        return Some(Vec::new());
-    }
-    let mut rows = Vec::new();
-    let numbers = doc.get("numbers");
-    // `for (var i in doc.numbers)` then `doc.numbers[i].toLowerCase()`.
-    let number_keys = || -> Option<Vec<String>> {
-        let items: Vec<Value> = match numbers {
-            Some(Value::Array(a)) => a.clone(),
-            Some(Value::Object(o)) => o.values().cloned().collect(),
-            Some(Value::String(s)) => s.chars().map(|c| Value::String(c.into())).collect(),
-            _ => Vec::new(),
-        };
-        items.iter().map(|n| n.as_str().map(search_key)).collect()
-    };
-    if view == "number" {
-        for key in number_keys()? {
-            let mut value = Map::new();
-            value.insert("id".into(), json!(id));
-            if let Some(name) = doc.get("name") {
-                value.insert("name".into(), name.clone());
-            }
-            value.insert("numbers".into(), numbers.cloned().unwrap_or(Value::Null));
-            rows.push((Value::String(key), value));
-        }
-        return Some(rows);
-    }
-    // `search_by_name` and the name row of `search_by_name_and_number`.
-    let mut value = Map::new();
-    let mut name = Value::String(String::new());
-    let mut actual_name = String::new();
-    if doc.contains_key("first_name") || doc.contains_key("last_name") {
-        let first = js_text_or_empty(doc.get("first_name"))?;
-        let last = js_text_or_empty(doc.get("last_name"))?;
-        let (first_key, last_key) = (search_key(&first), search_key(&last));
-        name = Value::String(format!("{first_key}{last_key}"));
-        value.insert("first_name".into(), json!(first_key));
-        value.insert("last_name".into(), json!(last_key));
-        let gap = if !first.is_empty() && !last.is_empty() {
-            " "
-        } else {
-            ""
-        };
-        actual_name = format!("{first}{gap}{last}");
-    }
-    if let Some(alphanum) = doc.get("pvt_alphanum_name") {
-        name = alphanum.clone();
-    } else if let Some(doc_name) = doc.get("name") {
-        let doc_name = doc_name.as_str()?;
-        name = Value::String(search_key(doc_name));
-        actual_name = doc_name.to_string();
-    } else if name.as_str() == Some("") {
-        name = Value::String(search_key(id));
-    }
-    value.insert("id".into(), json!(id));
-    let shown = if !actual_name.is_empty() {
-        json!(actual_name)
-    } else {
-        doc.get("name").cloned().unwrap_or_else(|| name.clone())
-    };
-    value.insert("name".into(), shown);
-    if view == "name" {
-        rows.push((name, value));
-        return Some(rows);
-    }
-    if let Some(n) = numbers {
-        value.insert("numbers".into(), n.clone());
-    }
-    rows.push((name, value));
-    if numbers.is_some() {
-        for key in number_keys()? {
-            let mut value = Map::new();
-            value.insert("id".into(), json!(id));
-            value.insert("name".into(), json!(actual_name));
-            value.insert("numbers".into(), numbers.cloned().unwrap_or(Value::Null));
-            rows.push((Value::String(key), value));
-        }
-    }
-    Some(rows)
 }

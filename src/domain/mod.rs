@@ -5,6 +5,7 @@
 
 pub mod callflow;
 pub mod numbers;
+pub mod search;
 
 use rand::RngCore;
 
