@@ -178,6 +178,36 @@ async fn remove(
     Ok(deleted_reply(&stored))
 }
 
+/// `GET /v2/accounts/{A}/users/{USER_ID}/devices`: the devices a live user owns or is
+/// hot-desked into (`cb_devices` reading `devices/listing_by_owner`), ordered by id.
+pub fn owner_router() -> Router<AppState> {
+    Router::new().route(
+        "/v2/accounts/{account_id}/users/{user_id}/devices",
+        get(user_devices),
+    )
+}
+
+#[tracing::instrument(skip_all, fields(account_id = %scope.account.id))]
+async fn user_devices(
+    State(state): State<AppState>,
+    Path((_, user_id)): Path<(String, String)>,
+    scope: AccountScope,
+) -> ApiResult<Reply> {
+    let users = crate::documents::by_segment("users")
+        .ok_or_else(|| ApiError::internal("the users type is missing"))?;
+    let target = Target::new(Kind::Doc(users), &scope.account.id, &user_id);
+    state.pipeline.load(target).await?;
+    let devices = state
+        .store
+        .documents_owned_by(&scope.account.id, "device", &user_id)
+        .await?;
+    let items = devices
+        .iter()
+        .map(|(d, hotdesked)| crate::documents::owned_device_row(&d.id, &d.doc, *hotdesked))
+        .collect();
+    Ok(list_reply(items, None))
+}
+
 /// The entries of a list: `/v2/accounts/{A}/lists/{LIST_ID}/entries[/{ENTRY_ID}]` (`cb_lists`).
 /// Entries are `list_entry` documents whose `list_id` names their list. Better than Kazoo, an
 /// entry is only reached through its own list, and a new entry needs an existing list.

@@ -103,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .merge(callflows::router())
         .merge(documents::router())
         .merge(documents::entries_router())
+        .merge(documents::owner_router())
         .merge(lookup::router())
         .route("/metrics", get(metrics))
         .merge(schemas::router())

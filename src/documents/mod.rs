@@ -155,6 +155,26 @@ fn device_row(id: &str, doc: &Map<String, Value>) -> Value {
     out
 }
 
+/// A row of `devices/listing_by_owner`: the device as `owner_id` sees it.
+pub fn owned_device_row(id: &str, doc: &Map<String, Value>, hotdesked: bool) -> Value {
+    let mut out = row(
+        id,
+        doc,
+        &[
+            ("name", None),
+            ("mac_address", Some(json!(""))),
+            ("owner_id", None),
+            ("enabled", None),
+            ("device_type", Some(json!("sip_device"))),
+            ("call_recording", None),
+        ],
+    );
+    if let Value::Object(m) = &mut out {
+        m.insert("hotdesked".into(), json!(hotdesked));
+    }
+    out
+}
+
 fn vmbox_row(id: &str, doc: &Map<String, Value>) -> Value {
     let mut out = row(
         id,

@@ -5,6 +5,7 @@
 
 pub mod callflow;
 pub mod numbers;
+pub mod owners;
 pub mod search;
 
 use rand::RngCore;

@@ -321,7 +321,16 @@ pub trait Store: Send + Sync + 'static {
         views: (&str, &str),
         prefix: &str,
     ) -> StoreResult<Vec<StoredCallflow>>;
-    /// Builds the search index for documents stored before it existed (once per database).
+    /// Live documents of `doc_type` (a `pvt_type`) that `owner_id` owns or is hot-desked into
+    /// (the flag), ordered by id: Kazoo's `devices/listing_by_owner`.
+    async fn documents_owned_by(
+        &self,
+        account_id: &str,
+        doc_type: &str,
+        owner_id: &str,
+    ) -> StoreResult<Vec<(StoredCallflow, bool)>>;
+    /// Builds the indexes added after documents were stored (search keys, owners), once per
+    /// database.
     async fn index_stored_documents(&self) -> StoreResult<()>;
     /// Changes committed by other processes, pushed as they commit (`None` when the backend
     /// has no push channel; SQLite is single-node). After any gap in the feed (a lost

@@ -15,7 +15,7 @@ use super::{
     detached, Account, CallflowWrite, ChangeEvent, DocumentWrite, KeyConflict, KeyKind, RouteKey,
     Store, StoreError, StoreResult, StoredCallflow, UniqueConflict, User,
 };
-use crate::domain::{now_gregorian, numbers::search_key, search};
+use crate::domain::{now_gregorian, numbers::search_key, owners, search};
 
 /// What a backend adds to the shared SQL.
 #[async_trait]
@@ -229,9 +229,18 @@ const SEARCH_DOCUMENTS: &str = "SELECT d.id, d.rev, d.deleted, d.doc FROM docume
      WHERE d.account_id = $1 AND d.deleted = 0 AND d.id IN \
      (SELECT doc_id FROM search_keys WHERE account_id = $1 AND doc_type = $2 \
       AND view IN ($3, $4) AND key >= $5 AND key < $6) ORDER BY d.id";
-/// Taken once, by the first node to start after migration 6: it indexes what was stored.
-const CLAIM_SEARCH_INDEX: &str =
-    "INSERT INTO settings (key, value) VALUES ('search_index', '1') ON CONFLICT (key) DO NOTHING RETURNING key";
+const DELETE_OWNERS: &str = "DELETE FROM document_owners WHERE account_id = $1 AND doc_id = $2";
+const INSERT_OWNERS: &str =
+    "INSERT INTO document_owners (account_id, doc_id, doc_type, owner_id, hotdesked) VALUES ";
+/// Live documents of type `$3` that `$2` owns or is hot-desked into, with that flag.
+const DOCUMENTS_OWNED_BY: &str = "SELECT d.id, d.rev, d.deleted, d.doc, o.hotdesked \
+     FROM documents d JOIN document_owners o ON o.account_id = d.account_id AND o.doc_id = d.id \
+     WHERE d.account_id = $1 AND o.owner_id = $2 AND o.doc_type = $3 AND d.deleted = 0 \
+     ORDER BY d.id";
+/// An index built from what was stored, once, by the first node to start after the migration
+/// that added it: the node that inserts the setting `$1` builds it in that transaction.
+const CLAIM_INDEX: &str =
+    "INSERT INTO settings (key, value) VALUES ($1, '1') ON CONFLICT (key) DO NOTHING RETURNING key";
 const ALL_LIVE_CALLFLOWS: &str =
     "SELECT account_id, id, 'callflow' AS doc_type, doc FROM callflows WHERE deleted = 0";
 const ALL_LIVE_DOCUMENTS: &str =
@@ -371,6 +380,14 @@ struct CallflowRow {
     doc: String,
 }
 
+/// A document with whether its owner row is a hot-desk.
+#[derive(sqlx::FromRow)]
+struct OwnedRow {
+    #[sqlx(flatten)]
+    document: CallflowRow,
+    hotdesked: i64,
+}
+
 impl TryFrom<CallflowRow> for StoredCallflow {
     type Error = StoreError;
 
@@ -440,6 +457,13 @@ fn parse_doc(text: &str) -> Result<Map<String, Value>, StoreError> {
 fn doc_text(doc: &Map<String, Value>) -> String {
     // Serialising a JSON map cannot fail.
     serde_json::to_string(doc).unwrap_or_else(|_| "{}".to_string())
+}
+
+/// The document's `pvt_type`, else `fallback`.
+fn pvt_type_or<'a>(doc: &'a Map<String, Value>, fallback: &'a str) -> &'a str {
+    doc.get("pvt_type")
+        .and_then(Value::as_str)
+        .unwrap_or(fallback)
 }
 
 /// The first string after every string starting with `prefix` (bytewise), for an ASCII
@@ -580,7 +604,7 @@ where
                 .await?;
         }
         if !write.deleted {
-            Self::insert_search_keys(
+            Self::insert_indexes(
                 &mut tx,
                 &write.account_id,
                 &write.id,
@@ -684,6 +708,7 @@ where
             DELETE_PATTERNS,
             DELETE_REFERENCES,
             DELETE_SEARCH_KEYS,
+            DELETE_OWNERS,
             DELETE_CALLFLOW,
         ] {
             sqlx::query(delete)
@@ -708,8 +733,20 @@ where
     }
 
     /// One id space per account, as one CouchDB database per account: a create fails with
-    /// The keys `/search` finds a live document under ([`search::index_keys`]), typed by its
-    /// `pvt_type` (else `doc_type`), as the search filters on it.
+    /// A live document's index rows: the keys `/search` finds it under
+    /// ([`search::index_keys`]) and its owners ([`owners::owners`]), typed by its `pvt_type`
+    /// (else `doc_type`), as searches and listings filter on it.
+    async fn insert_indexes(
+        conn: &mut Conn<B>,
+        account_id: &str,
+        id: &str,
+        doc_type: &str,
+        doc: &Map<String, Value>,
+    ) -> StoreResult<()> {
+        Self::insert_search_keys(conn, account_id, id, doc_type, doc).await?;
+        Self::insert_owners(conn, account_id, id, doc_type, doc).await
+    }
+
     async fn insert_search_keys(
         conn: &mut Conn<B>,
         account_id: &str,
@@ -718,10 +755,7 @@ where
         doc: &Map<String, Value>,
     ) -> StoreResult<()> {
         let keys = search::index_keys(id, doc);
-        let doc_type = doc
-            .get("pvt_type")
-            .and_then(|v| v.as_str())
-            .unwrap_or(doc_type);
+        let doc_type = pvt_type_or(doc, doc_type);
         for chunk in keys.chunks(CHUNK) {
             let statement = format!("{INSERT_SEARCH_KEYS}{}", value_rows(chunk.len(), 5));
             let mut query = sqlx::query(&statement);
@@ -738,14 +772,46 @@ where
         Ok(())
     }
 
-    /// Indexes every live document once, after the migration that added the index: the
-    /// first node to claim the `search_index` setting does it, in that transaction.
+    async fn insert_owners(
+        conn: &mut Conn<B>,
+        account_id: &str,
+        id: &str,
+        doc_type: &str,
+        doc: &Map<String, Value>,
+    ) -> StoreResult<()> {
+        let found = owners::owners(doc);
+        let doc_type = pvt_type_or(doc, doc_type);
+        for chunk in found.chunks(CHUNK) {
+            let statement = format!("{INSERT_OWNERS}{}", value_rows(chunk.len(), 5));
+            let mut query = sqlx::query(&statement);
+            for (owner, hotdesked) in chunk {
+                query = query
+                    .bind(account_id)
+                    .bind(id)
+                    .bind(doc_type)
+                    .bind(owner.as_str())
+                    .bind(i64::from(*hotdesked));
+            }
+            query.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Builds the indexes added after documents were stored (search keys, owners), each once
+    /// per database: the first node to claim its setting does it, in that transaction.
     async fn index_stored_documents(store: &B) -> StoreResult<()> {
         let mut tx = store.begin_write().await?;
-        let claimed: Option<String> = sqlx::query_scalar(CLAIM_SEARCH_INDEX)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if claimed.is_none() {
+        let mut claimed = Vec::new();
+        for key in ["search_index", "owner_index"] {
+            let won: Option<String> = sqlx::query_scalar(CLAIM_INDEX)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if won.is_some() {
+                claimed.push(key);
+            }
+        }
+        if claimed.is_empty() {
             return Ok(());
         }
         let mut count = 0usize;
@@ -755,13 +821,18 @@ where
             for (account_id, id, doc_type, text) in rows {
                 let doc: Map<String, Value> =
                     serde_json::from_str(&text).map_err(|e| StoreError::Other(e.into()))?;
-                Self::insert_search_keys(&mut tx, &account_id, &id, &doc_type, &doc).await?;
+                if claimed.contains(&"search_index") {
+                    Self::insert_search_keys(&mut tx, &account_id, &id, &doc_type, &doc).await?;
+                }
+                if claimed.contains(&"owner_index") {
+                    Self::insert_owners(&mut tx, &account_id, &id, &doc_type, &doc).await?;
+                }
                 count += 1;
             }
         }
         tx.commit().await?;
         if count > 0 {
-            tracing::info!(documents = count, "search index built for stored documents");
+            tracing::info!(documents = count, indexes = ?claimed, "indexes built for stored documents");
         }
         Ok(())
     }
@@ -838,7 +909,7 @@ where
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        for delete in [DELETE_DOCUMENT_KEYS, DELETE_SEARCH_KEYS] {
+        for delete in [DELETE_DOCUMENT_KEYS, DELETE_SEARCH_KEYS, DELETE_OWNERS] {
             sqlx::query(delete)
                 .bind(&write.account_id)
                 .bind(&write.id)
@@ -846,7 +917,7 @@ where
                 .await?;
         }
         if !write.deleted {
-            Self::insert_search_keys(
+            Self::insert_indexes(
                 &mut tx,
                 &write.account_id,
                 &write.id,
@@ -924,7 +995,12 @@ where
             Some((rev, _)) if rev != expected_rev => return Err(StoreError::Conflict),
             Some((_, doc_type)) => doc_type,
         };
-        for delete in [DELETE_DOCUMENT_KEYS, DELETE_SEARCH_KEYS, DELETE_DOCUMENT] {
+        for delete in [
+            DELETE_DOCUMENT_KEYS,
+            DELETE_SEARCH_KEYS,
+            DELETE_OWNERS,
+            DELETE_DOCUMENT,
+        ] {
             sqlx::query(delete)
                 .bind(account_id)
                 .bind(id)
@@ -1431,6 +1507,26 @@ where
                 .fetch_all(self.read())
                 .await?,
         )
+    }
+
+    async fn documents_owned_by(
+        &self,
+        account_id: &str,
+        doc_type: &str,
+        owner_id: &str,
+    ) -> StoreResult<Vec<(StoredCallflow, bool)>> {
+        let rows: Vec<OwnedRow> = sqlx::query_as(DOCUMENTS_OWNED_BY)
+            .bind(account_id)
+            .bind(owner_id)
+            .bind(doc_type)
+            .fetch_all(self.read())
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                let hotdesked = row.hotdesked != 0;
+                Ok((StoredCallflow::try_from(row.document)?, hotdesked))
+            })
+            .collect()
     }
 
     async fn index_stored_documents(&self) -> StoreResult<()> {

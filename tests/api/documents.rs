@@ -1008,3 +1008,80 @@ async fn documents_stored_before_the_index_are_indexed_at_start() {
         vec![device]
     );
 }
+
+/// `GET /users/{ID}/devices`: the devices the user owns or is hot-desked into, flagged as
+/// `devices/listing_by_owner` does, following owner changes and deletes; 404 for no user.
+#[tokio::test]
+async fn a_users_devices_are_the_ones_it_owns_or_is_hotdesked_into() {
+    let app = TestApp::spawn().await;
+    let user = create_doc(
+        &app,
+        "users",
+        json!({"first_name": "Ann", "last_name": "Lee"}),
+    )
+    .await;
+    let other = create_doc(
+        &app,
+        "users",
+        json!({"first_name": "Bo", "last_name": "Ng"}),
+    )
+    .await;
+    let desk = create_doc(&app, "devices", json!({"name": "Desk", "owner_id": user})).await;
+    let shared = create_doc(
+        &app,
+        "devices",
+        json!({"name": "Shared", "owner_id": other, "hotdesk": {"users": {user.clone(): {}}}}),
+    )
+    .await;
+    create_doc(&app, "devices", json!({"name": "Bo's", "owner_id": other})).await;
+
+    let list = |id: String| {
+        let app = &app;
+        async move {
+            app.call(
+                Method::GET,
+                &format!("/v2/accounts/{}/users/{id}/devices", app.admin_account),
+                Some(&app.admin_token),
+                None,
+            )
+            .await
+        }
+    };
+    let r = list(user.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let mut rows = r.data().as_array().expect("rows").clone();
+    rows.sort_by_key(|row| row["name"].as_str().unwrap_or_default().to_string());
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["id"], desk.as_str());
+    assert_eq!(rows[0]["hotdesked"], false);
+    assert_eq!(rows[0]["device_type"], "sip_device");
+    assert_eq!(rows[0]["mac_address"], "");
+    assert_eq!(rows[1]["id"], shared.as_str());
+    assert_eq!(rows[1]["hotdesked"], true);
+    assert_eq!(rows[1]["owner_id"], other.as_str());
+
+    // The desk phone moves to the other user; the shared one is deleted.
+    let r = app
+        .call(
+            Method::PATCH,
+            &format!("/v2/accounts/{}/devices/{desk}", app.admin_account),
+            Some(&app.admin_token),
+            Some(json!({"data": {"owner_id": other}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("/v2/accounts/{}/devices/{shared}", app.admin_account),
+            Some(&app.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(list(user.clone()).await.data(), &json!([]));
+    assert_eq!(list(other).await.data().as_array().map(Vec::len), Some(2));
+
+    let r = list("0123456789abcdef0123456789abcdef".into()).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+}
