@@ -21,6 +21,8 @@ pub mod schema;
 pub mod server;
 /// Service assembly and lifecycle.
 pub mod startup;
+/// Callflow simulation: Kazoo's executor and modules, pure.
+pub mod engine;
 /// Persistence backends behind one trait.
 pub mod store;
 /// Logging setup.
