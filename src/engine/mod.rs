@@ -13,6 +13,8 @@ mod exec;
 pub mod metaflows;
 pub mod modules;
 pub mod temporal;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod trace;
 
 use std::cell::RefCell;
