@@ -13,6 +13,8 @@ pub mod config;
 pub mod documents;
 /// Pure domain rules: ids, numbers, callflow documents.
 pub mod domain;
+/// Callflow simulation: Kazoo's executor and modules, pure.
+pub mod engine;
 /// Which callflow a dialled number reaches.
 pub mod routing;
 /// Schema registry and the Kazoo validation dialect.
@@ -21,8 +23,6 @@ pub mod schema;
 pub mod server;
 /// Service assembly and lifecycle.
 pub mod startup;
-/// Callflow simulation: Kazoo's executor and modules, pure.
-pub mod engine;
 /// Persistence backends behind one trait.
 pub mod store;
 /// Logging setup.

@@ -38,11 +38,13 @@ pub(crate) fn int(m: &Map<String, Value>, key: &str) -> Option<i64> {
         Value::Number(n) => n
             .as_i64()
             .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)),
-        Value::String(s) => s
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .or_else(|| s.trim().parse::<f64>().ok().filter(|f| f.is_finite()).map(|f| f as i64)),
+        Value::String(s) => s.trim().parse::<i64>().ok().or_else(|| {
+            s.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .map(|f| f as i64)
+        }),
         _ => None,
     }
 }
@@ -60,7 +62,8 @@ pub(crate) fn is_true(m: &Map<String, Value>, key: &str, default: bool) -> bool 
 
 /// `kz_json:is_false`: `false` or `"false"`.
 pub(crate) fn is_false(m: &Map<String, Value>, key: &str) -> bool {
-    matches!(m.get(key), Some(Value::Bool(false))) || matches!(m.get(key), Some(Value::String(s)) if s == "false")
+    matches!(m.get(key), Some(Value::Bool(false)))
+        || matches!(m.get(key), Some(Value::String(s)) if s == "false")
 }
 
 /// Strings of an array (others skipped).
@@ -109,7 +112,11 @@ pub(crate) fn label(doc: Option<&Doc>, id: Option<&str>) -> String {
 }
 
 /// Looks a document up and names it in one go.
-pub(crate) fn named<'d>(docs: &'d dyn Documents, doc_type: &str, id: Option<&str>) -> (Option<&'d Doc>, String) {
+pub(crate) fn named<'d>(
+    docs: &'d dyn Documents,
+    doc_type: &str,
+    id: Option<&str>,
+) -> (Option<&'d Doc>, String) {
     let doc = id.and_then(|id| docs.get(doc_type, id));
     (doc, label(doc, id))
 }

@@ -181,7 +181,11 @@ fn one_of<T: Copy>(value: &str, key: &str, table: &[(&str, T)]) -> Result<T, Eve
         })
 }
 
-fn flow_reply(obj: &Map<String, Value>, key: &str, processing: bool) -> Result<FlowReply, EventError> {
+fn flow_reply(
+    obj: &Map<String, Value>,
+    key: &str,
+    processing: bool,
+) -> Result<FlowReply, EventError> {
     match obj.get(key) {
         Some(Value::String(s)) if s == "failed" => Ok(FlowReply::Failed),
         Some(Value::String(s)) if processing && s == "processing" => Ok(FlowReply::Processing),
@@ -242,7 +246,9 @@ impl Event {
                 }
                 let leg = match obj.get("leg") {
                     None => None,
-                    Some(Value::String(s)) => Some(one_of(s, "leg", &[("a", Leg::A), ("b", Leg::B)])?),
+                    Some(Value::String(s)) => {
+                        Some(one_of(s, "leg", &[("a", Leg::A), ("b", Leg::B)])?)
+                    }
                     Some(_) => return Err(EventError::new("\"leg\" must be \"a\" or \"b\"")),
                 };
                 Ok(Event::Dtmf {
@@ -258,15 +264,17 @@ impl Event {
                     match obj.get(k) {
                         None | Some(Value::Null) => Ok(None),
                         Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
-                        Some(_) => Err(EventError::new(format!("\"{k}\" must be a non-empty string"))),
+                        Some(_) => Err(EventError::new(format!(
+                            "\"{k}\" must be a non-empty string"
+                        ))),
                     }
                 };
                 let (cause, code) = (opt("cause")?, opt("code")?);
                 match how {
                     "failed" => Ok(Event::Bridge(BridgeEvent::Failed { cause, code })),
-                    "answered" | "timeout" if cause.is_some() || code.is_some() => Err(EventError::new(
-                        "\"cause\" and \"code\" belong to a failed bridge",
-                    )),
+                    "answered" | "timeout" if cause.is_some() || code.is_some() => Err(
+                        EventError::new("\"cause\" and \"code\" belong to a failed bridge"),
+                    ),
                     "answered" => Ok(Event::Bridge(BridgeEvent::Answered)),
                     "timeout" => Ok(Event::Bridge(BridgeEvent::Timeout)),
                     other => Err(EventError::new(format!(
@@ -282,14 +290,20 @@ impl Event {
                     Some(score) if (0.0..=1.0).contains(&score) && o.len() == 1 => {
                         Ok(Event::Nomorobo(Some(score)))
                     }
-                    _ => Err(EventError::new("\"nomorobo.score\" must be a number from 0 to 1")),
+                    _ => Err(EventError::new(
+                        "\"nomorobo.score\" must be a number from 0 to 1",
+                    )),
                 },
                 _ => Err(EventError::new(
                     "\"nomorobo\" must be {\"score\":0.7} or \"failed\"",
                 )),
             },
-            "webhook" => one_of(word(obj, "webhook")?, "webhook", &[("ok", true), ("failed", false)])
-                .map(Event::Webhook),
+            "webhook" => one_of(
+                word(obj, "webhook")?,
+                "webhook",
+                &[("ok", true), ("failed", false)],
+            )
+            .map(Event::Webhook),
             "queue" => one_of(
                 word(obj, "queue")?,
                 "queue",
@@ -320,7 +334,9 @@ impl Event {
                 &[("fax", true), ("voice", false)],
             )
             .map(Event::FaxDetect),
-            "record" => one_of(word(obj, "record")?, "record", &[("done", ())]).map(|()| Event::Record),
+            "record" => {
+                one_of(word(obj, "record")?, "record", &[("done", ())]).map(|()| Event::Record)
+            }
             "park" => one_of(
                 word(obj, "park")?,
                 "park",
@@ -331,9 +347,18 @@ impl Event {
                 ],
             )
             .map(Event::Park),
-            "channel" => one_of(word(obj, "channel")?, "channel", &[("found", true), ("none", false)])
-                .map(Event::Channel),
-            "camp" => one_of(word(obj, "camp")?, "camp", &[("busy", true), ("idle", false)]).map(Event::Camp),
+            "channel" => one_of(
+                word(obj, "channel")?,
+                "channel",
+                &[("found", true), ("none", false)],
+            )
+            .map(Event::Channel),
+            "camp" => one_of(
+                word(obj, "camp")?,
+                "camp",
+                &[("busy", true), ("idle", false)],
+            )
+            .map(Event::Camp),
             other => Err(EventError::new(format!("unknown event kind \"{other}\""))),
         }
     }

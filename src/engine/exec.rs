@@ -133,7 +133,11 @@ impl<'a> FlowRef<'a> {
                     path: format!("{}.children.{key}", self.path),
                 })
             }
-            Src::Built(b) => b.children.iter().find(|(k, _)| k == key).map(|(_, f)| f.clone()),
+            Src::Built(b) => b
+                .children
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, f)| f.clone()),
         }
     }
 
@@ -198,7 +202,10 @@ pub(crate) enum Action<'a> {
     /// `continue_with_flow(Flow)`: replace the current node; stack and budget untouched.
     Replace { flow: FlowRef<'a>, reason: String },
     /// `stop` / `stop(Cause)`.
-    Stop { cause: Option<String>, reason: String },
+    Stop {
+        cause: Option<String>,
+        reason: String,
+    },
     /// `hard_stop`: the executor exits and the call is hung up.
     HardStop { reason: String },
     /// `transfer`, `control_usurped`, or a module that leaves the executor idle.
@@ -446,7 +453,10 @@ impl<'a> Run<'a> {
     }
 
     fn step_module(&self) -> String {
-        self.steps.last().map(|s| s.module.clone()).unwrap_or_default()
+        self.steps
+            .last()
+            .map(|s| s.module.clone())
+            .unwrap_or_default()
     }
 
     /// Consumes the next event and writes it on the current step (a step that already holds
@@ -478,7 +488,9 @@ impl<'a> Run<'a> {
         }) {
             Next::Hangup => Digits::Hangup,
             Next::Nothing => {
-                self.assume(format!("{what}: the caller presses nothing and the collection times out"));
+                self.assume(format!(
+                    "{what}: the caller presses nothing and the collection times out"
+                ));
                 Digits::Got(String::new())
             }
             Next::Got(Event::Dtmf { digits, .. }) => {
@@ -498,7 +510,10 @@ impl<'a> Run<'a> {
                     let rest: String = digits.chars().skip(used).collect();
                     self.warn(
                         "digits_ignored",
-                        format!("{what} stopped after \"{}\"; \"{rest}\" was not used", &digits[..digits.len() - rest.len()]),
+                        format!(
+                            "{what} stopped after \"{}\"; \"{rest}\" was not used",
+                            &digits[..digits.len() - rest.len()]
+                        ),
                     );
                 }
                 Digits::Got(got)
@@ -509,7 +524,9 @@ impl<'a> Run<'a> {
 
     /// Waits for a bridge to end (answered, failed, timed out, or the caller hanging up).
     pub fn bridge(&mut self, what: &str) -> Bridged {
-        match self.next_event(&format!("a bridge result ({what})"), |e| matches!(e, Event::Bridge(_))) {
+        match self.next_event(&format!("a bridge result ({what})"), |e| {
+            matches!(e, Event::Bridge(_))
+        }) {
             Next::Hangup => Bridged::Hangup,
             Next::Nothing => {
                 self.assume(format!("{what}: the bridge is answered"));
@@ -537,7 +554,11 @@ impl<'a> Run<'a> {
             ),
             None => {
                 let id = route.callflow_id.clone();
-                self.missing("callflows", &id, "its flow cannot be followed (treated as empty)");
+                self.missing(
+                    "callflows",
+                    &id,
+                    "its flow cannot be followed (treated as empty)",
+                );
                 None
             }
         };
@@ -547,7 +568,11 @@ impl<'a> Run<'a> {
     /// The caller's device document, if any.
     pub fn caller_device(&self) -> Option<&'a Doc> {
         let docs = self.docs;
-        self.call.caller.device_id.as_deref().and_then(|d| docs.get("devices", d))
+        self.call
+            .caller
+            .device_id
+            .as_deref()
+            .and_then(|d| docs.get("devices", d))
     }
 
     /// The account document, if given.
@@ -581,7 +606,12 @@ enum Finish {
     StepLimit,
 }
 
-pub(crate) fn run(start: Start<'_>, call: &Call, docs: &dyn Documents, dialplan: &dyn Dialplan) -> Trace {
+pub(crate) fn run(
+    start: Start<'_>,
+    call: &Call,
+    docs: &dyn Documents,
+    dialplan: &dyn Dialplan,
+) -> Trace {
     let mut rt = Run::new(call, docs, dialplan);
     rt.capture_group = start.capture_group.map(str::to_string);
     if start.callflow.contains_key("metaflow") {
@@ -656,7 +686,8 @@ fn execute<'a>(rt: &mut Run<'a>, root: FlowRef<'a>) -> Finish {
             }
             Shape::Broken(why) => {
                 let why = why.to_string();
-                rt.steps.push(blank_step("", &current.doc, &current.path, rt.stack.len()));
+                rt.steps
+                    .push(blank_step("", &current.doc, &current.path, rt.stack.len()));
                 rt.say(format!("cannot run: {why}"));
                 rt.quirk(format!(
                     "{why}: Kazoo's executor crashes on such a node and the call is torn down"
@@ -668,15 +699,21 @@ fn execute<'a>(rt: &mut Run<'a>, root: FlowRef<'a>) -> Finish {
         if rt.steps.len() >= rt.call.max_steps || rt.over_limit {
             return Finish::StepLimit;
         }
-        rt.steps
-            .push(blank_step(&module, &current.doc, &current.path, rt.stack.len()));
+        rt.steps.push(blank_step(
+            &module,
+            &current.doc,
+            &current.path,
+            rt.stack.len(),
+        ));
         let action = launch(rt, &current, &module);
         let step_at = rt.steps.len() - 1;
         match action {
-            Action::Continue { key, reason } => match resolve(rt, &current, &key, reason, step_at) {
-                Ok(next) => current = next,
-                Err(f) => return f,
-            },
+            Action::Continue { key, reason } => {
+                match resolve(rt, &current, &key, reason, step_at) {
+                    Ok(next) => current = next,
+                    Err(f) => return f,
+                }
+            }
             Action::Child { key, reason } => {
                 set_branch(rt, step_at, &key, reason);
                 match current.child(&key) {
@@ -735,7 +772,13 @@ fn set_branch(rt: &mut Run<'_>, step_at: usize, key: &str, reason: String) {
 }
 
 /// `continue(Key)` (`handle_cast({continue, Key})`).
-fn resolve<'a>(rt: &mut Run<'a>, current: &FlowRef<'a>, key: &str, reason: String, step_at: usize) -> Result<FlowRef<'a>, Finish> {
+fn resolve<'a>(
+    rt: &mut Run<'a>,
+    current: &FlowRef<'a>,
+    key: &str,
+    reason: String,
+    step_at: usize,
+) -> Result<FlowRef<'a>, Finish> {
     if rt.destroyed {
         rt.steps[step_at].reason = Some(format!(
             "{reason}; the channel is gone, so Kazoo's executor stops instead of continuing"
@@ -752,7 +795,10 @@ fn resolve<'a>(rt: &mut Run<'a>, current: &FlowRef<'a>, key: &str, reason: Strin
             set_branch(rt, step_at, "_", why);
             return Ok(next);
         }
-        let why = join(&reason, &format!("no child \"{key}\" and no \"_\": Kazoo stops"));
+        let why = join(
+            &reason,
+            &format!("no child \"{key}\" and no \"_\": Kazoo stops"),
+        );
         rt.steps[step_at].reason = Some(why);
     } else {
         let why = join(&reason, "no \"_\" child: Kazoo stops");
@@ -784,7 +830,9 @@ fn stop<'a>(rt: &mut Run<'a>, cause: Option<String>, note: &str) -> Result<FlowR
         (Some((parent, at)), cause) => {
             if let Some(i) = rt.step_index() {
                 let r = rt.steps[i].reason.take().unwrap_or_default();
-                let ignored = cause.map(|c| format!(" (cause {c} is dropped)")).unwrap_or_default();
+                let ignored = cause
+                    .map(|c| format!(" (cause {c} is dropped)"))
+                    .unwrap_or_default();
                 rt.steps[i].reason = Some(join(
                     &r,
                     &format!("returns to the `_` saved by the branch at step {at}{ignored}"),
@@ -803,21 +851,27 @@ fn stop<'a>(rt: &mut Run<'a>, cause: Option<String>, note: &str) -> Result<FlowR
 /// Runs one module (or skips it the way `find_cf_module` does).
 fn launch<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>, module: &str) -> Action<'a> {
     if data::is_true(node.data(), "skip_module", false) {
-        rt.say(format!("skipped: data.skip_module is true, so Kazoo does not run {module}"));
+        rt.say(format!(
+            "skipped: data.skip_module is true, so Kazoo does not run {module}"
+        ));
         return Action::next("a skipped node continues to `_`");
     }
     if node
         .object()
         .is_some_and(|o| data::is_true(o, "remote_execution", false))
     {
-        rt.say(format!("hands {module} to a remote application (remote_execution)"));
+        rt.say(format!(
+            "hands {module} to a remote application (remote_execution)"
+        ));
         rt.assume("the remote action's result is not known: assumed `continue`");
         return Action::next("remote action returned continue (assumed)");
     }
     match modules::handler(module) {
         Some(handle) => handle(rt, node),
         None => {
-            rt.say(format!("unknown module \"{module}\": Kazoo has no cf_{module}, so it skips the node"));
+            rt.say(format!(
+                "unknown module \"{module}\": Kazoo has no cf_{module}, so it skips the node"
+            ));
             Action::next("an unknown module continues to `_`")
         }
     }
@@ -860,5 +914,99 @@ fn conclude(rt: &mut Run<'_>, finish: Finish) -> Outcome {
         cause,
         step,
         detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::engine::testkit::{codes, walk, Sim};
+    use crate::engine::OutcomeKind;
+
+    #[test]
+    fn a_callflow_that_jumps_into_itself_ends_on_the_branch_budget() {
+        let flow = json!({"module": "callflow", "data": {"id": "loop"}, "children": {"_": {"module": "noop", "data": {}}}});
+        let s = Sim::new().doc("callflows", "loop", json!({"flow": flow}));
+        let t = s.run(flow);
+        assert_eq!(t.outcome.kind, OutcomeKind::Loop);
+        assert_eq!(t.steps.len(), 51, "50 branches, then the 51st is refused");
+        assert_eq!(t.steps[50].depth, 50);
+        assert!(codes(&t).contains(&"branch_budget"));
+    }
+
+    #[test]
+    fn the_step_limit_stops_a_long_run() {
+        let flow = json!({"module": "callflow", "data": {"id": "loop"}});
+        let mut s = Sim::new().doc("callflows", "loop", json!({"flow": flow}));
+        s.call.max_steps = 10;
+        let t = s.run(flow);
+        assert_eq!(t.outcome.kind, OutcomeKind::StepLimit);
+        assert_eq!(t.steps.len(), 10);
+    }
+
+    #[test]
+    fn skipped_and_unknown_modules_continue_to_the_wildcard() {
+        let flow = json!({"module": "say", "data": {}, "children": {"_":
+            {"module": "play", "data": {"id": "x", "skip_module": true}, "children": {"_": {"module": "hangup", "data": {}}}}}});
+        let t = Sim::new().run(flow);
+        assert_eq!(walk(&t), ["say->_", "play->_", "hangup"]);
+        assert!(t.steps[0].summary.contains("unknown module"));
+    }
+
+    #[test]
+    fn a_missing_named_child_falls_back_to_the_wildcard_and_an_empty_child_stops() {
+        let flow = json!({"module": "fax_detect", "data": {}, "children": {"_": {"module": "noop", "data": {}, "children": {"_": {}}}}});
+        let t = Sim::new().run(flow);
+        assert_eq!(walk(&t), ["fax_detect->_", "noop->_"]);
+        assert!(t.steps[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("no child \"ON_VOICE\", fell back to \"_\""));
+        assert!(t.steps[1].reason.as_deref().unwrap().contains("empty"));
+        assert_eq!(t.outcome.kind, OutcomeKind::Hangup);
+    }
+
+    #[test]
+    fn a_node_without_a_module_crashes_the_executor() {
+        let t = Sim::new().run(json!({"data": {}}));
+        assert_eq!(t.outcome.kind, OutcomeKind::Hangup);
+        assert!(codes(&t).contains(&"kazoo_quirk"));
+    }
+
+    #[test]
+    fn the_account_preflow_runs_first_then_the_dialled_flow() {
+        let mut s = Sim::new().doc(
+            "callflows",
+            "pre",
+            json!({"flow": {"module": "record_call", "data": {}}}),
+        );
+        s.docs.set_account(crate::engine::testkit::obj(
+            json!({"preflow": {"always": "pre"}}),
+        ));
+        let t = s.run(json!({"module": "hangup", "data": {}}));
+        assert_eq!(walk(&t), ["callflow", "record_call", "hangup"]);
+        assert_eq!(t.steps[0].callflow_id, "account");
+        assert_eq!(t.steps[2].callflow_id, "cf0");
+    }
+
+    #[test]
+    fn leftover_events_are_reported_and_mismatched_ones_are_kept() {
+        let flow = json!({"module": "menu", "data": {}, "children": {"1": {"module": "user", "data": {"id": "u"}}}});
+        let t = Sim::new()
+            .events(json!([{"bridge": "answered"}, {"dtmf": "1"}]))
+            .run(flow);
+        let c = codes(&t);
+        assert!(c.contains(&"event_mismatch"), "{c:?}");
+        assert!(c.contains(&"event_unused"), "{c:?}");
+    }
+
+    #[test]
+    fn a_caller_hangup_ends_the_call() {
+        let flow = json!({"module": "menu", "data": {}, "children": {"_": {"module": "voicemail", "data": {}}}});
+        let t = Sim::new().events(json!([{"hangup": true}])).run(flow);
+        assert_eq!(walk(&t), ["menu"]);
+        assert_eq!(t.outcome.kind, OutcomeKind::CallerHangup);
     }
 }

@@ -31,8 +31,22 @@ const DEFAULT_DIGIT_TIMEOUT_MS: i64 = 800;
 /// The metaflow modules Kazoo ships (konami) plus the four whose schemas exist without an
 /// open-source module.
 pub const METAFLOW_MODULES: [&str; 17] = [
-    "audio_level", "break", "callflow", "hangup", "hold", "intercept", "move", "play",
-    "record_call", "resume", "say", "tts", "transfer", "hold_control", "pivot", "relate",
+    "audio_level",
+    "break",
+    "callflow",
+    "hangup",
+    "hold",
+    "intercept",
+    "move",
+    "play",
+    "record_call",
+    "resume",
+    "say",
+    "tts",
+    "transfer",
+    "hold_control",
+    "pivot",
+    "relate",
     "sound_touch",
 ];
 
@@ -56,7 +70,9 @@ struct Listener<'a> {
 }
 
 fn metaflows_of(doc: &Doc) -> Option<&Map<String, Value>> {
-    doc.get("metaflows").and_then(Value::as_object).filter(|m| !m.is_empty())
+    doc.get("metaflows")
+        .and_then(Value::as_object)
+        .filter(|m| !m.is_empty())
 }
 
 impl<'a> Listener<'a> {
@@ -105,9 +121,14 @@ impl<'a> Listener<'a> {
             .unwrap_or_else(|| "*".into());
         let timeout_ms = setting("digit_timeout")
             .and_then(|v| v.as_i64())
-            .or_else(|| acct.as_ref().and_then(|a| data::int(a.doc, "digit_timeout_ms")))
+            .or_else(|| {
+                acct.as_ref()
+                    .and_then(|a| data::int(a.doc, "digit_timeout_ms"))
+            })
             .unwrap_or(DEFAULT_DIGIT_TIMEOUT_MS);
-        let listen_on = setting("listen_on").and_then(Value::as_str).unwrap_or("self");
+        let listen_on = setting("listen_on")
+            .and_then(Value::as_str)
+            .unwrap_or("self");
         let legs = match (listen_on, is_a_leg) {
             ("both", _) => (true, true),
             ("peer", true) => (false, true),
@@ -174,7 +195,10 @@ impl<'a> Listener<'a> {
             }
         }
         for key in seen {
-            let Some((node, src)) = patterns.iter().find_map(|(m, s)| m.get(key).map(|n| (n, s))) else {
+            let Some((node, src)) = patterns
+                .iter()
+                .find_map(|(m, s)| m.get(key).map(|n| (n, s)))
+            else {
                 continue;
             };
             let Some(re) = data::regex(key) else {
@@ -185,7 +209,11 @@ impl<'a> Listener<'a> {
             };
             if let Some(caps) = re.captures(buffer) {
                 let captures = (1..caps.len())
-                    .map(|i| caps.get(i).map(|m| m.as_str().to_string()).unwrap_or_default())
+                    .map(|i| {
+                        caps.get(i)
+                            .map(|m| m.as_str().to_string())
+                            .unwrap_or_default()
+                    })
                     .collect();
                 return Some(Hit {
                     node,
@@ -205,7 +233,12 @@ impl<'a> Listener<'a> {
         let mut out: Vec<(&'a Map<String, Value>, String)> = self
             .layers
             .iter()
-            .filter_map(|s| s.doc.get(key).and_then(Value::as_object).map(|m| (m, s.name.clone())))
+            .filter_map(|s| {
+                s.doc
+                    .get(key)
+                    .and_then(Value::as_object)
+                    .map(|m| (m, s.name.clone()))
+            })
             .collect();
         if out.is_empty() {
             if let Some(a) = &self.account {
@@ -219,7 +252,9 @@ impl<'a> Listener<'a> {
 }
 
 fn is_dtmf_digit(d: &str) -> bool {
-    d.len() == 1 && d.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+    d.len() == 1
+        && d.bytes()
+            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
 }
 
 struct Hit<'a> {
@@ -246,8 +281,13 @@ pub(crate) fn during_bridge<'a>(rt: &mut Run<'a>, callee: Option<&'a Doc>) -> Op
         listeners.extend(Listener::build(rt, "callee", dev, false));
     }
     loop {
-        let (digits, leg) = match rt.next_event("in-bridge DTMF", |e| matches!(e, Event::Dtmf { leg: Some(_), .. })) {
-            Next::Got(Event::Dtmf { digits, leg: Some(leg) }) => (digits.as_str(), *leg),
+        let (digits, leg) = match rt.next_event("in-bridge DTMF", |e| {
+            matches!(e, Event::Dtmf { leg: Some(_), .. })
+        }) {
+            Next::Got(Event::Dtmf {
+                digits,
+                leg: Some(leg),
+            }) => (digits.as_str(), *leg),
             Next::Hangup => return None,
             _ => return None,
         };
@@ -265,7 +305,10 @@ pub(crate) fn during_bridge<'a>(rt: &mut Run<'a>, callee: Option<&'a Doc>) -> Op
             }
             // The state machine for one burst: the binding digit arms, later digits (the
             // binding digit included) are buffered, the pause fires the timer.
-            let Some(pos) = digits.find(l.binding.as_str()).filter(|_| !l.binding.is_empty()) else {
+            let Some(pos) = digits
+                .find(l.binding.as_str())
+                .filter(|_| !l.binding.is_empty())
+            else {
                 continue;
             };
             let buffer = &digits[pos + l.binding.len()..];
@@ -313,7 +356,10 @@ fn run_tree<'a>(rt: &mut Run<'a>, hit: &Hit<'a>, leg: Leg) -> Option<Action<'a>>
     loop {
         let obj = node.as_object()?;
         let module = obj.get("module").and_then(Value::as_str).unwrap_or("");
-        let d = obj.get("data").and_then(Value::as_object).unwrap_or(&data::EMPTY);
+        let d = obj
+            .get("data")
+            .and_then(Value::as_object)
+            .unwrap_or(&data::EMPTY);
         let depth = rt.depth();
         if !rt.push_step(&format!("metaflow.{module}"), &hit.source, &path, depth) {
             return None;
@@ -344,7 +390,13 @@ enum Effect<'a> {
     Leave(Action<'a>),
 }
 
-fn metaflow_module<'a>(rt: &mut Run<'a>, module: &str, d: &'a Map<String, Value>, hit: &Hit<'a>, leg: Leg) -> (String, Effect<'a>) {
+fn metaflow_module<'a>(
+    rt: &mut Run<'a>,
+    module: &str,
+    d: &'a Map<String, Value>,
+    hit: &Hit<'a>,
+    leg: Leg,
+) -> (String, Effect<'a>) {
     let pressing = match leg {
         Leg::A => "the caller's leg",
         Leg::B => "the callee's leg",
@@ -369,8 +421,11 @@ fn metaflow_module<'a>(rt: &mut Run<'a>, module: &str, d: &'a Map<String, Value>
             rt.assume(format!(
                 "the transfer target {target} answers and the transferor hangs up, completing the transfer"
             ));
-            let ending = Ending::new(OutcomeKind::Transferred, format!("transferred to {target} by a metaflow"))
-                .at(Endpoint::new("number", Some(&target), None));
+            let ending = Ending::new(
+                OutcomeKind::Transferred,
+                format!("transferred to {target} by a metaflow"),
+            )
+            .at(Endpoint::new("number", Some(&target), None));
             (summary, Effect::Leave(Action::End(ending)))
         }
         "intercept" => {
@@ -379,17 +434,30 @@ fn metaflow_module<'a>(rt: &mut Run<'a>, module: &str, d: &'a Map<String, Value>
             let doc_type = if kind == "user" { "users" } else { "devices" };
             let (doc, name) = data::named(rt.docs, doc_type, id);
             rt.quirk("konami's intercept casts transfer_to to the listener, which has no clause for it: that part is ignored");
-            let summary = format!("calls {kind} {name}, which picks up the other leg of this bridge");
-            let ending = Ending::new(OutcomeKind::Transferred, format!("intercepted by {kind} {name}"))
-                .at(Endpoint::new(kind, id, doc.and_then(data::doc_name)));
+            let summary =
+                format!("calls {kind} {name}, which picks up the other leg of this bridge");
+            let ending = Ending::new(
+                OutcomeKind::Transferred,
+                format!("intercepted by {kind} {name}"),
+            )
+            .at(Endpoint::new(kind, id, doc.and_then(data::doc_name)));
             (summary, Effect::Leave(Action::End(ending)))
         }
         "move" => {
-            let owner = text(d, "owner_id").map(str::to_string).or_else(|| rt.owner_id.clone());
+            let owner = text(d, "owner_id")
+                .map(str::to_string)
+                .or_else(|| rt.owner_id.clone());
             let (doc, name) = data::named(rt.docs, "users", owner.as_deref());
             let summary = format!("moves the call to another device of {name}");
-            let ending = Ending::new(OutcomeKind::Transferred, format!("moved to another device of {name}"))
-                .at(Endpoint::new("user", owner.as_deref(), doc.and_then(data::doc_name)));
+            let ending = Ending::new(
+                OutcomeKind::Transferred,
+                format!("moved to another device of {name}"),
+            )
+            .at(Endpoint::new(
+                "user",
+                owner.as_deref(),
+                doc.and_then(data::doc_name),
+            ));
             (summary, Effect::Leave(Action::End(ending)))
         }
         "callflow" => {
@@ -411,7 +479,9 @@ fn metaflow_module<'a>(rt: &mut Run<'a>, module: &str, d: &'a Map<String, Value>
                     rt.pending = None;
                     rt.bridged = true;
                     (
-                        format!("runs callflow {id} on this call (a callflow resume: the bridge ends)"),
+                        format!(
+                            "runs callflow {id} on this call (a callflow resume: the bridge ends)"
+                        ),
                         Effect::Leave(Action::Replace {
                             flow,
                             reason: format!("a metaflow starts callflow {id} on the call"),
@@ -426,7 +496,10 @@ fn metaflow_module<'a>(rt: &mut Run<'a>, module: &str, d: &'a Map<String, Value>
         }
         "hangup" => {
             rt.destroyed = true;
-            (format!("hangs up {pressing}, ending the bridge"), Effect::End)
+            (
+                format!("hangs up {pressing}, ending the bridge"),
+                Effect::End,
+            )
         }
         "hold" => (
             format!(
@@ -454,12 +527,19 @@ fn metaflow_module<'a>(rt: &mut Run<'a>, module: &str, d: &'a Map<String, Value>
         "audio_level" => (
             format!(
                 "{} the {} volume on {pressing}",
-                if text(d, "action") == Some("stop") { "resets" } else { "adjusts" },
+                if text(d, "action") == Some("stop") {
+                    "resets"
+                } else {
+                    "adjusts"
+                },
                 text(d, "mode").unwrap_or("read")
             ),
             Effect::Continue,
         ),
-        "break" => (format!("stops what is playing on {pressing}"), Effect::Continue),
+        "break" => (
+            format!("stops what is playing on {pressing}"),
+            Effect::Continue,
+        ),
         "play" => (
             format!(
                 "plays media {} on {} leg(s)",
@@ -469,17 +549,118 @@ fn metaflow_module<'a>(rt: &mut Run<'a>, module: &str, d: &'a Map<String, Value>
             Effect::Continue,
         ),
         "resume" => ("reconnects the other leg".into(), Effect::Continue),
-        "say" => (format!("says \"{}\"", text(d, "text").unwrap_or("")), Effect::Continue),
-        "tts" => (format!("speaks \"{}\"", text(d, "text").unwrap_or("")), Effect::Continue),
+        "say" => (
+            format!("says \"{}\"", text(d, "text").unwrap_or("")),
+            Effect::Continue,
+        ),
+        "tts" => (
+            format!("speaks \"{}\"", text(d, "text").unwrap_or("")),
+            Effect::Continue,
+        ),
         "hold_control" | "pivot" | "relate" | "sound_touch" => {
             rt.quirk(format!(
                 "metaflow {module} has a schema but no open-source module: Kazoo logs an error and nothing happens"
             ));
-            (format!("{module}: not available in open-source Kazoo"), Effect::End)
+            (
+                format!("{module}: not available in open-source Kazoo"),
+                Effect::End,
+            )
         }
         other => (
             format!("unknown metaflow module \"{other}\": nothing happens"),
             Effect::End,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::engine::testkit::{codes, walk, Sim};
+    use crate::engine::OutcomeKind;
+
+    fn sim() -> Sim {
+        let mut s = Sim::new()
+            .doc(
+                "devices",
+                "caller",
+                json!({"name": "Reception", "metaflows": {
+                    "binding_digit": "*",
+                    "patterns": {"^3(\\d+)$": {"module": "transfer", "data": {}}}
+                }}),
+            )
+            .doc("devices", "d1", json!({"name": "Desk", "owner_id": "u1"}))
+            .doc("users", "u1", json!({"first_name": "Ann"}))
+            .doc(
+                "callflows",
+                "cf2001",
+                json!({"flow": {"module": "user", "data": {"id": "u1"}}}),
+            );
+        s.call.caller.device_id = Some("caller".into());
+        s.plan = std::mem::take(&mut s.plan).with("2001", "cf2001");
+        s
+    }
+
+    #[test]
+    fn a_metaflow_transfer_goes_to_the_captured_target() {
+        let flow = json!({"module": "device", "data": {"id": "d1"}});
+        let t = sim()
+            .events(json!([{"bridge": "answered"}, {"dtmf": "*32001", "leg": "a"}]))
+            .run(flow);
+        assert_eq!(walk(&t), ["device", "device", "metaflow.transfer"]);
+        assert_eq!(t.outcome.kind, OutcomeKind::Transferred);
+        assert_eq!(
+            t.outcome.endpoint.as_ref().unwrap().id.as_deref(),
+            Some("2001")
+        );
+        assert!(
+            t.steps[2].summary.contains("reaches callflow cf2001"),
+            "{}",
+            t.steps[2].summary
+        );
+        assert_eq!(t.steps[2].callflow_id, "device:caller");
+    }
+
+    #[test]
+    fn the_callee_leg_is_not_heard_by_the_callers_self_listener() {
+        let flow = json!({"module": "device", "data": {"id": "d1"}});
+        let t = sim()
+            .events(json!([{"bridge": "answered"}, {"dtmf": "*32001", "leg": "b"}]))
+            .run(flow);
+        assert_eq!(t.outcome.kind, OutcomeKind::Connected);
+        assert!(
+            t.steps[1].summary.contains("no listener hears that leg"),
+            "{}",
+            t.steps[1].summary
+        );
+        assert!(!codes(&t).contains(&"event_unused"));
+    }
+
+    #[test]
+    fn numbers_win_over_patterns_and_defaults_apply_without_either() {
+        let mut s = sim().doc(
+            "devices",
+            "caller",
+            json!({"metaflows": {
+                "numbers": {"32001": {"module": "hold", "data": {}}},
+                "patterns": {"^3(\\d+)$": {"module": "transfer", "data": {}}}
+            }}),
+        );
+        let flow = json!({"module": "device", "data": {"id": "d1"}});
+        let t = s
+            .clone_with_events(json!([{"bridge": "answered"}, {"dtmf": "*32001", "leg": "a"}]))
+            .run(flow.clone());
+        assert_eq!(walk(&t).last().map(String::as_str), Some("metaflow.hold"));
+        s = s.doc(
+            "devices",
+            "caller",
+            json!({"metaflows": {"listen_on": "self"}}),
+        );
+        let t = s
+            .clone_with_events(json!([{"bridge": "answered"}, {"dtmf": "*2", "leg": "a"}]))
+            .run(flow);
+        assert_eq!(walk(&t).last().map(String::as_str), Some("metaflow.say"));
+        assert_eq!(t.steps.last().unwrap().callflow_id, "system");
     }
 }

@@ -270,6 +270,107 @@ pub struct Start<'a> {
 }
 
 /// Runs the call through the callflow with Kazoo's semantics and reports every step.
-pub fn simulate(start: Start<'_>, call: &Call, docs: &dyn Documents, dialplan: &dyn Dialplan) -> Trace {
+pub fn simulate(
+    start: Start<'_>,
+    call: &Call,
+    docs: &dyn Documents,
+    dialplan: &dyn Dialplan,
+) -> Trace {
     exec::run(start, call, docs, dialplan)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::testkit::{obj, walk, Plan};
+    use super::*;
+
+    #[test]
+    fn a_draft_with_inline_documents_overrides_the_stored_ones() {
+        // Stored: the menu has no "1" key worth taking; the draft's inline menu and user win.
+        let mut docs = DocumentSet::new();
+        docs.insert("menus", "m1", obj(json!({"name": "Stored", "retries": 1})));
+        docs.insert("users", "u1", obj(json!({"first_name": "Old"})));
+        docs.insert("menus", "m1", obj(json!({"name": "Draft", "retries": 2})));
+        docs.insert("users", "u1", obj(json!({"first_name": "New"})));
+        docs.insert(
+            "devices",
+            "d1",
+            obj(json!({"owner_id": "u1", "name": "Desk"})),
+        );
+        let cf = obj(
+            json!({"flow": {"module": "menu", "data": {"id": "m1"}, "children": {"1": {"module": "user", "data": {"id": "u1"}}}}}),
+        );
+        let mut call = Call::new("100", chrono::DateTime::default());
+        call.events = parse_events(&[
+            json!({"dtmf": "9"}),
+            json!({"dtmf": "1"}),
+            json!({"bridge": "answered"}),
+        ])
+        .unwrap();
+        let t = simulate(
+            Start {
+                callflow_id: "draft",
+                callflow: &cf,
+                capture_group: None,
+            },
+            &call,
+            &docs,
+            &Plan::default(),
+        );
+        assert!(t.steps[0].summary.contains("'Draft'"));
+        assert_eq!(
+            walk(&t),
+            ["menu", "menu->1", "user"],
+            "two retries in the draft, one in the stored menu"
+        );
+        assert_eq!(
+            t.outcome.endpoint.as_ref().and_then(|e| e.name.as_deref()),
+            Some("New")
+        );
+    }
+
+    #[test]
+    fn the_recorder_lists_misses_and_enumerations_once() {
+        let docs = DocumentSet::new();
+        let rec = Recorder::new(&docs);
+        let cf = obj(
+            json!({"flow": {"module": "user", "data": {"id": "u1"}, "children": {"_": {"module": "user", "data": {"id": "u1"}}}}}),
+        );
+        let call = Call::new("100", chrono::DateTime::default());
+        let _ = simulate(
+            Start {
+                callflow_id: "c",
+                callflow: &cf,
+                capture_group: None,
+            },
+            &call,
+            &rec,
+            &NoDialplan,
+        );
+        assert_eq!(
+            rec.needs(),
+            vec![
+                Need::Account,
+                Need::Doc {
+                    doc_type: "users".into(),
+                    id: "u1".into()
+                },
+                Need::OwnedBy {
+                    doc_type: "devices".into(),
+                    owner_id: "u1".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_trace_serialises_with_snake_case_kinds() {
+        let t = Trace::no_route("no callflow takes 999");
+        assert_eq!(
+            serde_json::to_value(&t).unwrap(),
+            json!({"steps": [], "outcome": {"kind": "no_route", "detail": "no callflow takes 999"}, "warnings": []})
+        );
+    }
 }

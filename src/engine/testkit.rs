@@ -88,10 +88,33 @@ impl Sim {
 pub(crate) fn walk(t: &Trace) -> Vec<String> {
     t.steps
         .iter()
-        .map(|s| format!("{}{}", s.module, s.branch.as_ref().map(|b| format!("->{b}")).unwrap_or_default()))
+        .map(|s| {
+            format!(
+                "{}{}",
+                s.module,
+                s.branch
+                    .as_ref()
+                    .map(|b| format!("->{b}"))
+                    .unwrap_or_default()
+            )
+        })
         .collect()
 }
 
 pub(crate) fn codes(t: &Trace) -> Vec<&'static str> {
     t.warnings.iter().map(|w| w.code).collect()
+}
+
+impl Sim {
+    /// The same documents and plan with another script.
+    pub fn clone_with_events(&self, v: Value) -> Sim {
+        let mut call = self.call.clone();
+        call.events = events(v);
+        Sim {
+            docs: self.docs.clone(),
+            plan: Plan(self.plan.0.clone()),
+            call,
+            capture: self.capture.clone(),
+        }
+    }
 }

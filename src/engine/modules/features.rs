@@ -25,7 +25,8 @@ fn caller_settings<'a>(rt: &Run<'a>) -> Option<(&'a Doc, &'static str, String)> 
         }
     }
     let id = rt.call.caller.device_id.as_deref()?;
-    docs.get("devices", id).map(|d| (d, "device", label(Some(d), Some(id))))
+    docs.get("devices", id)
+        .map(|d| (d, "device", label(Some(d), Some(id))))
 }
 
 fn no_settings<'a>(rt: &mut Run<'a>, what: &str) -> Action<'a> {
@@ -40,7 +41,10 @@ pub(crate) fn call_forward<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'
     };
     let cf = doc.get("call_forward").and_then(Value::as_object);
     let on = cf.is_some_and(|c| data::is_true(c, "enabled", false));
-    let current = cf.and_then(|c| text(c, "number")).unwrap_or("(none)").to_string();
+    let current = cf
+        .and_then(|c| text(c, "number"))
+        .unwrap_or("(none)")
+        .to_string();
     let number = rt.capture_group.clone();
     match action {
         "activate" | "update" => {
@@ -51,15 +55,29 @@ pub(crate) fn call_forward<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'
                     Digits::Got(n) => n,
                 },
             };
-            rt.say(format!("{} call forwarding of {kind} {name} to {}", if action == "update" { "updates" } else { "turns on" }, if n.is_empty() { current.clone() } else { n }));
+            rt.say(format!(
+                "{} call forwarding of {kind} {name} to {}",
+                if action == "update" {
+                    "updates"
+                } else {
+                    "turns on"
+                },
+                if n.is_empty() { current.clone() } else { n }
+            ));
         }
         "deactivate" => rt.say(format!("turns off call forwarding of {kind} {name}")),
         "toggle" => rt.say(format!(
             "toggles call forwarding of {kind} {name}: {}",
-            if on { "off".to_string() } else { format!("on (to {current})") }
+            if on {
+                "off".to_string()
+            } else {
+                format!("on (to {current})")
+            }
         )),
         "menu" => {
-            rt.say(format!("plays the call forwarding menu for {kind} {name} (1 toggle, 2 change number)"));
+            rt.say(format!(
+                "plays the call forwarding menu for {kind} {name} (1 toggle, 2 change number)"
+            ));
             loop {
                 if rt.script_exhausted() {
                     rt.assume("the call forwarding menu replays until the caller hangs up: assumed the caller hangs up");
@@ -69,13 +87,20 @@ pub(crate) fn call_forward<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'
                 }
                 match rt.digits("the call forwarding menu", 1, &[]) {
                     Digits::Hangup => return Action::stop("the caller hung up in the menu"),
-                    Digits::Got(k) => rt.say(format!("call forwarding menu: caller presses \"{k}\"; the menu plays again")),
+                    Digits::Got(k) => rt.say(format!(
+                        "call forwarding menu: caller presses \"{k}\"; the menu plays again"
+                    )),
                 }
             }
         }
-        other => rt.say(format!("call forwarding with action \"{other}\": nothing to do")),
+        other => rt.say(format!(
+            "call forwarding with action \"{other}\": nothing to do"
+        )),
     }
-    rt.warn("not_simulated", "the settings change is described, not saved");
+    rt.warn(
+        "not_simulated",
+        "the settings change is described, not saved",
+    );
     Action::next("setting changed: `_`")
 }
 
@@ -85,13 +110,22 @@ pub(crate) fn call_waiting<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'
     let scope = text(d, "scope").unwrap_or("device");
     let docs = rt.docs;
     let target = match scope {
-        "user" => rt.owner_id.as_deref().and_then(|o| docs.get("users", o)).map(|u| (u, rt.owner_id.clone())),
-        _ => rt.caller_device().map(|dv| (dv, rt.call.caller.device_id.clone())),
+        "user" => rt
+            .owner_id
+            .as_deref()
+            .and_then(|o| docs.get("users", o))
+            .map(|u| (u, rt.owner_id.clone())),
+        _ => rt
+            .caller_device()
+            .map(|dv| (dv, rt.call.caller.device_id.clone())),
     };
     let Some((doc, id)) = target else {
         return no_settings(rt, "call waiting");
     };
-    rt.say(format!("{action}s call waiting on {scope} {}", label(Some(doc), id.as_deref())));
+    rt.say(format!(
+        "{action}s call waiting on {scope} {}",
+        label(Some(doc), id.as_deref())
+    ));
     Action::next("setting changed: `_`")
 }
 
@@ -100,12 +134,22 @@ pub(crate) fn do_not_disturb<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action
     let action = text(d, "action").unwrap_or("toggle");
     let docs = rt.docs;
     let target = text(d, "id")
-        .and_then(|id| docs.get("users", id).or_else(|| docs.get("devices", id)).map(|doc| (doc, id.to_string())))
-        .or_else(|| caller_settings(rt).map(|(doc, _, _)| (doc, data::doc_id(doc).unwrap_or("?").to_string())));
+        .and_then(|id| {
+            docs.get("users", id)
+                .or_else(|| docs.get("devices", id))
+                .map(|doc| (doc, id.to_string()))
+        })
+        .or_else(|| {
+            caller_settings(rt)
+                .map(|(doc, _, _)| (doc, data::doc_id(doc).unwrap_or("?").to_string()))
+        });
     let Some((doc, id)) = target else {
         return no_settings(rt, "do not disturb");
     };
-    rt.say(format!("{action}s do not disturb on {}", label(Some(doc), Some(&id))));
+    rt.say(format!(
+        "{action}s do not disturb on {}",
+        label(Some(doc), Some(&id))
+    ));
     Action::next("setting changed: `_`")
 }
 
@@ -113,7 +157,10 @@ pub(crate) fn ring_group_toggle<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Act
     let d = node.data();
     let action = text(d, "action").unwrap_or("login");
     let cf = text(d, "callflow_id").unwrap_or("(no callflow_id)");
-    let who = label(rt.owner_id.as_deref().and_then(|o| rt.docs.get("users", o)), rt.owner_id.as_deref());
+    let who = label(
+        rt.owner_id.as_deref().and_then(|o| rt.docs.get("users", o)),
+        rt.owner_id.as_deref(),
+    );
     rt.say(format!(
         "{} user {who} {} the ring groups of callflow {cf} (sets disable_until on their member entries)",
         if action == "logout" { "takes" } else { "puts" },
@@ -141,14 +188,19 @@ fn approved(rt: &Run<'_>, d: &Map<String, Value>, default: bool) -> (bool, Strin
         return (caller_dev == Some(dev), format!("approved_device_id {dev}"));
     }
     if let Some(user) = text(d, "approved_user_id") {
-        return (rt.owner_id.as_deref() == Some(user), format!("approved_user_id {user}"));
+        return (
+            rt.owner_id.as_deref() == Some(user),
+            format!("approved_user_id {user}"),
+        );
     }
     if let Some(group) = text(d, "approved_group_id") {
         let ok = rt.docs.get("groups", group).is_some_and(|g| {
-            g.get("endpoints").and_then(Value::as_object).is_some_and(|m| {
-                caller_dev.is_some_and(|dv| m.contains_key(dv))
-                    || rt.owner_id.as_deref().is_some_and(|o| m.contains_key(o))
-            })
+            g.get("endpoints")
+                .and_then(Value::as_object)
+                .is_some_and(|m| {
+                    caller_dev.is_some_and(|dv| m.contains_key(dv))
+                        || rt.owner_id.as_deref().is_some_and(|o| m.contains_key(o))
+                })
         });
         return (ok, format!("approved_group_id {group}"));
     }
@@ -169,7 +221,12 @@ fn target_of(rt: &Run<'_>, d: &Map<String, Value>) -> String {
     "(no target)".into()
 }
 
-fn pickup_like<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>, verb: &str, default_ok: bool) -> Action<'a> {
+fn pickup_like<'a>(
+    rt: &mut Run<'a>,
+    node: &FlowRef<'a>,
+    verb: &str,
+    default_ok: bool,
+) -> Action<'a> {
     let d = node.data();
     let target = target_of(rt, d);
     let (ok, why) = approved(rt, d, default_ok);
@@ -187,8 +244,11 @@ fn pickup_like<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>, verb: &str, default_ok:
         Some(true) => {
             rt.bridged = true;
             rt.pending = Some(
-                Ending::new(OutcomeKind::Connected, format!("the caller {verb}s a call of {target}"))
-                    .at(Endpoint::new("channel", None, Some(target))),
+                Ending::new(
+                    OutcomeKind::Connected,
+                    format!("the caller {verb}s a call of {target}"),
+                )
+                .at(Endpoint::new("channel", None, Some(target))),
             );
             rt.destroyed = true;
             Action::stop("the pickup ended: stop")
@@ -214,7 +274,10 @@ pub(crate) fn r#move<'a>(rt: &mut Run<'a>, _node: &FlowRef<'a>) -> Action<'a> {
         None => Action::stop("the caller hung up"),
         Some(false) => Action::stop("no other channel: plays a prompt and stops"),
         Some(true) => {
-            rt.pending = Some(Ending::new(OutcomeKind::Connected, "the caller's other call moved to this device"));
+            rt.pending = Some(Ending::new(
+                OutcomeKind::Connected,
+                "the caller's other call moved to this device",
+            ));
             rt.destroyed = true;
             Action::stop("move always stops")
         }
@@ -222,7 +285,10 @@ pub(crate) fn r#move<'a>(rt: &mut Run<'a>, _node: &FlowRef<'a>) -> Action<'a> {
 }
 
 /// The user/device a feature's captured extension reaches: its callflow's first node.
-fn feature_target<'a>(rt: &mut Run<'a>, what: &str) -> Result<(String, String, String), Action<'a>> {
+fn feature_target<'a>(
+    rt: &mut Run<'a>,
+    what: &str,
+) -> Result<(String, String, String), Action<'a>> {
     let Some(cg) = rt.capture_group.clone().filter(|c| !c.is_empty()) else {
         rt.say(format!("{what}: no extension captured"));
         return Err(Action::stop("no target: plays a prompt and stops"));
@@ -236,7 +302,10 @@ fn feature_target<'a>(rt: &mut Run<'a>, what: &str) -> Result<(String, String, S
     match (module.as_str(), id) {
         ("user" | "device", Some(id)) => Ok((module, id, route.callflow_id)),
         _ => {
-            rt.say(format!("{what} {cg}: callflow {} does not start with a user or device", route.callflow_id));
+            rt.say(format!(
+                "{what} {cg}: callflow {} does not start with a user or device",
+                route.callflow_id
+            ));
             Err(Action::stop("no target: plays a prompt and stops"))
         }
     }
@@ -254,7 +323,9 @@ fn feature<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>, verb: &str, base: &str) -> 
         data,
         children: Vec::new(),
     };
-    rt.say(format!("{verb} the extension of callflow {cf}: {module} {id}"));
+    rt.say(format!(
+        "{verb} the extension of callflow {cf}: {module} {id}"
+    ));
     Action::Branch {
         flow: FlowRef::built(built, "system", format!("{base} for {module} {id}")),
         reason: format!("branches into a {base} node for {module} {id}"),
@@ -272,7 +343,9 @@ pub(crate) fn intercept_feature<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Act
 pub(crate) fn group_pickup_feature<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
     let t = text(node.data(), "type").unwrap_or("extension");
     if t != "extension" {
-        rt.say(format!("group pickup by {t}: Kazoo does not implement that type; plays a prompt"));
+        rt.say(format!(
+            "group pickup by {t}: Kazoo does not implement that type; plays a prompt"
+        ));
         rt.quirk("group_pickup_feature only implements type \"extension\"");
         return Action::stop("unimplemented type: stop");
     }
@@ -290,12 +363,18 @@ pub(crate) fn camping_feature<'a>(rt: &mut Run<'a>, _node: &FlowRef<'a>) -> Acti
         let id = text(flow.data(), "id").map(str::to_string);
         Some((route.callflow_id, m, id))
     });
-    let Some((cf, module, Some(id))) = target.filter(|(_, m, _)| matches!(m.as_str(), "user" | "device" | "offnet")) else {
-        rt.say(format!("camps on {cg}: its callflow does not start with a user, device or offnet node"));
+    let Some((cf, module, Some(id))) =
+        target.filter(|(_, m, _)| matches!(m.as_str(), "user" | "device" | "offnet"))
+    else {
+        rt.say(format!(
+            "camps on {cg}: its callflow does not start with a user, device or offnet node"
+        ));
         return Action::stop("camping denied: plays a prompt and stops");
     };
     rt.say(format!("camps on {cg} (callflow {cf}, {module} {id})"));
-    let busy = match rt.next_event("whether the extension is busy", |e| matches!(e, Event::Camp(_))) {
+    let busy = match rt.next_event("whether the extension is busy", |e| {
+        matches!(e, Event::Camp(_))
+    }) {
         Next::Got(Event::Camp(b)) => *b,
         Next::Hangup => return Action::stop("the caller hung up"),
         _ => {
@@ -305,11 +384,18 @@ pub(crate) fn camping_feature<'a>(rt: &mut Run<'a>, _node: &FlowRef<'a>) -> Acti
     };
     if busy {
         rt.add("busy: the camper application will call both parties when it frees up; plays \"accepted\"");
-        return Action::End(Ending::new(OutcomeKind::HandedOff, format!("camping on {cg}: the camper application calls back")));
+        return Action::End(Ending::new(
+            OutcomeKind::HandedOff,
+            format!("camping on {cg}: the camper application calls back"),
+        ));
     }
     let mut data = Map::new();
     data.insert("id".into(), Value::String(id.clone()));
-    let kind = if module == "offnet" { "device" } else { module.as_str() };
+    let kind = if module == "offnet" {
+        "device"
+    } else {
+        module.as_str()
+    };
     let built = Built {
         module: kind.to_string(),
         data,
@@ -328,15 +414,20 @@ pub(crate) fn park<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
         .map(str::to_string)
         .or_else(|| rt.capture_group.clone().filter(|c| !c.is_empty()))
         .unwrap_or_else(|| "the first free slot from 101".into());
-    let retrieve = |rt: &mut Run<'a>| -> Option<bool> { channel(rt, &format!("a call parked in slot {slot}")) };
+    let retrieve = |rt: &mut Run<'a>| -> Option<bool> {
+        channel(rt, &format!("a call parked in slot {slot}"))
+    };
     match action {
         "retrieve" => {
             rt.say(format!("retrieves the call parked in slot {slot}"));
             match retrieve(rt) {
                 None => Action::stop("the caller hung up"),
                 Some(true) => Action::End(
-                    Ending::new(OutcomeKind::Transferred, format!("the parked call in slot {slot} is retrieved"))
-                        .at(Endpoint::new("park_slot", Some(&slot), None)),
+                    Ending::new(
+                        OutcomeKind::Transferred,
+                        format!("the parked call in slot {slot} is retrieved"),
+                    )
+                    .at(Endpoint::new("park_slot", Some(&slot), None)),
                 ),
                 Some(false) => {
                     rt.add("nobody is parked there: plays \"no caller\"");
@@ -345,13 +436,18 @@ pub(crate) fn park<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
             }
         }
         "auto" => {
-            rt.say(format!("retrieves the call in slot {slot}, or parks the caller there"));
+            rt.say(format!(
+                "retrieves the call in slot {slot}, or parks the caller there"
+            ));
             match rt.peek() {
                 Some(Event::Channel(true)) => {
                     let _ = retrieve(rt);
                     Action::End(
-                        Ending::new(OutcomeKind::Transferred, format!("the parked call in slot {slot} is retrieved"))
-                            .at(Endpoint::new("park_slot", Some(&slot), None)),
+                        Ending::new(
+                            OutcomeKind::Transferred,
+                            format!("the parked call in slot {slot} is retrieved"),
+                        )
+                        .at(Endpoint::new("park_slot", Some(&slot), None)),
                     )
                 }
                 Some(Event::Channel(false)) => {
@@ -366,7 +462,9 @@ pub(crate) fn park<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
             let n = slot.parse::<i64>().ok();
             if let (Some(max), Some(n)) = (max, n) {
                 if n > max {
-                    rt.say(format!("parks the caller directly in slot {slot}: above max_slot_number {max}"));
+                    rt.say(format!(
+                        "parks the caller directly in slot {slot}: above max_slot_number {max}"
+                    ));
                     return Action::go("MAX_SLOT_EXCEEDED", "slot above max_slot_number");
                 }
             }
@@ -374,7 +472,9 @@ pub(crate) fn park<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
             park_and_wait(rt, node, &slot)
         }
         _ => {
-            rt.say(format!("parks the caller in slot {slot} and announces the slot"));
+            rt.say(format!(
+                "parks the caller in slot {slot} and announces the slot"
+            ));
             park_and_wait(rt, node, &slot)
         }
     }
@@ -384,38 +484,58 @@ pub(crate) fn park<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
 fn park_and_wait<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>, slot: &str) -> Action<'a> {
     let ringback = data::int(node.data(), "default_ringback_timeout").unwrap_or(120_000) / 1000;
     loop {
-        match rt.next_event("what happens to the parked call", |e| matches!(e, Event::Park(_))) {
+        match rt.next_event("what happens to the parked call", |e| {
+            matches!(e, Event::Park(_))
+        }) {
             Next::Hangup => return Action::stop("the parked caller hung up"),
             Next::Nothing => {
                 rt.assume(format!("the call stays parked in slot {slot}"));
                 return Action::End(
-                    Ending::new(OutcomeKind::Park, format!("the caller waits in park slot {slot}"))
-                        .at(Endpoint::new("park_slot", Some(slot), None)),
+                    Ending::new(
+                        OutcomeKind::Park,
+                        format!("the caller waits in park slot {slot}"),
+                    )
+                    .at(Endpoint::new("park_slot", Some(slot), None)),
                 );
             }
             Next::Got(Event::Park(ParkEvent::PickedUp)) => {
                 rt.add("someone picks the call up");
                 return Action::End(
-                    Ending::new(OutcomeKind::Transferred, format!("the call parked in slot {slot} is picked up"))
-                        .at(Endpoint::new("park_slot", Some(slot), None)),
+                    Ending::new(
+                        OutcomeKind::Transferred,
+                        format!("the call parked in slot {slot} is picked up"),
+                    )
+                    .at(Endpoint::new("park_slot", Some(slot), None)),
                 );
             }
             Next::Got(Event::Park(ParkEvent::Occupied)) => {
-                rt.add(&format!("slot {slot} is already taken: the parker is called back"));
+                rt.add(&format!(
+                    "slot {slot} is already taken: the parker is called back"
+                ));
             }
             Next::Got(_) => {
-                rt.add(&format!("nobody picks up within {ringback} s: the parker is called back"));
+                rt.add(&format!(
+                    "nobody picks up within {ringback} s: the parker is called back"
+                ));
             }
         }
         match rt.bridge("calling the parker back") {
             Bridged::Answered => {
                 let ep = Endpoint::new("park_slot", Some(slot), Some("the parker".into()));
-                return bridging::answered(rt, ep, None, Action::next("the parker took the call back: `_`"));
+                return bridging::answered(
+                    rt,
+                    ep,
+                    None,
+                    Action::next("the parker took the call back: `_`"),
+                );
             }
             Bridged::Hangup => return Action::stop("the parked caller hung up"),
             Bridged::Failed { .. } | Bridged::Timeout => {
                 if node.child(slot).is_some() || node.child("_").is_some() {
-                    return Action::go(slot.to_string(), format!("the parker did not answer: child \"{slot}\" (else `_`)"));
+                    return Action::go(
+                        slot.to_string(),
+                        format!("the parker did not answer: child \"{slot}\" (else `_`)"),
+                    );
                 }
                 rt.add("the parker did not answer and there is no child: the call stays parked");
             }
@@ -428,18 +548,28 @@ pub(crate) fn directory<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> 
     let docs = rt.docs;
     let dir = docs.get("directories", id);
     if dir.is_none() && !id.is_empty() {
-        rt.missing("directories", id, "its users are taken from the users' `directories` keys");
+        rt.missing(
+            "directories",
+            id,
+            "its users are taken from the users' `directories` keys",
+        );
     }
     let users: Vec<(&'a Doc, String)> = docs
         .all("users")
         .into_iter()
         .filter_map(|u| {
-            let cf = u.get("directories").and_then(|m| m.get(id)).and_then(Value::as_str)?;
+            let cf = u
+                .get("directories")
+                .and_then(|m| m.get(id))
+                .and_then(Value::as_str)?;
             Some((u, cf.to_string()))
         })
         .collect();
     if users.is_empty() {
-        rt.say(format!("dial-by-name directory {}: no users", label(dir, Some(id))));
+        rt.say(format!(
+            "dial-by-name directory {}: no users",
+            label(dir, Some(id))
+        ));
         return Action::next("empty directory: `_`");
     }
     let sort_by = dir.and_then(|d| text(d, "sort_by")).unwrap_or("last_name");
@@ -468,8 +598,14 @@ pub(crate) fn directory<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> 
         });
         match hit {
             Some((u, cf)) => {
-                rt.add(&format!("\"{digits}\" matches {}", label(Some(u), data::doc_id(u))));
-                return match docs.get("callflows", cf).and_then(|doc| FlowRef::from_callflow(cf, doc)) {
+                rt.add(&format!(
+                    "\"{digits}\" matches {}",
+                    label(Some(u), data::doc_id(u))
+                ));
+                return match docs
+                    .get("callflows", cf)
+                    .and_then(|doc| FlowRef::from_callflow(cf, doc))
+                {
                     Some(flow) => Action::Branch {
                         flow,
                         reason: format!("branches into the user's callflow {cf}"),
@@ -530,7 +666,9 @@ pub(crate) fn disa<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
     }
     for attempt in 1..=retries {
         if rt.script_exhausted() {
-            rt.assume("DISA asks for a number until the caller hangs up: assumed the caller hangs up");
+            rt.assume(
+                "DISA asks for a number until the caller hangs up: assumed the caller hangs up",
+            );
             rt.caller_gone = true;
             rt.destroyed = true;
             return Action::stop("the caller hung up");
@@ -552,7 +690,9 @@ pub(crate) fn disa<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
                     reason: format!("branches into callflow {} for {number}", route.callflow_id),
                 };
             }
-            _ => rt.add(&format!("no callflow for {number} (try {attempt} of {retries})")),
+            _ => rt.add(&format!(
+                "no callflow for {number} (try {attempt} of {retries})"
+            )),
         }
     }
     Action::next("retries exhausted: `_`")
@@ -567,7 +707,10 @@ pub(crate) fn transfer<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
     let kind = text(d, "transfer_type").unwrap_or("blind");
     rt.say(format!("{kind} transfer to {target}"));
     Action::End(
-        Ending::new(OutcomeKind::Transferred, format!("{kind} transfer to {target}"))
-            .at(Endpoint::new("number", Some(&target), None)),
+        Ending::new(
+            OutcomeKind::Transferred,
+            format!("{kind} transfer to {target}"),
+        )
+        .at(Endpoint::new("number", Some(&target), None)),
     )
 }

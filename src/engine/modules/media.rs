@@ -16,7 +16,10 @@ use crate::engine::trace::OutcomeKind;
 /// A hangup that happens while something plays: taken if it is the next event.
 fn hangup_during(rt: &mut Run<'_>) -> bool {
     if let Some(Event::Hangup) = rt.peek() {
-        matches!(rt.next_event("the end of the playback", |_| false), Next::Hangup)
+        matches!(
+            rt.next_event("the end of the playback", |_| false),
+            Next::Hangup
+        )
     } else {
         false
     }
@@ -36,8 +39,15 @@ pub(crate) fn play<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
         return Action::next("no media to play: `_`");
     };
     let name = media_name(rt, id);
-    let answer = if data::is_false(d, "answer") { "" } else { "answers and " };
-    let times = match (data::is_true(d, "endless_playback", false), data::int(d, "loop_count")) {
+    let answer = if data::is_false(d, "answer") {
+        ""
+    } else {
+        "answers and "
+    };
+    let times = match (
+        data::is_true(d, "endless_playback", false),
+        data::int(d, "loop_count"),
+    ) {
         (true, _) => " endlessly".to_string(),
         (_, Some(n)) if n > 1 => format!(" {n} times"),
         _ => String::new(),
@@ -54,7 +64,10 @@ pub(crate) fn play<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
 pub(crate) fn tts<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
     let d = node.data();
     let voice = text(d, "voice").unwrap_or("female");
-    rt.say(format!("speaks \"{}\" ({voice} voice)", text(d, "text").unwrap_or("")));
+    rt.say(format!(
+        "speaks \"{}\" ({voice} voice)",
+        text(d, "text").unwrap_or("")
+    ));
     if hangup_during(rt) {
         return Action::stop("the caller hung up during the speech: stop");
     }
@@ -62,7 +75,12 @@ pub(crate) fn tts<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
 }
 
 pub(crate) fn audio_macro<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
-    let items = node.data().get("macros").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let items = node
+        .data()
+        .get("macros")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     if items.is_empty() {
         rt.say("plays an audio macro with no items");
         return Action::next("empty macro: `_`");
@@ -93,11 +111,17 @@ pub(crate) fn collect_dtmf<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'
     let name = text(d, "collection_name").unwrap_or("default").to_string();
     let max = data::int(d, "max_digits").unwrap_or(1).max(1) as usize;
     let terms: Vec<char> = match d.get("terminators").or_else(|| d.get("terminator")) {
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).filter_map(|s| s.chars().next()).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .filter_map(|s| s.chars().next())
+            .collect(),
         Some(Value::String(s)) => s.chars().take(1).collect(),
         _ => vec!['#'],
     };
-    rt.say(format!("answers and collects up to {max} digit(s) into collection \"{name}\""));
+    rt.say(format!(
+        "answers and collects up to {max} digit(s) into collection \"{name}\""
+    ));
     match rt.digits(&format!("collect_dtmf \"{name}\""), max, &terms) {
         Digits::Hangup => {}
         Digits::Got(got) => {
@@ -122,7 +146,9 @@ pub(crate) fn send_dtmf<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> 
     rt.say(format!(
         "sends DTMF {} ({} ms each)",
         text(d, "digits").unwrap_or("(none)"),
-        d.get("duration_ms").and_then(data::to_text).unwrap_or_else(|| "2000".into())
+        d.get("duration_ms")
+            .and_then(data::to_text)
+            .unwrap_or_else(|| "2000".into())
     ));
     Action::next("`_`")
 }
@@ -160,8 +186,12 @@ pub(crate) fn record_caller<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<
         return Action::next("recording not allowed: `_`");
     };
     let limit = data::int(d, "time_limit").unwrap_or(3600);
-    rt.say(format!("answers and records the caller to {url} until a key is pressed (up to {limit} s)"));
-    match rt.next_event("the recording to end", |e| matches!(e, Event::Record | Event::Dtmf { leg: None, .. })) {
+    rt.say(format!(
+        "answers and records the caller to {url} until a key is pressed (up to {limit} s)"
+    ));
+    match rt.next_event("the recording to end", |e| {
+        matches!(e, Event::Record | Event::Dtmf { leg: None, .. })
+    }) {
         Next::Hangup => return Action::next("the caller hung up while recording"),
         Next::Got(_) => {}
         Next::Nothing => rt.assume("the caller records and stops"),
@@ -221,13 +251,18 @@ pub(crate) fn response<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
     rt.say(format!(
         "rejects the call with SIP {code}{}{}",
         message.map(|m| format!(" {m}")).unwrap_or_default(),
-        text(d, "media").map(|m| format!(", playing {m} first")).unwrap_or_default()
+        text(d, "media")
+            .map(|m| format!(", playing {m} first"))
+            .unwrap_or_default()
     ));
     // A final response ends the call; the executor's stop then finds the channel gone.
     rt.destroyed = true;
     let mut ending = Ending::new(
         OutcomeKind::Hangup,
-        format!("the call was answered with SIP {code}{}", message.map(|m| format!(" {m}")).unwrap_or_default()),
+        format!(
+            "the call was answered with SIP {code}{}",
+            message.map(|m| format!(" {m}")).unwrap_or_default()
+        ),
     );
     ending.cause = Some(format!("sip:{code}"));
     rt.pending = Some(ending);

@@ -32,7 +32,11 @@ fn profile(rt: &mut Run<'_>, node: &FlowRef<'_>) -> Menu {
     let docs = rt.docs;
     let doc = id.and_then(|id| docs.get("menus", id));
     if let (Some(id), None) = (id, doc) {
-        rt.missing("menus", id, "Kazoo runs the menu with its defaults (3 retries, 10 s, 4 digits, no hunt)");
+        rt.missing(
+            "menus",
+            id,
+            "Kazoo runs the menu with its defaults (3 retries, 10 s, 4 digits, no hunt)",
+        );
     }
     let empty = &data::EMPTY;
     let m = doc.unwrap_or(empty);
@@ -66,12 +70,25 @@ fn hunt_ok(menu: &Menu, digits: &str) -> Result<(), String> {
     if !menu.hunt_allow.is_empty() {
         match data::regex_matches(&menu.hunt_allow, digits) {
             Some(true) => {}
-            Some(false) => return Err(format!("\"{digits}\" does not match hunt_allow {:?}", menu.hunt_allow)),
-            None => return Err(format!("hunt_allow {:?} does not compile, so nothing is allowed", menu.hunt_allow)),
+            Some(false) => {
+                return Err(format!(
+                    "\"{digits}\" does not match hunt_allow {:?}",
+                    menu.hunt_allow
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "hunt_allow {:?} does not compile, so nothing is allowed",
+                    menu.hunt_allow
+                ))
+            }
         }
     }
     if !menu.hunt_deny.is_empty() && data::regex_matches(&menu.hunt_deny, digits) == Some(true) {
-        return Err(format!("\"{digits}\" matches hunt_deny {:?}", menu.hunt_deny));
+        return Err(format!(
+            "\"{digits}\" matches hunt_deny {:?}",
+            menu.hunt_deny
+        ));
     }
     Ok(())
 }
@@ -84,13 +101,19 @@ enum Matched<'a> {
 /// `try_match_digits`: a child keyed by the whole entry, else a hunted callflow.
 fn try_match<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>, menu: &Menu, digits: &str) -> Matched<'a> {
     if node.attemptable(digits) {
-        return Matched::Action(Action::child(digits, format!("\"{digits}\" is a child key")));
+        return Matched::Action(Action::child(
+            digits,
+            format!("\"{digits}\" is a child key"),
+        ));
     }
     let why = match hunt_ok(menu, digits) {
         Err(why) => why,
         Ok(()) => match rt.lookup(digits) {
             Some((route, Some(flow))) if !route.no_match => {
-                rt.add(&format!("hunts: {digits} reaches callflow {}; plays the transfer prompt", route.callflow_id));
+                rt.add(&format!(
+                    "hunts: {digits} reaches callflow {}; plays the transfer prompt",
+                    route.callflow_id
+                ));
                 rt.capture_group = route.capture_group.clone();
                 return Matched::Action(Action::Branch {
                     flow,
@@ -100,7 +123,9 @@ fn try_match<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>, menu: &Menu, digits: &str
                     ),
                 });
             }
-            Some((route, _)) if route.no_match => format!("hunt for {digits} only finds the no_match callflow"),
+            Some((route, _)) if route.no_match => {
+                format!("hunt for {digits} only finds the no_match callflow")
+            }
             _ => format!("hunt finds no callflow for {digits}"),
         },
     };
@@ -125,7 +150,10 @@ pub(crate) fn menu<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
     let mut attempt = 0;
     loop {
         if retries <= 0 {
-            rt.add(&format!("retries exhausted ({} allowed): plays the exit prompt", menu.retries));
+            rt.add(&format!(
+                "retries exhausted ({} allowed): plays the exit prompt",
+                menu.retries
+            ));
             if node.attemptable("max_retries") {
                 return Action::child("max_retries", "no valid entry within the retries");
             }
@@ -139,9 +167,16 @@ pub(crate) fn menu<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
         attempt += 1;
         let first_event = rt.peek();
         let row = rt.step_index();
-        let collected = rt.digits(&format!("menu {} entry {attempt}", menu.name), menu.max_len, &['#']);
+        let collected = rt.digits(
+            &format!("menu {} entry {attempt}", menu.name),
+            menu.max_len,
+            &['#'],
+        );
         if attempt > 1 {
-            let again = format!("menu {}: plays the greeting again (try {attempt})", menu.name);
+            let again = format!(
+                "menu {}: plays the greeting again (try {attempt})",
+                menu.name
+            );
             if rt.step_index() != row {
                 rt.say(again);
             } else {
@@ -168,7 +203,9 @@ pub(crate) fn menu<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
                 }
             }
             retries -= 1;
-            rt.reason(format!("nothing entered and no \"timeout\" child: retry ({retries} left)"));
+            rt.reason(format!(
+                "nothing entered and no \"timeout\" child: retry ({retries} left)"
+            ));
             continue;
         }
         rt.add(&format!("caller enters {digits}"));
@@ -208,16 +245,34 @@ mod tests {
     fn sim() -> Sim {
         Sim::new()
             .doc("menus", "m1", json!({"name": "Main", "retries": 3}))
-            .doc("users", "u1", json!({"first_name": "Ann", "last_name": "Lee"}))
+            .doc(
+                "users",
+                "u1",
+                json!({"first_name": "Ann", "last_name": "Lee"}),
+            )
             .doc("devices", "d1", json!({"name": "Desk", "owner_id": "u1"}))
-            .doc("vmboxes", "vm1", json!({"name": "Sales", "mailbox": "3001"}))
+            .doc(
+                "vmboxes",
+                "vm1",
+                json!({"name": "Sales", "mailbox": "3001"}),
+            )
     }
 
     #[test]
     fn an_invalid_key_costs_a_retry_then_a_valid_key_takes_its_child() {
-        let t = sim().events(json!([{"dtmf": "7"}, {"dtmf": "1"}, {"bridge": "answered"}])).run(menu_flow());
+        let t = sim()
+            .events(json!([{"dtmf": "7"}, {"dtmf": "1"}, {"bridge": "answered"}]))
+            .run(menu_flow());
         assert_eq!(walk(&t), ["menu", "menu->1", "user"]);
-        assert!(t.steps[0].reason.as_deref().unwrap().contains("invalid entry, retry (2 left)"), "{:?}", t.steps[0]);
+        assert!(
+            t.steps[0]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("invalid entry, retry (2 left)"),
+            "{:?}",
+            t.steps[0]
+        );
         assert_eq!(t.outcome.kind, OutcomeKind::Connected);
         assert!(t.warnings.is_empty(), "{:?}", t.warnings);
     }
@@ -238,7 +293,11 @@ mod tests {
         let t = sim().run(menu_flow());
         assert_eq!(walk(&t), ["menu"]);
         assert_eq!(t.outcome.kind, OutcomeKind::Hangup);
-        assert_eq!(codes(&t), ["default_assumed"; 3], "each entry times out by default");
+        assert_eq!(
+            codes(&t),
+            ["default_assumed"; 3],
+            "each entry times out by default"
+        );
     }
 
     #[test]
@@ -251,23 +310,39 @@ mod tests {
 
     #[test]
     fn hash_terminates_the_entry_so_a_hash_child_is_unreachable() {
-        let t = sim().events(json!([{"dtmf": "#"}, {"dtmf": "2"}])).run(menu_flow());
+        let t = sim()
+            .events(json!([{"dtmf": "#"}, {"dtmf": "2"}]))
+            .run(menu_flow());
         assert_eq!(walk(&t), ["menu", "menu->2", "voicemail"]);
         assert!(codes(&t).contains(&"kazoo_quirk"));
-        assert!(t.steps[0].reason.as_deref().unwrap().contains("nothing entered"));
+        assert!(t.steps[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("nothing entered"));
     }
 
     #[test]
     fn digits_after_hash_are_not_used() {
-        let t = sim().events(json!([{"dtmf": "1#5"}, {"bridge": "answered"}])).run(menu_flow());
+        let t = sim()
+            .events(json!([{"dtmf": "1#5"}, {"bridge": "answered"}]))
+            .run(menu_flow());
         assert_eq!(walk(&t), ["menu->1", "user"]);
         assert!(codes(&t).contains(&"digits_ignored"));
     }
 
     #[test]
     fn hunting_branches_into_the_dialled_extension_and_keeps_the_menu_wildcard() {
-        let mut s = sim().doc("menus", "m1", json!({"name": "Main", "hunt": true, "hunt_allow": "^2\\d{3}$"}));
-        s = s.doc("callflows", "cf2", json!({"flow": {"module": "hangup", "data": {}}}));
+        let mut s = sim().doc(
+            "menus",
+            "m1",
+            json!({"name": "Main", "hunt": true, "hunt_allow": "^2\\d{3}$"}),
+        );
+        s = s.doc(
+            "callflows",
+            "cf2",
+            json!({"flow": {"module": "hangup", "data": {}}}),
+        );
         s.plan = std::mem::take(&mut s.plan).with("2001", "cf2");
         let mut flow = menu_flow();
         flow["children"]["_"] = json!({"module": "play", "data": {"id": "bye"}});
@@ -278,12 +353,18 @@ mod tests {
             .doc("menus", "m1", json!({"hunt": true, "hunt_allow": "^3"}))
             .events(json!([{"dtmf": "2001"}, {"dtmf": "1"}, {"bridge": "answered"}]))
             .run(menu_flow());
-        assert!(denied.steps[0].reason.as_deref().unwrap().contains("hunt_allow"));
+        assert!(denied.steps[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("hunt_allow"));
     }
 
     #[test]
     fn a_missing_menu_document_runs_with_defaults() {
-        let t = Sim::new().events(json!([{"dtmf": "1"}, {"bridge": "answered"}])).run(menu_flow());
+        let t = Sim::new()
+            .events(json!([{"dtmf": "1"}, {"bridge": "answered"}]))
+            .run(menu_flow());
         assert!(codes(&t).contains(&"document_missing"));
         assert_eq!(walk(&t)[0], "menu->1");
     }

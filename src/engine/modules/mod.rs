@@ -20,19 +20,84 @@ pub(crate) type Handler = for<'a> fn(&mut Run<'a>, &FlowRef<'a>) -> Action<'a>;
 
 /// Every callflow module Kazoo implements (74 in applications/callflow plus 4 ACDc ones).
 pub const MODULES: [&str; 78] = [
-    "acdc_agent", "acdc_member", "acdc_queue", "acdc_wait_time", "after_bridge", "answer",
-    "audio_macro", "branch_bnumber", "branch_variable", "call_forward", "call_waiting",
-    "callflow", "camping_feature", "check_cid", "cidlistmatch", "collect_dtmf", "conference",
-    "conference_feature", "dead_air", "device", "directory", "disa", "do_not_disturb",
-    "dynamic_cid", "eavesdrop", "eavesdrop_feature", "edr", "fax_detect", "faxbox",
-    "flush_dtmf", "function", "group", "group_pickup", "group_pickup_feature", "hangup",
-    "hotdesk", "intercept", "intercept_feature", "intercom", "language", "lookupcidname",
-    "manual_presence", "menu", "missed_call_alert", "move", "nomorobo", "noop", "notification",
-    "offnet", "page_group", "park", "pivot", "play", "prepend_cid", "privacy", "receive_fax",
-    "record_call", "record_caller", "resources", "response", "ring_group", "ring_group_toggle",
-    "route_to_cid", "send_dtmf", "set", "set_alert_info", "set_cid", "set_variable",
-    "set_variables", "skel", "sleep", "temporal_route", "transfer", "tts", "user", "voicemail",
-    "wait_for_hangup", "webhook",
+    "acdc_agent",
+    "acdc_member",
+    "acdc_queue",
+    "acdc_wait_time",
+    "after_bridge",
+    "answer",
+    "audio_macro",
+    "branch_bnumber",
+    "branch_variable",
+    "call_forward",
+    "call_waiting",
+    "callflow",
+    "camping_feature",
+    "check_cid",
+    "cidlistmatch",
+    "collect_dtmf",
+    "conference",
+    "conference_feature",
+    "dead_air",
+    "device",
+    "directory",
+    "disa",
+    "do_not_disturb",
+    "dynamic_cid",
+    "eavesdrop",
+    "eavesdrop_feature",
+    "edr",
+    "fax_detect",
+    "faxbox",
+    "flush_dtmf",
+    "function",
+    "group",
+    "group_pickup",
+    "group_pickup_feature",
+    "hangup",
+    "hotdesk",
+    "intercept",
+    "intercept_feature",
+    "intercom",
+    "language",
+    "lookupcidname",
+    "manual_presence",
+    "menu",
+    "missed_call_alert",
+    "move",
+    "nomorobo",
+    "noop",
+    "notification",
+    "offnet",
+    "page_group",
+    "park",
+    "pivot",
+    "play",
+    "prepend_cid",
+    "privacy",
+    "receive_fax",
+    "record_call",
+    "record_caller",
+    "resources",
+    "response",
+    "ring_group",
+    "ring_group_toggle",
+    "route_to_cid",
+    "send_dtmf",
+    "set",
+    "set_alert_info",
+    "set_cid",
+    "set_variable",
+    "set_variables",
+    "skel",
+    "sleep",
+    "temporal_route",
+    "transfer",
+    "tts",
+    "user",
+    "voicemail",
+    "wait_for_hangup",
+    "webhook",
 ];
 
 /// The handler for a module name, `None` when Kazoo has no such module.
@@ -130,19 +195,26 @@ mod tests {
         for m in MODULES {
             assert!(handler(m).is_some(), "{m} has no handler");
         }
-        assert!(handler("onnet").is_none() && handler("queue").is_none() && handler("say").is_none());
+        assert!(
+            handler("onnet").is_none() && handler("queue").is_none() && handler("say").is_none()
+        );
     }
 
     #[test]
     fn the_list_matches_the_schemas_when_present() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/kazoo/schemas");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/reference/kazoo/schemas");
         let Ok(entries) = std::fs::read_dir(&dir) else {
             println!("SKIPPED: ../shared not present");
             return;
         };
         let mut names: Vec<String> = entries
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter_map(|f| f.strip_prefix("callflows.")?.strip_suffix(".json").map(str::to_string))
+            .filter_map(|f| {
+                f.strip_prefix("callflows.")?
+                    .strip_suffix(".json")
+                    .map(str::to_string)
+            })
             .filter(|m| m != "action" && !m.contains('.'))
             .collect();
         names.sort();

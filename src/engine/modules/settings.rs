@@ -22,7 +22,11 @@ pub(crate) fn set_cid<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
         Some("") => "erased".to_string(),
         Some(s) => format!("\"{s}\""),
     };
-    rt.say(format!("sets the caller id name {} and number {}", show(name), show(number)));
+    rt.say(format!(
+        "sets the caller id name {} and number {}",
+        show(name),
+        show(number)
+    ));
     if let Some(n) = name {
         rt.cid_name = (!n.is_empty()).then(|| n.to_string());
     }
@@ -85,11 +89,17 @@ pub(crate) fn dynamic_cid<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a
             let found = entries.iter().find_map(|e| {
                 let len = data::int(e, "capture_group_length").unwrap_or(2).max(0) as usize;
                 let key: String = cg.chars().take(len).collect();
-                (text(e, "capture_group_key") == Some(key.as_str())).then(|| (*e, cg.chars().skip(len).collect::<String>()))
+                (text(e, "capture_group_key") == Some(key.as_str()))
+                    .then(|| (*e, cg.chars().skip(len).collect::<String>()))
             });
             let Some((entry, dest)) = found else {
-                rt.say(format!("looks up caller id list {} ({a}) for {cg}: no entry", label(rt.docs.get("lists", list_id), Some(list_id))));
-                return Action::stop("no list entry: plays \"cannot be completed as dialled\" and stops");
+                rt.say(format!(
+                    "looks up caller id list {} ({a}) for {cg}: no entry",
+                    label(rt.docs.get("lists", list_id), Some(list_id))
+                ));
+                return Action::stop(
+                    "no list entry: plays \"cannot be completed as dialled\" and stops",
+                );
             };
             if let Some(n) = text(entry, "number") {
                 rt.cid_number = Some(n.to_string());
@@ -109,7 +119,9 @@ pub(crate) fn dynamic_cid<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a
                     flow,
                     reason: format!("branches into callflow {} for {dest}", route.callflow_id),
                 },
-                _ => Action::stop(format!("no usable callflow for {dest}: plays \"invalid extension\" and stops")),
+                _ => Action::stop(format!(
+                    "no usable callflow for {dest}: plays \"invalid extension\" and stops"
+                )),
             }
         }
         _ => {
@@ -119,11 +131,15 @@ pub(crate) fn dynamic_cid<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a
             rt.say(format!("asks the caller to key in a caller id number ({min}-{max} digits matching {regex:?})"));
             match rt.digits("the new caller id number", max, &['#']) {
                 Digits::Hangup => return Action::stop("the caller hung up"),
-                Digits::Got(n) if n.len() >= min && data::regex_matches(regex, &n) == Some(true) => {
+                Digits::Got(n)
+                    if n.len() >= min && data::regex_matches(regex, &n) == Some(true) =>
+                {
                     rt.add(&format!("caller id number set to {n}"));
                     rt.cid_number = Some(n);
                 }
-                Digits::Got(n) => rt.add(&format!("\"{n}\" is rejected: the caller id stays as it was")),
+                Digits::Got(n) => rt.add(&format!(
+                    "\"{n}\" is rejected: the caller id stays as it was"
+                )),
             }
             Action::next("`_`")
         }
@@ -133,21 +149,36 @@ pub(crate) fn dynamic_cid<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a
 pub(crate) fn lookupcidname<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
     let d = node.data();
     let number = rt.cid_number.clone().unwrap_or_default();
-    let lists: Vec<String> = data::strings(d, "lists").into_iter().map(str::to_string).collect();
+    let lists: Vec<String> = data::strings(d, "lists")
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     let mut found = None;
     for l in &lists {
         let entries = list_entries(rt, l);
         if let Some((e, how)) = match_list(&entries, &number) {
-            found = Some((text(e, "displayname").or_else(|| text(e, "name")).unwrap_or("").to_string(), how));
+            found = Some((
+                text(e, "displayname")
+                    .or_else(|| text(e, "name"))
+                    .unwrap_or("")
+                    .to_string(),
+                how,
+            ));
             break;
         }
     }
     match found {
         Some((name, how)) => {
-            rt.say(format!("looks caller id {number} up in {} list(s): \"{name}\" ({how})", lists.len()));
+            rt.say(format!(
+                "looks caller id {number} up in {} list(s): \"{name}\" ({how})",
+                lists.len()
+            ));
             rt.quirk("lookupcidname passes the renamed call only to continue, so Kazoo discards the new caller id name");
         }
-        None => rt.say(format!("looks caller id {number} up in {} list(s): not found", lists.len())),
+        None => rt.say(format!(
+            "looks caller id {number} up in {} list(s): not found",
+            lists.len()
+        )),
     }
     Action::next("`_`")
 }
@@ -164,7 +195,9 @@ pub(crate) fn set_variable<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'
     };
     match ccv {
         Some(name) => {
-            rt.say(format!("sets channel variable {name} = {value} on leg {channel}"));
+            rt.say(format!(
+                "sets channel variable {name} = {value} on leg {channel}"
+            ));
             let key = normalize_key(name);
             rt.ccvs.retain(|(k, _)| *k != key);
             rt.ccvs.push((key, value));
@@ -177,9 +210,21 @@ pub(crate) fn set_variable<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'
 }
 
 pub(crate) fn set_variables<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
-    let cavs = node.data().get("custom_application_vars").and_then(Value::as_object);
-    let names: Vec<&str> = cavs.map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
-    rt.say(format!("sets custom application variables: {}", if names.is_empty() { "none".into() } else { names.join(", ") }));
+    let cavs = node
+        .data()
+        .get("custom_application_vars")
+        .and_then(Value::as_object);
+    let names: Vec<&str> = cavs
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    rt.say(format!(
+        "sets custom application variables: {}",
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
+    ));
     Action::next("`_`")
 }
 
@@ -190,12 +235,18 @@ pub(crate) fn set<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
 }
 
 pub(crate) fn set_alert_info<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
-    rt.say(format!("sets Alert-Info to \"{}\"", text(node.data(), "alert_info").unwrap_or("")));
+    rt.say(format!(
+        "sets Alert-Info to \"{}\"",
+        text(node.data(), "alert_info").unwrap_or("")
+    ));
     Action::next("`_`")
 }
 
 pub(crate) fn language<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
-    rt.say(format!("sets the call's language to {}", text(node.data(), "language").unwrap_or("(none)")));
+    rt.say(format!(
+        "sets the call's language to {}",
+        text(node.data(), "language").unwrap_or("(none)")
+    ));
     Action::next("`_`")
 }
 
@@ -217,7 +268,9 @@ pub(crate) fn after_bridge<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'
         Some("hangup") => "hang up",
         _ => "do what data says",
     };
-    rt.say(format!("arranges that after the next bridge ends the call will {what}"));
+    rt.say(format!(
+        "arranges that after the next bridge ends the call will {what}"
+    ));
     Action::next("`_`")
 }
 
@@ -230,11 +283,19 @@ pub(crate) fn webhook<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
     let d = node.data();
     let uri = text(d, "uri").unwrap_or("(no uri)");
     let verb = text(d, "http_verb").unwrap_or("post");
-    rt.say(format!("fires a webhook ({verb} {uri}) and carries on without waiting"));
+    rt.say(format!(
+        "fires a webhook ({verb} {uri}) and carries on without waiting"
+    ));
     if let Some(Event::Webhook(ok)) = rt.peek() {
         let ok = *ok;
-        if let Next::Got(_) = rt.next_event("the webhook's delivery", |e| matches!(e, Event::Webhook(_))) {
-            rt.add(if ok { "delivered" } else { "delivery failed (it does not change the path)" });
+        if let Next::Got(_) =
+            rt.next_event("the webhook's delivery", |e| matches!(e, Event::Webhook(_)))
+        {
+            rt.add(if ok {
+                "delivered"
+            } else {
+                "delivery failed (it does not change the path)"
+            });
         }
     }
     Action::next("`_`")
@@ -257,7 +318,9 @@ pub(crate) fn notification<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'
         (None, _) => "notification without a template_id: nothing is sent".into(),
         (Some(t), "callflow_exec") => format!("sends notification {t} now"),
         (Some(t), "channel_destroy") => format!("arms notification {t} for when the call ends"),
-        (Some(_), other) => format!("notification with send_at \"{other}\": Kazoo logs a warning, nothing is sent"),
+        (Some(_), other) => {
+            format!("notification with send_at \"{other}\": Kazoo logs a warning, nothing is sent")
+        }
     });
     Action::next("`_`")
 }
