@@ -154,13 +154,11 @@ pub(crate) fn answered<'a>(
         .name
         .clone()
         .unwrap_or_else(|| endpoint.kind.clone());
-    rt.pending = Some(
-        Ending::new(
-            OutcomeKind::Connected,
-            format!("the call is answered by {name}"),
-        )
-        .at(endpoint),
-    );
+    let detail = match endpoint.kind.as_str() {
+        "resources" => format!("the carrier call to {name} is answered"),
+        _ => format!("the call is answered by {name}"),
+    };
+    rt.pending = Some(Ending::new(OutcomeKind::Connected, detail).at(endpoint));
     if let Some(action) = metaflows::during_bridge(rt, callee) {
         return action;
     }
@@ -231,10 +229,12 @@ pub(crate) fn user<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
     let strategy = text(d, "strategy").unwrap_or("simultaneous");
     let t = timeout(d, DEFAULT_TIMEOUT_S);
     if eps.is_empty() {
-        rt.say(format!(
-            "rings user {name}: no device can ring{}",
+        let why = if skipped.is_empty() {
+            " (the user owns no devices)".to_string()
+        } else {
             skipped_note(&skipped)
-        ));
+        };
+        rt.say(format!("rings user {name}: no device can ring{why}"));
         return Action::next("the user has no endpoints: continue to `_`");
     }
     rt.say(format!(

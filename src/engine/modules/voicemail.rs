@@ -54,9 +54,15 @@ fn check<'a>(
     name: &str,
     verb: &str,
 ) -> Action<'a> {
-    rt.add(&format!(
-        "answers; the caller {verb} voicemail box {name} (PIN, then the message menus)"
-    ));
+    if id.is_none() {
+        rt.add(&format!(
+            "answers; the caller {verb} voicemail: Kazoo asks for the mailbox number, then the PIN, then the message menus"
+        ));
+    } else {
+        rt.add(&format!(
+            "answers; the caller {verb} voicemail box {name} (PIN, then the message menus)"
+        ));
+    }
     rt.warn(
         "not_simulated",
         "the mailbox login and message menus are not simulated: assumed the caller listens and leaves them",
@@ -64,7 +70,10 @@ fn check<'a>(
     rt.pending = Some(
         Ending::new(
             OutcomeKind::Voicemail,
-            format!("the caller checks voicemail box {name}"),
+            match id {
+                Some(_) => format!("the caller checks voicemail box {name}"),
+                None => "the caller checks a voicemail box".to_string(),
+            },
         )
         .at(endpoint(vmbox, id)),
     );
