@@ -15,6 +15,8 @@ pub mod cpu;
 pub mod documents;
 /// Pure domain rules: ids, numbers, callflow documents.
 pub mod domain;
+/// Callflow simulation: Kazoo's executor and modules, pure.
+pub mod engine;
 /// Which callflow a dialled number reaches.
 pub mod routing;
 /// Schema registry and the Kazoo validation dialect.

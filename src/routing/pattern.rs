@@ -110,6 +110,31 @@ pub fn compile(pattern: &str) -> Result<Regex, PatternError> {
         .map_err(|e| PatternError(describe(&e, pattern)))
 }
 
+/// Most distinct patterns [`cached`] keeps before starting over.
+const CACHE_CAP: usize = 512;
+
+/// Process-wide cache of [`compile`] results, for regexes read from documents at run time
+/// (the engine's check_cid, menu hunt rules, list entries, metaflow patterns), so a
+/// simulation step never compiles a regex it has seen before.
+static CACHE: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, Option<Regex>>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// [`compile`] through the cache; `None` when the pattern does not compile.
+pub fn cached(pattern: &str) -> Option<Regex> {
+    // A poisoned lock only means a panic elsewhere mid-insert; the map is still a valid cache.
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(hit) = cache.get(pattern) {
+        return hit.clone();
+    }
+    if cache.len() >= CACHE_CAP {
+        cache.clear();
+    }
+    let compiled = compile(pattern).ok();
+    cache.insert(pattern.to_string(), compiled.clone());
+    compiled
+}
+
 fn describe(e: &regex::Error, pattern: &str) -> String {
     match e {
         regex::Error::CompiledTooBig(_) => "pattern too large once compiled".to_string(),

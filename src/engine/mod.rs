@@ -1,0 +1,376 @@
+//! The callflow engine: what Kazoo would do, step by step, with a dialled number, a caller, a
+//! moment in time and a script of outside events.
+//!
+//! Owns the executor (continue / attempt / branch / stop, return stack, branch budget; see
+//! [`exec`]), one file per module family under [`modules`], metaflows, the event script and
+//! the trace. It is pure: no store, no HTTP, no clock, no async; documents come in through
+//! [`Documents`], routing through [`Dialplan`], time through [`Call::now`]. What Kazoo does
+//! and where we differ is written down in docs/simulation.md.
+
+mod data;
+pub mod events;
+mod exec;
+pub mod metaflows;
+pub mod modules;
+pub mod temporal;
+#[cfg(test)]
+pub(crate) mod testkit;
+pub mod trace;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Map, Value};
+
+pub use events::{parse_events, Event, EventError};
+pub use trace::{Endpoint, Outcome, OutcomeKind, Step, Trace, Warning};
+
+/// A JSON object, as documents are stored.
+pub type Doc = Map<String, Value>;
+
+/// Documents the engine may read. Type names are the URL names: "callflows", "users",
+/// "devices", "vmboxes", "groups", "menus", "temporal_rules", "temporal_rules_sets", "lists",
+/// "media", "faxboxes", "resources". Object-safe.
+pub trait Documents {
+    fn get(&self, doc_type: &str, id: &str) -> Option<&Doc>;
+    /// Documents of `doc_type` whose `owner_id` is `owner_id` (a user's devices), in a stable
+    /// order.
+    fn owned_by(&self, doc_type: &str, owner_id: &str) -> Vec<&Doc>;
+    /// Every document of a type (e.g. the account's "resources"), stable order.
+    fn all(&self, doc_type: &str) -> Vec<&Doc>;
+    /// The account document (timezone, metaflows, caller_id, ...), if known.
+    fn account(&self) -> Option<&Doc>;
+}
+
+/// In-memory documents: type -> id -> document, plus the account document. `insert`
+/// overwrites, so inline drafts inserted after stored documents win.
+#[derive(Debug, Clone, Default)]
+pub struct DocumentSet {
+    docs: HashMap<String, BTreeMap<String, Doc>>,
+    account: Option<Doc>,
+}
+
+impl DocumentSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces one document. The id is also written into `id` when the document has
+    /// none, so listings of `owned_by`/`all` can name it.
+    pub fn insert(&mut self, doc_type: &str, id: &str, mut doc: Doc) {
+        if !doc.contains_key("id") && !doc.contains_key("_id") {
+            doc.insert("id".into(), Value::String(id.to_string()));
+        }
+        self.docs
+            .entry(doc_type.to_string())
+            .or_default()
+            .insert(id.to_string(), doc);
+    }
+
+    pub fn set_account(&mut self, doc: Doc) {
+        self.account = Some(doc);
+    }
+
+    /// How many documents the set holds (account excluded).
+    pub fn len(&self) -> usize {
+        self.docs.values().map(BTreeMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Documents for DocumentSet {
+    fn get(&self, doc_type: &str, id: &str) -> Option<&Doc> {
+        self.docs.get(doc_type)?.get(id)
+    }
+
+    fn owned_by(&self, doc_type: &str, owner_id: &str) -> Vec<&Doc> {
+        self.docs
+            .get(doc_type)
+            .map(|m| {
+                m.values()
+                    .filter(|d| d.get("owner_id").and_then(Value::as_str) == Some(owner_id))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn all(&self, doc_type: &str) -> Vec<&Doc> {
+        self.docs
+            .get(doc_type)
+            .map(|m| m.values().collect())
+            .unwrap_or_default()
+    }
+
+    fn account(&self) -> Option<&Doc> {
+        self.account.as_ref()
+    }
+}
+
+/// What a run asked for and did not find (or enumerated): the caller can fetch these from its
+/// store, add them to the document set and run again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "need", rename_all = "snake_case")]
+pub enum Need {
+    Doc { doc_type: String, id: String },
+    OwnedBy { doc_type: String, owner_id: String },
+    All { doc_type: String },
+    Account,
+}
+
+/// Wraps a [`Documents`] and records each miss and each enumeration once.
+pub struct Recorder<'a> {
+    inner: &'a dyn Documents,
+    needs: RefCell<Vec<Need>>,
+}
+
+impl<'a> Recorder<'a> {
+    pub fn new(inner: &'a dyn Documents) -> Self {
+        Self {
+            inner,
+            needs: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// What was missed or enumerated, in the order first asked.
+    pub fn needs(&self) -> Vec<Need> {
+        self.needs.borrow().clone()
+    }
+
+    fn note(&self, need: Need) {
+        let mut needs = self.needs.borrow_mut();
+        if !needs.contains(&need) {
+            needs.push(need);
+        }
+    }
+}
+
+impl Documents for Recorder<'_> {
+    fn get(&self, doc_type: &str, id: &str) -> Option<&Doc> {
+        let found = self.inner.get(doc_type, id);
+        if found.is_none() {
+            self.note(Need::Doc {
+                doc_type: doc_type.to_string(),
+                id: id.to_string(),
+            });
+        }
+        found
+    }
+
+    fn owned_by(&self, doc_type: &str, owner_id: &str) -> Vec<&Doc> {
+        self.note(Need::OwnedBy {
+            doc_type: doc_type.to_string(),
+            owner_id: owner_id.to_string(),
+        });
+        self.inner.owned_by(doc_type, owner_id)
+    }
+
+    fn all(&self, doc_type: &str) -> Vec<&Doc> {
+        self.note(Need::All {
+            doc_type: doc_type.to_string(),
+        });
+        self.inner.all(doc_type)
+    }
+
+    fn account(&self) -> Option<&Doc> {
+        let found = self.inner.account();
+        if found.is_none() {
+            self.note(Need::Account);
+        }
+        found
+    }
+}
+
+/// Which callflow a number reaches, for modules that look numbers up mid-call (menu hunt,
+/// privacy, intercom, branch_bnumber hunt, disa, dynamic_cid lists, metaflow callflow, ...).
+/// The implementation applies Kazoo's lookup (numbers, then the longest pattern capture,
+/// then `no_match` when the caller may use it).
+pub trait Dialplan {
+    fn lookup(&self, number: &str) -> Option<Route>;
+}
+
+/// A lookup's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Route {
+    pub callflow_id: String,
+    /// The longest captured group of the winning pattern, if a pattern won.
+    pub capture_group: Option<String>,
+    /// The callflow is the account's `no_match` callflow.
+    pub no_match: bool,
+}
+
+/// A dial plan that finds nothing.
+pub struct NoDialplan;
+
+impl Dialplan for NoDialplan {
+    fn lookup(&self, _number: &str) -> Option<Route> {
+        None
+    }
+}
+
+impl<F: Fn(&str) -> Option<Route>> Dialplan for F {
+    fn lookup(&self, number: &str) -> Option<Route> {
+        self(number)
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    pub id_number: Option<String>,
+    pub id_name: Option<String>,
+    /// The calling device (on-net when this or `user_id` is set).
+    pub device_id: Option<String>,
+    pub user_id: Option<String>,
+}
+
+impl Caller {
+    /// Kazoo's "authorized" caller: one of the account's own endpoints.
+    pub fn on_net(&self) -> bool {
+        self.device_id.is_some() || self.user_id.is_some()
+    }
+}
+
+/// The simulated call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The number as dialled.
+    pub number: String,
+    pub caller: Caller,
+    pub now: chrono::DateTime<chrono::Utc>,
+    pub events: Vec<Event>,
+    /// Steps after which the simulation stops with `step_limit`.
+    pub max_steps: usize,
+}
+
+/// The default step limit.
+pub const DEFAULT_MAX_STEPS: usize = 1000;
+
+impl Call {
+    pub fn new(number: impl Into<String>, now: chrono::DateTime<chrono::Utc>) -> Self {
+        Call {
+            number: number.into(),
+            caller: Caller::default(),
+            now,
+            events: Vec::new(),
+            max_steps: DEFAULT_MAX_STEPS,
+        }
+    }
+}
+
+/// Where the call enters: the callflow the lookup chose.
+#[derive(Debug, Clone, Copy)]
+pub struct Start<'a> {
+    pub callflow_id: &'a str,
+    pub callflow: &'a Doc,
+    /// The pattern's capture, when a pattern matched.
+    pub capture_group: Option<&'a str>,
+}
+
+/// Runs the call through the callflow with Kazoo's semantics and reports every step.
+pub fn simulate(
+    start: Start<'_>,
+    call: &Call,
+    docs: &dyn Documents,
+    dialplan: &dyn Dialplan,
+) -> Trace {
+    exec::run(start, call, docs, dialplan)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::testkit::{obj, walk, Plan};
+    use super::*;
+
+    #[test]
+    fn a_draft_with_inline_documents_overrides_the_stored_ones() {
+        // Stored: the menu has no "1" key worth taking; the draft's inline menu and user win.
+        let mut docs = DocumentSet::new();
+        docs.insert("menus", "m1", obj(json!({"name": "Stored", "retries": 1})));
+        docs.insert("users", "u1", obj(json!({"first_name": "Old"})));
+        docs.insert("menus", "m1", obj(json!({"name": "Draft", "retries": 2})));
+        docs.insert("users", "u1", obj(json!({"first_name": "New"})));
+        docs.insert(
+            "devices",
+            "d1",
+            obj(json!({"owner_id": "u1", "name": "Desk"})),
+        );
+        let cf = obj(
+            json!({"flow": {"module": "menu", "data": {"id": "m1"}, "children": {"1": {"module": "user", "data": {"id": "u1"}}}}}),
+        );
+        let mut call = Call::new("100", chrono::DateTime::default());
+        call.events = parse_events(&[
+            json!({"dtmf": "9"}),
+            json!({"dtmf": "1"}),
+            json!({"bridge": "answered"}),
+        ])
+        .unwrap();
+        let t = simulate(
+            Start {
+                callflow_id: "draft",
+                callflow: &cf,
+                capture_group: None,
+            },
+            &call,
+            &docs,
+            &Plan::default(),
+        );
+        assert!(t.steps[0].summary.contains("'Draft'"));
+        assert_eq!(
+            walk(&t),
+            ["menu", "menu->1", "user"],
+            "two retries in the draft, one in the stored menu"
+        );
+        assert_eq!(
+            t.outcome.endpoint.as_ref().and_then(|e| e.name.as_deref()),
+            Some("New")
+        );
+    }
+
+    #[test]
+    fn the_recorder_lists_misses_and_enumerations_once() {
+        let docs = DocumentSet::new();
+        let rec = Recorder::new(&docs);
+        let cf = obj(
+            json!({"flow": {"module": "user", "data": {"id": "u1"}, "children": {"_": {"module": "user", "data": {"id": "u1"}}}}}),
+        );
+        let call = Call::new("100", chrono::DateTime::default());
+        let _ = simulate(
+            Start {
+                callflow_id: "c",
+                callflow: &cf,
+                capture_group: None,
+            },
+            &call,
+            &rec,
+            &NoDialplan,
+        );
+        assert_eq!(
+            rec.needs(),
+            vec![
+                Need::Account,
+                Need::Doc {
+                    doc_type: "users".into(),
+                    id: "u1".into()
+                },
+                Need::OwnedBy {
+                    doc_type: "devices".into(),
+                    owner_id: "u1".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_trace_serialises_with_snake_case_kinds() {
+        let t = Trace::no_route("no callflow takes 999");
+        assert_eq!(
+            serde_json::to_value(&t).unwrap(),
+            json!({"steps": [], "outcome": {"kind": "no_route", "detail": "no callflow takes 999"}, "warnings": []})
+        );
+    }
+}
