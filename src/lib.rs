@@ -23,6 +23,8 @@ pub mod routing;
 pub mod schema;
 /// The HTTP server loop: connection budget, timeouts, bounded shutdown.
 pub mod server;
+/// Simulations against an account's stored documents (lookup, engine, fetches).
+pub mod simulation;
 /// Service assembly and lifecycle.
 pub mod startup;
 /// Persistence backends behind one trait.

@@ -17,6 +17,7 @@ pub mod lookup;
 pub mod reply;
 pub mod request;
 pub mod schemas;
+mod simulations;
 
 use std::sync::Arc;
 
@@ -104,6 +105,7 @@ pub fn router(state: AppState) -> Router {
         .merge(documents::router())
         .merge(documents::entries_router())
         .merge(documents::owner_router())
+        .merge(simulations::router())
         .merge(lookup::router())
         .route("/metrics", get(metrics))
         .merge(schemas::router())

@@ -381,8 +381,9 @@ impl Pipeline {
     }
 
     /// Validation off the async workers: the type's schema with defaults applied, and for
-    /// callflows Kazoo's number and pattern pre-checks and our limits.
-    async fn validate(
+    /// callflows Kazoo's number and pattern pre-checks and our limits. Saves run it; so do
+    /// drafts that are simulated, not saved.
+    pub async fn validate(
         &self,
         kind: Kind,
         account: &Account,
