@@ -503,3 +503,83 @@ fn respond(lookup: Value, trace: &engine::Trace) -> Value {
     }
     Value::Object(data)
 }
+
+/// A simulation's `data` as a readable tree: the lookup, one line per step indented by its
+/// return-stack depth (with the event it consumed and the branch it took), the outcome and
+/// the warnings. For terminals; the JSON is the contract.
+pub fn render_tree(data: &Value) -> String {
+    use std::fmt::Write;
+    let text = |v: &Value| v.as_str().map(str::to_string).unwrap_or_default();
+    let mut out = String::new();
+    let lookup = &data["lookup"];
+    if lookup.is_null() {
+        let _ = writeln!(out, "lookup: no callflow");
+    } else {
+        let _ = writeln!(
+            out,
+            "lookup: {} {:?} -> callflow {}",
+            text(&lookup["match"]["type"]),
+            text(&lookup["match"]["value"]),
+            text(&lookup["callflow_id"]),
+        );
+    }
+    let steps = data["steps"].as_array().cloned().unwrap_or_default();
+    let mut document = String::new();
+    for (i, step) in steps.iter().enumerate() {
+        let depth = step["depth"].as_u64().unwrap_or(0) as usize;
+        let pad = "   ".repeat(depth);
+        let last = i + 1 == steps.len();
+        let (branch_glyph, rail) = if last {
+            ("`--", "    ")
+        } else {
+            ("|--", "|   ")
+        };
+        let callflow = text(&step["callflow_id"]);
+        if callflow != document {
+            let _ = writeln!(out, "{pad}[callflow {callflow}]");
+            document = callflow;
+        }
+        let _ = writeln!(
+            out,
+            "{pad}{branch_glyph} {i}. {} ({}): {}",
+            text(&step["module"]),
+            text(&step["path"]),
+            text(&step["summary"]),
+        );
+        if let Some(event) = step.get("event").filter(|e| !e.is_null()) {
+            let _ = writeln!(out, "{pad}{rail}   event: {event}");
+        }
+        match step.get("branch").and_then(Value::as_str) {
+            Some(branch) => {
+                let _ = writeln!(
+                    out,
+                    "{pad}{rail}   -> \"{branch}\": {}",
+                    text(&step["reason"])
+                );
+            }
+            None => {
+                if let Some(reason) = step.get("reason").and_then(Value::as_str) {
+                    let _ = writeln!(out, "{pad}{rail}   {reason}");
+                }
+            }
+        }
+    }
+    let outcome = &data["outcome"];
+    let _ = write!(out, "outcome: {}", text(&outcome["kind"]));
+    if let Some(step) = outcome.get("step").and_then(Value::as_u64) {
+        let _ = write!(out, " at step {step}");
+    }
+    if let Some(detail) = outcome.get("detail").and_then(Value::as_str) {
+        let _ = write!(out, ": {detail}");
+    }
+    out.push('\n');
+    for warning in data["warnings"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "warning {}: {}",
+            text(&warning["code"]),
+            text(&warning["message"])
+        );
+    }
+    out
+}

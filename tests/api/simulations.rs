@@ -560,3 +560,62 @@ async fn a_user_who_does_not_answer_goes_to_voicemail_with_the_lookup_explained(
     assert!(walk(&t).len() >= 2);
     assert!(!warned(&t, "document_missing"), "{t}");
 }
+
+/// `callflowd simulate` prints the data the API answers (same request, same instant), or the
+/// path as a tree.
+#[tokio::test]
+async fn the_cli_prints_what_the_api_answers() {
+    let f = fixture().await;
+    let menu = save(&f.app, "menus", json!({"name": "Main"})).await;
+    f.flow(
+        "5000",
+        json!({"module": "menu", "data": {"id": menu},
+               "children": {"1": f.device(), "_": f.voicemail()}}),
+    )
+    .await;
+    let events = json!([{"dtmf": "1"}, {"bridge": "failed", "cause": "NO_ANSWER"}]);
+    let at = "2026-11-27T15:00:00Z";
+    let api = simulate(
+        &f.app,
+        json!({"number": "5000", "now": at, "caller": {"id_number": "+14155550100"}, "events": events}),
+    )
+    .await;
+    let run = |format: &'static str| {
+        let (url, account, events) = (
+            f.app.database_url.clone(),
+            f.app.admin_account.clone(),
+            events.to_string(),
+        );
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_callflowd"))
+                    .args(["simulate", "--database-url", &url, "--account", &account])
+                    .args(["--number", "5000", "--at", at, "--caller", "+14155550100"])
+                    .args(["--events", &events, format])
+                    .output()
+                    .expect("run callflowd simulate")
+            })
+            .await
+            .expect("join")
+        }
+    };
+    let out = run("--json").await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(cli, api);
+
+    let out = run("--tree").await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(tree.starts_with("lookup: number \"5000\""), "{tree}");
+    assert!(tree.contains("-> \"1\""), "{tree}");
+    assert!(tree.contains("outcome: hangup at step 1"), "{tree}");
+}
