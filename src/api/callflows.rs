@@ -50,7 +50,7 @@ async fn create(State(state): State<AppState>, scope: AccountScope) -> ApiResult
     let data = request_object(&scope.ctx)?;
     let saved = state
         .pipeline
-        .create(Kind::Callflow, &scope.writer(), data, None)
+        .create(Kind::Callflow, &scope.writer()?, data, None)
         .await?;
     let location = format!("/v2/accounts/{}/callflows/{}", scope.account.id, saved.id);
     Ok(
@@ -93,7 +93,7 @@ async fn replace(
     let data = request_object(&scope.ctx)?;
     let saved = state
         .pipeline
-        .replace(target(&scope, &id), &scope.writer(), data, scope.if_match())
+        .replace(target(&scope, &id), &scope.writer()?, data, scope.if_match())
         .await?;
     Ok(saved_reply(saved))
 }
@@ -107,7 +107,7 @@ async fn patch(
     let data = request_object(&scope.ctx)?;
     let saved = state
         .pipeline
-        .patch(target(&scope, &id), &scope.writer(), data, scope.if_match())
+        .patch(target(&scope, &id), &scope.writer()?, data, scope.if_match())
         .await?;
     Ok(saved_reply(saved))
 }
@@ -122,7 +122,7 @@ async fn remove(
         .pipeline
         .delete(
             target(&scope, &id),
-            &scope.writer(),
+            &scope.writer()?,
             scope.if_match(),
             scope.hard_delete(),
         )

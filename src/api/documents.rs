@@ -101,7 +101,7 @@ async fn create(ty: &'static DocType, state: AppState, scope: AccountScope) -> A
     let data = request_object(&scope.ctx)?;
     let saved = state
         .pipeline
-        .create(Kind::Doc(ty), &scope.writer(), data, scope.if_match())
+        .create(Kind::Doc(ty), &scope.writer()?, data, scope.if_match())
         .await?;
     let location = format!(
         "/v2/accounts/{}/{}/{}",
@@ -137,7 +137,7 @@ async fn replace(
     let target = Target::new(Kind::Doc(ty), &scope.account.id, &id);
     let saved = state
         .pipeline
-        .replace(target, &scope.writer(), data, scope.if_match())
+        .replace(target, &scope.writer()?, data, scope.if_match())
         .await?;
     Ok(saved_reply(saved))
 }
@@ -153,7 +153,7 @@ async fn patch(
     let target = Target::new(Kind::Doc(ty), &scope.account.id, &id);
     let saved = state
         .pipeline
-        .patch(target, &scope.writer(), data, scope.if_match())
+        .patch(target, &scope.writer()?, data, scope.if_match())
         .await?;
     Ok(saved_reply(saved))
 }
@@ -170,7 +170,7 @@ async fn remove(
         .pipeline
         .delete(
             target,
-            &scope.writer(),
+            &scope.writer()?,
             scope.if_match(),
             scope.hard_delete(),
         )
@@ -276,7 +276,7 @@ async fn create_entry(
     let id = crate::domain::new_id();
     let saved = state
         .pipeline
-        .create_as(Kind::Doc(&ENTRY), &scope.writer(), &id, data)
+        .create_as(Kind::Doc(&ENTRY), &scope.writer()?, &id, data)
         .await?;
     Ok(Reply::created(Value::Object(public_view(&saved.doc, &saved.id))).with_revision(&saved.rev))
 }
@@ -292,10 +292,11 @@ async fn delete_entries(
         .pipeline
         .entries_of(&scope.account.id, &list_id)
         .await?;
+    let writer = scope.writer()?;
     for e in &entries {
         state
             .pipeline
-            .purge(Kind::Doc(&ENTRY), &scope.account.id, &e.id, &e.rev)
+            .purge(Kind::Doc(&ENTRY), &writer, &e.id, &e.rev)
             .await?;
     }
     Ok(list_reply(
@@ -323,7 +324,7 @@ async fn replace_entry(
         .pipeline
         .replace(
             entry(&scope, &list_id, &id),
-            &scope.writer(),
+            &scope.writer()?,
             data,
             scope.if_match(),
         )
@@ -341,7 +342,7 @@ async fn patch_entry(
         .pipeline
         .patch(
             entry(&scope, &list_id, &id),
-            &scope.writer(),
+            &scope.writer()?,
             data,
             scope.if_match(),
         )
@@ -358,7 +359,7 @@ async fn delete_entry(
         .pipeline
         .delete(
             entry(&scope, &list_id, &id),
-            &scope.writer(),
+            &scope.writer()?,
             scope.if_match(),
             false,
         )

@@ -309,6 +309,19 @@ impl From<crate::documents::pipeline::Error> for ApiError {
             Error::Stale => Self::precondition_failed(),
             Error::SchemaMissing(name) => Self::schema_missing(name),
             Error::Busy => Self::too_many_requests(1),
+            Error::NoRevision(n) => Self::new(
+                StatusCode::NOT_FOUND,
+                "bad_identifier",
+                Some(json!({"cause": n, "message": "revision not found"})),
+            ),
+            Error::WrongType(n) => Self::invalid_field(
+                SchemaError::at(
+                    "revision",
+                    "enum",
+                    "the revision is of another document type",
+                )
+                .with("cause", json!(n)),
+            ),
             Error::Store(e) => e.into(),
             Error::Internal(e) => Self::Internal(e),
         }

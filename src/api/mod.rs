@@ -93,6 +93,8 @@ pub struct AppState {
     pub throttle: Arc<crate::auth::throttle::LoginThrottle>,
     /// The last health probe: when, and whether the store was usable.
     pub health: Arc<tokio::sync::Mutex<Option<(std::time::Instant, bool)>>>,
+    /// Set when the server begins to stop: long-lived responses (change-feed streams) end.
+    pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// The complete HTTP service.
