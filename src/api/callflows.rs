@@ -134,6 +134,9 @@ async fn remove(
 
 #[tracing::instrument(skip_all, fields(account_id = %scope.account.id))]
 async fn list(State(state): State<AppState>, scope: AccountScope) -> ApiResult<Reply> {
+    if super::history::wants_deleted(&scope) {
+        return super::history::deleted_listing(&state, &scope, None).await;
+    }
     let account_id = scope.account.id.clone();
     // Better than Kazoo: `?number=N` lists the callflows holding N (as dialled or normalised).
     if let Some(number) = scope.ctx.query("number") {

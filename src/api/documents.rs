@@ -75,6 +75,9 @@ fn saved_reply(saved: crate::documents::pipeline::Saved) -> Reply {
 
 #[tracing::instrument(skip_all, fields(account_id = %scope.account.id, doc_type = ty.pvt_type))]
 async fn list(ty: &'static DocType, state: AppState, scope: AccountScope) -> ApiResult<Reply> {
+    if super::history::wants_deleted(&scope) {
+        return super::history::deleted_listing(&state, &scope, Some(ty)).await;
+    }
     let page = Page::from_request(&scope.ctx)?;
     let filters = listing::Filters::from_request(&scope.ctx);
     let (docs, next) = listing::collect_from(

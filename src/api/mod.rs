@@ -9,9 +9,11 @@ pub mod auth;
 pub mod basic;
 pub mod callflows;
 pub mod documents;
+pub mod drafts;
 pub mod envelope;
 pub mod error;
 pub mod extract;
+pub mod history;
 pub mod listing;
 pub mod lookup;
 pub mod reply;
@@ -104,6 +106,8 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(accounts::router())
         .merge(callflows::router())
+        .merge(drafts::router())
+        .merge(history::router())
         .merge(documents::router())
         .merge(documents::entries_router())
         .merge(documents::owner_router())
