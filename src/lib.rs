@@ -15,10 +15,10 @@ pub mod cpu;
 pub mod documents;
 /// Pure domain rules: ids, numbers, callflow documents.
 pub mod domain;
-/// Revisions, diffs, the change feed and the audit: what the save pipeline wrote, read back.
-pub mod history;
 /// Callflow simulation: Kazoo's executor and modules, pure.
 pub mod engine;
+/// Revisions, diffs, the change feed and the audit: what the save pipeline wrote, read back.
+pub mod history;
 /// Which callflow a dialled number reaches.
 pub mod routing;
 /// Schema registry and the Kazoo validation dialect.

@@ -93,7 +93,12 @@ async fn replace(
     let data = request_object(&scope.ctx)?;
     let saved = state
         .pipeline
-        .replace(target(&scope, &id), &scope.writer()?, data, scope.if_match())
+        .replace(
+            target(&scope, &id),
+            &scope.writer()?,
+            data,
+            scope.if_match(),
+        )
         .await?;
     Ok(saved_reply(saved))
 }
@@ -107,7 +112,12 @@ async fn patch(
     let data = request_object(&scope.ctx)?;
     let saved = state
         .pipeline
-        .patch(target(&scope, &id), &scope.writer()?, data, scope.if_match())
+        .patch(
+            target(&scope, &id),
+            &scope.writer()?,
+            data,
+            scope.if_match(),
+        )
         .await?;
     Ok(saved_reply(saved))
 }

@@ -164,8 +164,8 @@ async fn publish(
         .publish(&scope.writer()?, &id, scope.if_match())
         .await?;
     let created = crate::store::rev_number(&saved.rev) == 1;
-    let reply = Reply::ok(Value::Object(public_view(&saved.doc, &saved.id)))
-        .with_revision(&saved.rev);
+    let reply =
+        Reply::ok(Value::Object(public_view(&saved.doc, &saved.id))).with_revision(&saved.rev);
     if created {
         let location = format!("/v2/accounts/{}/callflows/{}", scope.account.id, saved.id);
         return Ok(reply

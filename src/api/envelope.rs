@@ -339,9 +339,8 @@ fn allowed_methods(path: &str) -> &'static str {
         | ["accounts", _, "lists", _, "entries", _, "revisions"]
         | ["accounts", _, "lists", _, "entries", _, "revisions", _]
         | ["accounts", _, "lists", _, "entries", _, "revisions", _, "diff"] => "OPTIONS, GET",
-        ["accounts", _, _, _, "rollback"] | ["accounts", _, "lists", _, "entries", _, "rollback"] => {
-            "OPTIONS, PUT"
-        }
+        ["accounts", _, _, _, "rollback"]
+        | ["accounts", _, "lists", _, "entries", _, "rollback"] => "OPTIONS, PUT",
         ["accounts", _, "callflows", _] => "OPTIONS, GET, POST, PATCH, DELETE",
         ["accounts", _, "search" | "lookup"] => "OPTIONS, GET",
         ["accounts", _, kind] if crate::documents::by_segment(kind).is_some() => {

@@ -98,7 +98,11 @@ fn document_routes(router: Router<AppState>, base: &str, kind: Kind) -> Router<A
 }
 
 /// The document the path names (a list entry under the list in the path).
-fn target<'a>(kind: Kind, scope: &'a AccountScope, params: &'a HashMap<String, String>) -> Target<'a> {
+fn target<'a>(
+    kind: Kind,
+    scope: &'a AccountScope,
+    params: &'a HashMap<String, String>,
+) -> Target<'a> {
     let id = params.get("doc_id").map(String::as_str).unwrap_or_default();
     let mut target = Target::new(kind, &scope.account.id, id);
     if let Some(list_id) = params.get("list_id") {
@@ -180,7 +184,8 @@ async fn load_revision(
         .revision(target.account_id, target.id, number)
         .await?
         .ok_or_else(not_found)?;
-    if rev.is_some_and(|r| r != revision.info.rev) || revision.info.doc_type != target.kind.pvt_type()
+    if rev.is_some_and(|r| r != revision.info.rev)
+        || revision.info.doc_type != target.kind.pvt_type()
     {
         return Err(not_found());
     }
@@ -268,9 +273,13 @@ async fn revision_diff(
         Some("text") => true,
         Some(other) => {
             return Err(ApiError::invalid_field(
-                SchemaError::at("format", "enum", "value not found in enumerated list of values")
-                    .with("cause", json!(other))
-                    .with("target", json!(["json", "text"])),
+                SchemaError::at(
+                    "format",
+                    "enum",
+                    "value not found in enumerated list of values",
+                )
+                .with("cause", json!(other))
+                .with("target", json!(["json", "text"])),
             ))
         }
     };
@@ -431,9 +440,13 @@ async fn audit(State(state): State<AppState>, scope: AccountScope) -> ApiResult<
 async fn changes(State(state): State<AppState>, scope: AccountScope) -> ApiResult<Response> {
     let last_event = scope.ctx.header("last-event-id").map(str::trim);
     let since = match last_event.filter(|v| !v.is_empty()) {
-        Some(text) => text
-            .parse::<i64>()
-            .map_err(|_| bad_value("Last-Event-ID", "Value did not match type(s): integer", text))?,
+        Some(text) => text.parse::<i64>().map_err(|_| {
+            bad_value(
+                "Last-Event-ID",
+                "Value did not match type(s): integer",
+                text,
+            )
+        })?,
         None => int_option(&scope, "since")?.unwrap_or(0),
     };
     let streaming = scope.ctx.query("feed") == Some("sse")
@@ -504,8 +517,8 @@ fn event_stream(state: &AppState, account_id: &str, since: i64) -> Response {
             }
         }
     });
-    let stream = Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .keep_alive(KeepAlive::default());
+    let stream =
+        Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx)).keep_alive(KeepAlive::default());
     let mut response = stream.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));

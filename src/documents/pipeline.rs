@@ -23,9 +23,9 @@ use serde_json::{json, Map, Value};
 
 use crate::domain::callflow::{self as cf, metadata_candidates};
 use crate::domain::numbers::dial_plan;
+use crate::history::feed::FeedSignal;
 use crate::routing::RouteCache;
 use crate::schema::{SchemaError, SchemaErrors, SchemaSet};
-use crate::history::feed::FeedSignal;
 use crate::store::{
     Account, CallflowWrite, ChangeOp, DocumentWrite, DynStore, StoreError, StoredCallflow,
     WriteMeta,

@@ -59,7 +59,9 @@ fn diff_into(path: &str, from: &Value, to: &Value, ops: &mut Vec<Value>) {
                 ops.push(json!({"op": "remove", "path": format!("{path}/{}", head + i)}));
             }
             for (i, value) in new.iter().enumerate().skip(common) {
-                ops.push(json!({"op": "add", "path": format!("{path}/{}", head + i), "value": value}));
+                ops.push(
+                    json!({"op": "add", "path": format!("{path}/{}", head + i), "value": value}),
+                );
             }
         }
         _ => ops.push(json!({"op": "replace", "path": path, "value": to})),
@@ -183,9 +185,7 @@ pub fn text(from: &Value, to: &Value, from_label: &str, to_label: &str) -> Strin
     let mut out = format!("--- {from_label}\n+++ {to_label}\n");
     // Hunks: runs of changes, each with up to CONTEXT unchanged lines around it, merged
     // when their context touches.
-    let changed: Vec<usize> = (0..script.len())
-        .filter(|&i| script[i].0 != ' ')
-        .collect();
+    let changed: Vec<usize> = (0..script.len()).filter(|&i| script[i].0 != ' ').collect();
     let mut i = 0;
     while i < changed.len() {
         let start = changed[i].saturating_sub(CONTEXT);
@@ -252,12 +252,13 @@ fn edit_script<'a>(a: &[&'a str], b: &[&'a str]) -> Vec<(char, &'a str)> {
                 script.push((' ', am[i]));
                 i += 1;
                 j += 1;
-            } else if j < m && (i == n || lcs[at(i, j + 1)] >= lcs[at(i + 1, j)]) {
-                script.push(('+', bm[j]));
-                j += 1;
-            } else {
+            } else if i < n && (j == m || lcs[at(i + 1, j)] >= lcs[at(i, j + 1)]) {
+                // Removals before additions, as `diff -u` shows a changed line.
                 script.push(('-', am[i]));
                 i += 1;
+            } else {
+                script.push(('+', bm[j]));
+                j += 1;
             }
         }
     }
@@ -302,7 +303,10 @@ mod tests {
         let to = json!({"name": "Main line", "numbers": ["1000", "1001"]});
         let t = text(&from, &to, "revision 1", "revision 2");
         assert!(t.starts_with("--- revision 1\n+++ revision 2\n@@ "), "{t}");
-        assert!(t.contains("-  \"name\": \"Main\",\n+  \"name\": \"Main line\",\n"), "{t}");
+        assert!(
+            t.contains("-  \"name\": \"Main\",\n+  \"name\": \"Main line\",\n"),
+            "{t}"
+        );
         assert!(t.contains("+    \"1001\"\n"), "{t}");
         assert_eq!(text(&from, &from, "a", "b"), "");
     }

@@ -369,6 +369,22 @@ fn is_unavailable(db: &dyn sqlx::error::DatabaseError) -> bool {
     }
 }
 
+/// Test hook shared by both backends: while on, every write fails between its document write
+/// and its revision write (the transaction then rolls back). Used by the history tests to show
+/// a document and its revision are never visible one without the other.
+#[derive(Debug, Clone, Default)]
+pub struct FaultSwitch(Arc<std::sync::atomic::AtomicBool>);
+
+impl FaultSwitch {
+    pub fn set(&self, on: bool) {
+        self.0.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// Runs a store write to its end even if the request that asked for it is dropped (a client
 /// that times out or resets): a transaction, once started, commits or rolls back on its own
 /// task instead of being abandoned half-way.

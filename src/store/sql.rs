@@ -63,6 +63,9 @@ pub(super) trait Backend: Clone + Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// See [`Store::subscribe_changes`].
     fn change_events(&self) -> Option<UnboundedReceiver<ChangeEvent>>;
+    /// Test hook: when set, every write fails after its document is written and before its
+    /// revision is, proving the two commit or vanish together (see `FaultSwitch`).
+    fn fail_revision_writes(&self) -> bool;
 }
 
 /// Pool hook (before a connection is handed out and after it is given back): a connection
@@ -854,6 +857,11 @@ where
         record: &Record<'_>,
         meta: &WriteMeta,
     ) -> StoreResult<i64> {
+        if store.fail_revision_writes() {
+            return Err(StoreError::Other(anyhow::anyhow!(
+                "injected failure before the revision write"
+            )));
+        }
         let number = rev_number(record.rev);
         if let (Some(text), false) = (record.doc_text, meta.without_history) {
             sqlx::query(INSERT_REVISION)
@@ -880,6 +888,11 @@ where
                     .execute(&mut *conn)
                     .await?;
             }
+        }
+        // A dry run takes no feed position: the counter is left alone, as the change and its
+        // announcement would be rolled back anyway.
+        if meta.dry_run {
+            return Ok(0);
         }
         let pos: Option<i64> = if meta.without_history {
             None
