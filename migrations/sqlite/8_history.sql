@@ -40,8 +40,8 @@ SELECT r.account_id, r.doc_id, CAST(substr(r.rev, 1, instr(r.rev, '-') - 1) AS I
     NULL, r.written_at
 FROM document_revisions r
 JOIN documents d ON d.account_id = r.account_id AND d.id = r.doc_id;
-DROP TABLE callflow_revisions;
-DROP TABLE document_revisions;
+-- `callflow_revisions` and `document_revisions` are no longer written but stay: migrations only
+-- add, so nodes of the previous version keep working during a rolling upgrade.
 
 -- The change feed's position counter: one row, moved by one inside each write transaction as
 -- its last step, so positions are handed out in commit order (the row lock is held until the
