@@ -28,7 +28,9 @@ use super::request::parse_request;
 pub use super::request::ReqCtx;
 use super::AppState;
 
-const CORS_ALLOW_HEADERS: &str = "content-type, depth, user-agent, x-http-method-override, x-file-size, x-requested-with, if-modified-since, x-file-name, cache-control, x-auth-token, x-kazoo-cluster-id, if-match";
+/// Kazoo's list, then the headers history adds (docs/history.md): a write's commit message and
+/// where an event stream resumes.
+const CORS_ALLOW_HEADERS: &str = "content-type, depth, user-agent, x-http-method-override, x-file-size, x-requested-with, if-modified-since, x-file-name, cache-control, x-auth-token, x-kazoo-cluster-id, if-match, x-commit-message, last-event-id";
 const CORS_EXPOSE_HEADERS: &str =
     "content-type, x-auth-token, x-request-id, x-kazoo-cluster-id, location, etag";
 

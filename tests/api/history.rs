@@ -803,6 +803,18 @@ async fn a_publish_over_a_newer_live_change_is_refused_as_a_stale_if_match() {
     assert_eq!(get(&app, &draft_url).await.status, StatusCode::OK);
 }
 
+/// A dry-run case: what, method, path, body, headers.
+type DryCase = (
+    &'static str,
+    Method,
+    String,
+    Option<Value>,
+    Vec<(&'static str, &'static str)>,
+);
+
+/// When each write was sent and acknowledged, by (document id, revision number).
+type Acks = HashMap<(String, i64), (Instant, Instant)>;
+
 #[tokio::test]
 async fn every_dry_run_answers_as_the_write_would_and_leaves_the_store_identical() {
     let app = TestApp::spawn().await;
@@ -850,7 +862,7 @@ async fn every_dry_run_answers_as_the_write_would_and_leaves_the_store_identical
     let device = r.data()["id"].as_str().unwrap().to_string();
 
     // (what, method, path, body, headers); `{flow}` in a header is the flow's current rev.
-    let cases: Vec<(&str, Method, String, Option<Value>, Vec<(&str, &str)>)> = vec![
+    let cases: Vec<DryCase> = vec![
         (
             "create",
             Method::PUT,
@@ -1238,7 +1250,7 @@ async fn the_audit_filters_by_type_document_user_and_time_and_covers_sub_account
     assert_eq!(r.data().as_array().unwrap().len(), 4);
     let iso = rows[0]["time"].as_str().unwrap().to_string();
     let r = audit(&format!("?to={iso}&id={in_child}")).await;
-    assert_eq!(ids(&r), [in_child.clone()]);
+    assert_eq!(ids(&r), std::slice::from_ref(&in_child));
     let r = get(&app, &format!("/v2/accounts/{a}/audit?from=yesterday")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     // Paging: start_key is a feed position.
@@ -1249,7 +1261,7 @@ async fn the_audit_filters_by_type_document_user_and_time_and_covers_sub_account
     assert_eq!(r.data()[0]["seq"], next);
     // The sub-account's audit does not climb up.
     let r = get(&app, &format!("/v2/accounts/{child}/audit")).await;
-    assert_eq!(ids(&r), [in_child.clone()]);
+    assert_eq!(ids(&r), std::slice::from_ref(&in_child));
 }
 
 #[tokio::test]
@@ -1750,7 +1762,7 @@ async fn the_event_stream_delivers_each_change_once_in_commit_order_across_recon
         r.body["next_since"].as_i64().unwrap()
     };
     // (id, revision) -> (sent, acknowledged)
-    let acks: Arc<Mutex<HashMap<(String, i64), (Instant, Instant)>>> = Default::default();
+    let acks: Arc<Mutex<Acks>> = Default::default();
     let mut writers = Vec::new();
     for w in 0..WRITERS {
         let (app, acks) = (app.clone(), acks.clone());
@@ -1824,11 +1836,7 @@ async fn the_event_stream_delivers_each_change_once_in_commit_order_across_recon
 /// Each acknowledged write seen exactly once; positions strictly increasing; and commit order
 /// checked from outside: a write acknowledged before another was sent committed first, so it
 /// must come first in the feed.
-fn check_feed(
-    got: &[(i64, String, i64, Instant)],
-    acks: &HashMap<(String, i64), (Instant, Instant)>,
-    total: usize,
-) {
+fn check_feed(got: &[(i64, String, i64, Instant)], acks: &Acks, total: usize) {
     assert_eq!(got.len(), total);
     assert!(
         got.windows(2).all(|w| w[0].0 < w[1].0),
