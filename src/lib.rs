@@ -13,6 +13,8 @@ pub mod config;
 pub mod documents;
 /// Pure domain rules: ids, numbers, callflow documents.
 pub mod domain;
+/// Callflow simulation: the executor and its modules (pure: documents and time handed in).
+pub mod engine;
 /// Which callflow a dialled number reaches.
 pub mod routing;
 /// Schema registry and the Kazoo validation dialect.
