@@ -474,3 +474,92 @@ fn reason_reads_in_plain_words() {
         "'Weekdays' (weekly, every week, mon-fri, 09:00-17:00 America/New_York): active, today is Tuesday 10:15"
     );
 }
+
+// ---- differential check against Kazoo's own code -------------------------------------
+
+/// Compares the recurrence port with results produced by running Kazoo's Erlang functions
+/// (`next_rule_date/2` and the window test of `process_rules/3`) on random rules. The case file
+/// is made outside this repository (it needs Kazoo's source); each line reads
+/// `cycle;interval;days;wdays;ordinal;month;start;today;second_of_day;window_start;window_stop;result`
+/// with `result` = `active|before|after:Y-M-D` (the base date), `crash` or `hang`.
+/// Run: `KAZOO_DIFF=/path/to/cases.txt cargo test --lib kazoo_differential -- --ignored`.
+#[test]
+#[ignore = "needs a case file generated with Kazoo's Erlang code"]
+fn kazoo_differential() {
+    use super::calendar::{Fault, Ymd};
+    use super::recurrence::{check_window, LocalNow, Notes, Recurrence, Window};
+    use super::rule::{build, CycleField};
+
+    let Ok(path) = std::env::var("KAZOO_DIFF") else {
+        return;
+    };
+    let text = std::fs::read_to_string(&path).expect("readable case file");
+    let date = |s: &str| {
+        let p: Vec<i128> = s.split('-').map(|x| x.parse().expect("number")).collect();
+        Ymd::new(p[0], p[1], p[2])
+    };
+    let list = |s: &str| -> Vec<Value> {
+        s.split(',')
+            .filter(|x| !x.is_empty())
+            .map(|x| match x.parse::<i64>() {
+                Ok(n) => json!(n),
+                Err(_) => json!(x),
+            })
+            .collect()
+    };
+    let (mut total, mut bad) = (0, 0);
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(';').collect();
+        let doc = obj(json!({
+            "cycle": f[0], "interval": f[1].parse::<i64>().expect("interval"),
+            "days": list(f[2]), "wdays": list(f[3]), "ordinal": f[4],
+            "month": f[5].parse::<i64>().expect("month"),
+        }));
+        let start = date(f[6]);
+        let today = date(f[7]);
+        let second: i128 = f[8].parse().expect("second");
+        let (ws, we): (i128, i128) = (f[9].parse().expect("start"), f[10].parse().expect("stop"));
+        let local = LocalNow {
+            date: today,
+            secs: super::calendar::date_to_gregorian_days(today).expect("valid") * 86_400 + second,
+        };
+        let ours = match build(&doc) {
+            Err(_) => "crash".to_owned(),
+            Ok(rule) => match rule.cycle {
+                CycleField::Known(cycle) => {
+                    let r = Recurrence {
+                        cycle,
+                        interval: rule.interval,
+                        days: &rule.days,
+                        wdays: &rule.wdays,
+                        ordinal: &rule.ordinal,
+                        month: rule.month,
+                        start,
+                    };
+                    match check_window(&r, ws, we, &local, &mut Notes::default()) {
+                        Ok(w) => {
+                            let (tag, b) = match w {
+                                Window::Active { base, .. } => ("active", base),
+                                Window::Before { base, .. } => ("before", base),
+                                Window::After { base, .. } => ("after", base),
+                            };
+                            format!("{tag}:{}-{}-{}", b.y, b.m, b.d)
+                        }
+                        Err(Fault::Crash(_)) => "crash".to_owned(),
+                        Err(Fault::Hang(_)) => "hang".to_owned(),
+                    }
+                }
+                _ => "crash".to_owned(),
+            },
+        };
+        total += 1;
+        if ours != f[11] {
+            bad += 1;
+            if bad <= 30 {
+                eprintln!("MISMATCH ours={ours} kazoo={}  <- {line}", f[11]);
+            }
+        }
+    }
+    eprintln!("{total} cases, {bad} mismatches");
+    assert_eq!(bad, 0);
+}
