@@ -563,3 +563,270 @@ fn kazoo_differential() {
     eprintln!("{total} cases, {bad} mismatches");
     assert_eq!(bad, 0);
 }
+
+// ---- properties ----------------------------------------------------------------------
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use std::time::{Duration, Instant};
+
+    /// Any JSON value a hand-edited rule document might hold in a field.
+    fn wild() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            4 => (-40i64..400).prop_map(|n| json!(n)),
+            1 => any::<i64>().prop_map(|n| json!(n)),
+            1 => Just(json!(u64::MAX)),
+            1 => prop::sample::select(vec![1e300, -1e300, 2.5, -0.5, 86_400.4, 1e19]).prop_map(|f| json!(f)),
+            2 => prop::sample::select(vec![
+                "", "1", "-3", "2.5e1", "first", "fifth", "last", "every", "bogus", "monday",
+                "wensday", "daily", "weekly", "monthly", "yearly", "date", "hourly", "true",
+                "99999999999999999999999",
+            ]).prop_map(|s| json!(s)),
+            1 => any::<bool>().prop_map(|b| json!(b)),
+            1 => Just(Value::Null),
+            1 => prop::collection::vec(-5i64..40, 0..4).prop_map(|v| json!(v)),
+            1 => Just(json!({"a": 1})),
+        ]
+    }
+
+    fn day() -> impl Strategy<Value = Value> {
+        prop_oneof![8 => (1i64..=31).prop_map(|n| json!(n)), 1 => wild()]
+    }
+
+    fn wday() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            20 => prop::sample::select(vec![
+                "monday", "tuesday", "wednesday", "wensday", "thursday", "friday", "saturday",
+                "sunday",
+            ]).prop_map(|s| json!(s)),
+            1 => wild(),
+        ]
+    }
+
+    fn field<S: Strategy<Value = Value> + 'static>(s: S) -> impl Strategy<Value = Option<Value>> {
+        prop_oneof![1 => Just(None), 5 => s.prop_map(Some), 1 => wild().prop_map(Some)]
+    }
+
+    prop_compose! {
+        fn rule_doc()(
+            cycle in field(prop::sample::select(vec!["date", "daily", "weekly", "monthly", "yearly", ""]).prop_map(|s| json!(s))),
+            interval in field(prop_oneof![8 => (1i64..8).prop_map(|n| json!(n)), 1 => (-3i64..=0).prop_map(|n| json!(n))]),
+            days in field(prop::collection::vec(day(), 0..4).prop_map(Value::Array)),
+            wdays in field(prop::collection::vec(wday(), 0..4).prop_map(Value::Array)),
+            ordinal in field(prop::sample::select(vec!["first", "second", "third", "fourth", "fifth", "every", "last"]).prop_map(|s| json!(s))),
+            month in field((0i64..=13).prop_map(|n| json!(n))),
+            start in field((0i64..=200 * 365).prop_map(|d| json!(gsecs(1970, 1, 1) + d * 86_400 + 3_600 * (d % 24)))),
+            window_start in field((-3_600i64..=90_000).prop_map(|n| json!(n))),
+            window_stop in field((-3_600i64..=90_000).prop_map(|n| json!(n))),
+            enabled in prop::option::of(prop_oneof![any::<bool>().prop_map(|b| json!(b)), wild()]),
+        ) -> Value {
+            let mut doc = Map::new();
+            doc.insert("name".into(), json!("random"));
+            for (key, value) in [
+                ("cycle", cycle), ("interval", interval), ("days", days), ("wdays", wdays),
+                ("ordinal", ordinal), ("month", month), ("start_date", start),
+                ("time_window_start", window_start), ("time_window_stop", window_stop),
+                ("enabled", enabled),
+            ] {
+                if let Some(v) = value {
+                    doc.insert(key.into(), v);
+                }
+            }
+            Value::Object(doc)
+        }
+    }
+
+    fn instant() -> impl Strategy<Value = DateTime<Utc>> {
+        // 1990-01-01 .. 2100-12-31.
+        (631_152_000i64..4_133_980_799)
+            .prop_map(|s| DateTime::<Utc>::from_timestamp(s, 0).unwrap_or_default())
+    }
+
+    fn zone() -> impl Strategy<Value = Option<Value>> {
+        prop::option::of(
+            prop::sample::select(vec![
+                "UTC",
+                "America/New_York",
+                "America/Los_Angeles",
+                "Europe/Berlin",
+                "Australia/Lord_Howe",
+                "Pacific/Kiritimati",
+                "Pacific/Honolulu",
+                "Asia/Kolkata",
+                "inherit",
+                "+05:30",
+                "-99:00",
+                "Nowhere/City",
+                "America/Los Angeles",
+            ])
+            .prop_map(|s| json!(s)),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Random rules (valid or not) at random instants never panic, always give a child
+        /// key, and answer quickly.
+        #[test]
+        fn random_routes_never_panic(
+            rules in prop::collection::vec(rule_doc(), 1..6),
+            now in instant(),
+            tz in zone(),
+            account_tz in prop::option::of(prop::sample::select(vec!["Europe/London", "inherit", "", "Asia/Tokyo"])),
+            use_set in any::<bool>(),
+        ) {
+            let mut docs = Docs::default();
+            let ids: Vec<String> = (0..rules.len()).map(|i| format!("rule{i}")).collect();
+            for (id, rule) in ids.iter().zip(rules) {
+                docs = docs.rule(id, rule);
+            }
+            let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            docs = docs.set("set", &id_refs);
+            let mut data = obj(json!({"rules": if use_set { json!(["set"]) } else { json!(ids) }}));
+            if let Some(tz) = tz {
+                data.insert("timezone".into(), tz);
+            }
+            let mut keys: Vec<&str> = id_refs.clone();
+            keys.push("_");
+            let started = Instant::now();
+            let d = evaluate(&data, &keys, now, account_tz, &docs);
+            let took = started.elapsed();
+            prop_assert!(took < Duration::from_millis(50), "took {took:?}");
+            prop_assert!(!d.child_key.is_empty());
+            prop_assert!(!(d.crashed && d.stalled));
+            if d.crashed || d.stalled {
+                prop_assert_eq!(d.child_key.as_str(), "_");
+            }
+            if d.matched_rule.is_some() {
+                prop_assert!(d.checks.last().is_some_and(|c| c.matched));
+            }
+        }
+    }
+}
+
+// ---- crashes and endless loops --------------------------------------------------------
+
+#[test]
+fn kazoo_crashes_and_loops() {
+    let start = gsecs(2011, 1, 1);
+    let crash = |rule: Value, now: DateTime<Utc>, id: &str| {
+        let d = one(rule, now);
+        assert!(d.crashed, "{d:#?}");
+        assert_eq!(d.child_key, "_");
+        assert!(quirk_ids(&d).contains(&id), "{d:#?}");
+    };
+    crash(
+        json!({"cycle": "hourly", "start_date": start}),
+        noon(2026, 3, 10),
+        "unknown_cycle_crash",
+    );
+    crash(
+        json!({"cycle": "daily", "interval": 0, "start_date": start}),
+        noon(2026, 3, 10),
+        "zero_interval_crash",
+    );
+    // April 31 does not exist: searching from July 31 for an April Monday raises.
+    let april_mondays = json!({"cycle": "yearly", "month": 4, "ordinal": "every", "wdays": ["monday"], "start_date": start});
+    crash(
+        april_mondays.clone(),
+        noon(2026, 8, 1),
+        "date_arithmetic_crash",
+    );
+    assert!(!one(april_mondays, noon(2026, 5, 1)).crashed);
+    crash(
+        json!({"cycle": "daily", "wdays": ["funday"], "start_date": start}),
+        noon(2026, 3, 10),
+        "rule_load_crash",
+    );
+    crash(
+        json!({"cycle": "daily", "start_date": -5}),
+        noon(2026, 3, 10),
+        "rule_load_crash",
+    );
+    let d = one(
+        json!({"cycle": "monthly", "ordinal": "5th", "wdays": ["monday"], "start_date": start}),
+        noon(2026, 3, 10),
+    );
+    assert!(d.stalled && !d.crashed, "{d:#?}");
+    assert!(quirk_ids(&d).contains(&"endless_loop"));
+}
+
+#[test]
+fn a_bad_later_document_hides_an_earlier_match() {
+    let start = gsecs(2011, 1, 1);
+    let docs = Docs::default()
+        .rule("open", json!({"cycle": "daily", "start_date": start}))
+        .rule(
+            "broken",
+            json!({"cycle": "weekly", "wdays": ["someday"], "start_date": start}),
+        );
+    let data = obj(json!({"rules": ["open", "broken"], "timezone": "UTC"}));
+    let d = evaluate(
+        &data,
+        &["open", "broken", "_"],
+        noon(2026, 3, 10),
+        None,
+        &docs,
+    );
+    assert!(d.crashed);
+    assert_eq!(d.child_key, "_");
+    assert_eq!(d.checks[0].outcome, CheckOutcome::NotEvaluated);
+    assert_eq!(d.checks[1].outcome, CheckOutcome::Crashed);
+}
+
+#[test]
+fn offset_zones_work_for_now_but_not_for_start_dates() {
+    let docs = Docs::default().rule(
+        "r",
+        json!({"cycle": "daily", "start_date": gsecs(2011, 1, 1)}),
+    );
+    let data = obj(json!({"rules": ["r"], "timezone": "+05:30"}));
+    let d = evaluate(&data, &["r", "_"], noon(2026, 3, 10), None, &docs);
+    assert!(d.crashed);
+    assert_eq!(
+        d.local_time.as_deref(),
+        Some("2026-03-10 17:30:00 (Tuesday)")
+    );
+    // With no rule document to convert, the offset zone is harmless.
+    let d = evaluate(
+        &obj(json!({"rules": ["nope"], "timezone": "+05:30"})),
+        &["_"],
+        noon(2026, 3, 10),
+        None,
+        &docs,
+    );
+    assert!(!d.crashed);
+}
+
+#[test]
+fn matched_rule_without_child_is_reported() {
+    let docs = Docs::default().rule(
+        "r",
+        json!({"cycle": "daily", "start_date": gsecs(2011, 1, 1)}),
+    );
+    let data = obj(json!({"rules": ["r"], "timezone": "UTC"}));
+    let d = evaluate(&data, &["_"], noon(2026, 3, 10), None, &docs);
+    assert_eq!(d.child_key, "r");
+    assert!(quirk_ids(&d).contains(&"matched_child_missing"));
+}
+
+#[test]
+fn weekly_wensday_spelling() {
+    let rule = json!({"cycle": "weekly", "wdays": ["wensday"], "start_date": gsecs(2011, 1, 1)});
+    let d = one(rule.clone(), noon(2026, 3, 11));
+    assert_eq!(d.child_key, "r");
+    assert!(quirk_ids(&d).contains(&"wensday"));
+    assert!(!matches(rule, noon(2026, 3, 12)));
+}
+
+#[test]
+fn schema_default_start_date_sets_the_phase_of_biweekly_rules() {
+    // 62586115200 is Monday 1983-04-11 (08:00 UTC): a bi-weekly Monday rule with that start
+    // fires on Mondays an even number of ISO weeks later.
+    let rule = json!({"cycle": "weekly", "interval": 2, "wdays": ["monday"], "start_date": 62_586_115_200i64});
+    let a = matches(rule.clone(), noon(2026, 3, 9));
+    let b = matches(rule, noon(2026, 3, 16));
+    assert_ne!(a, b);
+}
