@@ -688,3 +688,47 @@ async fn every_saved_valid_example_simulates_to_an_outcome() {
         files.len()
     );
 }
+
+/// A weekday 09:00-17:00 rule in New York, asked at the same UTC time of day either side of
+/// the spring and autumn changes: the answer follows local time.
+#[tokio::test]
+async fn a_temporal_route_follows_local_time_across_daylight_saving_changes() {
+    let f = fixture().await;
+    let rule = save(
+        &f.app,
+        "temporal_rules",
+        json!({"name": "Office hours", "cycle": "weekly", "interval": 1,
+               "wdays": ["monday", "tuesday", "wednesday", "thursday", "friday"],
+               "time_window_start": 32400, "time_window_stop": 61200}),
+    )
+    .await;
+    f.flow(
+        "2100",
+        json!({"module": "temporal_route",
+               "data": {"rules": [rule], "timezone": "America/New_York"},
+               "children": {rule.clone(): f.device(), "_": f.voicemail()}}),
+    )
+    .await;
+    let at = |now: &str| {
+        let app = &f.app;
+        let now = now.to_string();
+        async move {
+            let t = simulate(
+                app,
+                json!({"number": "2100", "now": now, "events": [{"bridge": "answered"}]}),
+            )
+            .await;
+            walk(&t)[0].clone()
+        }
+    };
+    let open = format!("temporal_route->{rule}");
+    let closed = "temporal_route->_".to_string();
+    // 13:30 UTC is 08:30 EST on Friday 6 March (closed) and 09:30 EDT on Monday 9 March.
+    assert_eq!(at("2026-03-06T13:30:00Z").await, closed);
+    assert_eq!(at("2026-03-09T13:30:00Z").await, open);
+    // 21:30 UTC is 17:30 EDT on Friday 30 October (closed) and 16:30 EST on Monday 2 November.
+    assert_eq!(at("2026-10-30T21:30:00Z").await, closed);
+    assert_eq!(at("2026-11-02T21:30:00Z").await, open);
+    // A Sunday is closed whatever the hour.
+    assert_eq!(at("2026-11-01T15:00:00Z").await, closed);
+}
