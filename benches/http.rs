@@ -80,7 +80,7 @@ where
 }
 
 /// Rounds of (history off, history on) create phases per backend.
-const HISTORY_ROUNDS: usize = 3;
+const HISTORY_ROUNDS: usize = 5;
 
 async fn run_backend(label: &str, database_url: String) -> (Phase, Phase) {
     run_server(label, database_url, false, true).await
@@ -97,6 +97,9 @@ async fn run_server(
     args.admin_password = Some("bench".into());
     args.bench_history_as_before = as_before;
     let app = App::build(&args).await.expect("app");
+    // Closed after the run: a dozen servers' pools left open would exhaust PostgreSQL's
+    // connections.
+    let store = app.state.store.clone();
     let base = format!("http://{}", app.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async {
@@ -164,6 +167,7 @@ async fn run_server(
         );
         let _ = stop.send(());
         let _ = server.await;
+        store.close().await;
         let none = Phase {
             ok: 0,
             errors: 0,
@@ -196,6 +200,7 @@ async fn run_server(
     }
     let _ = stop.send(());
     let _ = server.await;
+    store.close().await;
     (create, fetch)
 }
 

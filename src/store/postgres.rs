@@ -9,21 +9,11 @@ use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::mpsc;
 
-use super::sql::{discard_if_in_transaction, Backend, FeedEntry};
+use super::sql::{discard_if_in_transaction, Backend, FeedEntry, INSERT_CHANGE};
 use super::{ChangeEvent, FaultSwitch, StoreError};
 
 /// The NOTIFY channel every write announces itself on.
 const CHANNEL: &str = "callflowd_changes";
-
-/// [`Backend::feed_step`] in one statement: the next position from the `feed` row (locked until
-/// the commit), the change recorded with it, and the notification other nodes receive (the
-/// same payload as [`Backend::announce`]'s).
-const FEED_STEP: &str = "WITH p AS (UPDATE feed SET seq = seq + 1 WHERE id = 1 RETURNING seq), \
-     c AS (INSERT INTO changes (account_id, callflow_id, rev, op, written_at, doc_type, pos, \
-           number, auth_account_id, auth_user_id, request_id, message) \
-           SELECT $1, $2, $3, $4, $5, $6, p.seq, $7, $8, $9, $10, $11 FROM p RETURNING pos) \
-     SELECT c.pos FROM c, LATERAL (SELECT pg_notify($12, json_build_object( \
-         'a', $1::text, 'c', $2::text, 't', $6::text, 's', c.pos, 'o', $13::text)::text)) AS n";
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -159,29 +149,32 @@ impl Backend for PgStore {
         self.faults.is_on()
     }
 
-    /// One statement: the position, the change row and the `NOTIFY`, so the feed's row lock
-    /// is held for that one round trip and the commit.
+    /// The change row and the `NOTIFY`; the position is taken at commit by the deferred
+    /// trigger `changes_feed_position` (migration 8), so no round trip happens while the
+    /// `feed` row is locked. Answers the change's row id (the position is not known yet).
     async fn feed_step(
         &self,
         tx: &mut sqlx::PgConnection,
         e: &FeedEntry<'_>,
     ) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(FEED_STEP)
+        let seq: i64 = sqlx::query_scalar(INSERT_CHANGE)
             .bind(e.account_id)
             .bind(e.doc_id)
             .bind(e.rev)
             .bind(e.op)
             .bind(e.now)
             .bind(e.doc_type)
+            .bind(None::<i64>)
             .bind(e.number)
             .bind(e.auth_account_id)
             .bind(e.auth_user_id)
             .bind(e.request_id)
             .bind(e.message)
-            .bind(CHANNEL)
-            .bind(&self.origin)
-            .fetch_one(tx)
-            .await
+            .fetch_one(&mut *tx)
+            .await?;
+        self.announce(tx, e.account_id, e.doc_type, e.doc_id, seq)
+            .await?;
+        Ok(seq)
     }
 
     /// Listens for other processes' writes. The listener reconnects by itself; each time it

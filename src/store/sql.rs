@@ -66,10 +66,12 @@ pub(super) trait Backend: Clone + Send + Sync + 'static {
     /// Test hook: when set, every write fails after its document is written and before its
     /// revision is, proving the two commit or vanish together (see `FaultSwitch`).
     fn fail_revision_writes(&self) -> bool;
-    /// The last step of a write transaction: takes the next feed position ([`NEXT_POSITION`]),
-    /// records the change with it and announces it to other processes, in as few round trips
-    /// as the backend allows (the position's row lock is held from here to the commit, and
-    /// every other writer waits for it). Returns the position.
+    /// The last step of a write transaction: records the change with the next feed position
+    /// and announces it to other processes. The position comes from the `feed` row
+    /// ([`NEXT_POSITION`]), whose lock is held until the transaction ends, so every other
+    /// writer waits for it: the backend takes it as late as it can (SQLite here, PostgreSQL
+    /// inside the commit). Returns the position, or the change's row id when the position is
+    /// only taken at commit.
     async fn feed_step(
         &self,
         tx: &mut <Self::Db as Database>::Connection,
