@@ -209,7 +209,7 @@ pub(crate) enum Action<'a> {
     /// `hard_stop`: the executor exits and the call is hung up.
     HardStop { reason: String },
     /// `transfer`, `control_usurped`, or a module that leaves the executor idle.
-    End(Ending),
+    End(Box<Ending>),
 }
 
 impl<'a> Action<'a> {
@@ -233,6 +233,11 @@ impl<'a> Action<'a> {
             key: key.into(),
             reason: reason.into(),
         }
+    }
+
+    /// `transfer` / `control_usurped` / idle: the run ends with this outcome.
+    pub fn end(ending: Ending) -> Self {
+        Action::End(Box::new(ending))
     }
 
     pub fn stop(reason: impl Into<String>) -> Self {
@@ -601,7 +606,7 @@ enum Finish {
     Exit(String),
     /// `stop(Cause)` with nothing to return to: Kazoo hangs up with that cause.
     Cause(String, String),
-    Ending(Ending),
+    Ending(Box<Ending>),
     Loop(String),
     StepLimit,
 }
@@ -880,7 +885,10 @@ fn launch<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>, module: &str) -> Action<'a> 
 fn conclude(rt: &mut Run<'_>, finish: Finish) -> Outcome {
     let step = rt.step_index();
     let (kind, endpoint, cause, detail) = match finish {
-        Finish::Ending(e) => (e.kind, e.endpoint, e.cause, e.detail),
+        Finish::Ending(e) => {
+            let e = *e;
+            (e.kind, e.endpoint, e.cause, e.detail)
+        }
         Finish::Loop(msg) => (OutcomeKind::Loop, None, None, msg),
         Finish::StepLimit => (
             OutcomeKind::StepLimit,

@@ -426,7 +426,7 @@ fn metaflow_module<'a>(
                 format!("transferred to {target} by a metaflow"),
             )
             .at(Endpoint::new("number", Some(&target), None));
-            (summary, Effect::Leave(Action::End(ending)))
+            (summary, Effect::Leave(Action::end(ending)))
         }
         "intercept" => {
             let kind = text(d, "target_type").unwrap_or("device");
@@ -441,7 +441,7 @@ fn metaflow_module<'a>(
                 format!("intercepted by {kind} {name}"),
             )
             .at(Endpoint::new(kind, id, doc.and_then(data::doc_name)));
-            (summary, Effect::Leave(Action::End(ending)))
+            (summary, Effect::Leave(Action::end(ending)))
         }
         "move" => {
             let owner = text(d, "owner_id")
@@ -458,7 +458,7 @@ fn metaflow_module<'a>(
                 owner.as_deref(),
                 doc.and_then(data::doc_name),
             ));
-            (summary, Effect::Leave(Action::End(ending)))
+            (summary, Effect::Leave(Action::end(ending)))
         }
         "callflow" => {
             let number = first_capture.or_else(|| hit.collected.clone());

@@ -384,7 +384,7 @@ pub(crate) fn camping_feature<'a>(rt: &mut Run<'a>, _node: &FlowRef<'a>) -> Acti
     };
     if busy {
         rt.add("busy: the camper application will call both parties when it frees up; plays \"accepted\"");
-        return Action::End(Ending::new(
+        return Action::end(Ending::new(
             OutcomeKind::HandedOff,
             format!("camping on {cg}: the camper application calls back"),
         ));
@@ -422,7 +422,7 @@ pub(crate) fn park<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
             rt.say(format!("retrieves the call parked in slot {slot}"));
             match retrieve(rt) {
                 None => Action::stop("the caller hung up"),
-                Some(true) => Action::End(
+                Some(true) => Action::end(
                     Ending::new(
                         OutcomeKind::Transferred,
                         format!("the parked call in slot {slot} is retrieved"),
@@ -442,7 +442,7 @@ pub(crate) fn park<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
             match rt.peek() {
                 Some(Event::Channel(true)) => {
                     let _ = retrieve(rt);
-                    Action::End(
+                    Action::end(
                         Ending::new(
                             OutcomeKind::Transferred,
                             format!("the parked call in slot {slot} is retrieved"),
@@ -490,7 +490,7 @@ fn park_and_wait<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>, slot: &str) -> Action
             Next::Hangup => return Action::stop("the parked caller hung up"),
             Next::Nothing => {
                 rt.assume(format!("the call stays parked in slot {slot}"));
-                return Action::End(
+                return Action::end(
                     Ending::new(
                         OutcomeKind::Park,
                         format!("the caller waits in park slot {slot}"),
@@ -500,7 +500,7 @@ fn park_and_wait<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>, slot: &str) -> Action
             }
             Next::Got(Event::Park(ParkEvent::PickedUp)) => {
                 rt.add("someone picks the call up");
-                return Action::End(
+                return Action::end(
                     Ending::new(
                         OutcomeKind::Transferred,
                         format!("the call parked in slot {slot} is picked up"),
@@ -706,7 +706,7 @@ pub(crate) fn transfer<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
         .unwrap_or_else(|| "no_match".into());
     let kind = text(d, "transfer_type").unwrap_or("blind");
     rt.say(format!("{kind} transfer to {target}"));
-    Action::End(
+    Action::end(
         Ending::new(
             OutcomeKind::Transferred,
             format!("{kind} transfer to {target}"),

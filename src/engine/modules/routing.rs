@@ -641,7 +641,7 @@ pub(crate) fn pivot<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
                 reason: "the Pivot application returned a callflow: it replaces the current node (continue_with_flow)".into(),
             }
         }
-        Next::Got(Event::Pivot(FlowReply::Processing)) => Action::End(Ending::new(
+        Next::Got(Event::Pivot(FlowReply::Processing)) => Action::end(Ending::new(
             OutcomeKind::HandedOff,
             format!("the Pivot application at {url} drives the call"),
         )),
