@@ -145,6 +145,7 @@ fn data_value() -> impl Strategy<Value = Value> {
         )
         .prop_map(|s| json!(s)),
         (0i64..40).prop_map(|n| json!(n)),
+        Just(json!(1_000_000_000)),
         (0i64..40).prop_map(|n| json!(n.to_string())),
         any::<bool>().prop_map(|b| json!(b)),
         Just(json!(".*")),

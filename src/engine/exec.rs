@@ -302,6 +302,8 @@ pub(crate) struct Run<'a> {
     budget: i64,
     stack: Vec<(FlowRef<'a>, usize)>,
     over_limit: bool,
+    /// The current node's latest row (metaflow rows may follow it).
+    row: usize,
 }
 
 impl<'a> Run<'a> {
@@ -336,6 +338,7 @@ impl<'a> Run<'a> {
             budget: BRANCH_BUDGET,
             stack: Vec::new(),
             over_limit: false,
+            row: 0,
         }
     }
 
@@ -401,7 +404,7 @@ impl<'a> Run<'a> {
     pub fn assume(&mut self, what: impl Into<String>) {
         self.warn(
             "default_assumed",
-            format!("no event left in the script: {}", what.into()),
+            format!("nothing in the script for this wait: {}", what.into()),
         );
     }
 
@@ -416,8 +419,19 @@ impl<'a> Run<'a> {
         );
     }
 
-    pub fn script_exhausted(&self) -> bool {
-        self.cursor >= self.call.events.len() || self.over_limit
+    /// How many events have been taken so far (a loop that takes none is not progressing).
+    pub fn taken(&self) -> usize {
+        self.cursor
+    }
+
+    /// Whether the next event is caller input a digit collection can take (digits, silence
+    /// or a hangup). Loops that only a hangup leaves use it to stop when the script has
+    /// nothing more for them.
+    pub fn input_next(&self) -> bool {
+        matches!(
+            self.peek(),
+            Some(Event::Dtmf { leg: None, .. } | Event::NoInput | Event::Hangup)
+        )
     }
 
     /// Peeks at the next event without taking it.
@@ -470,11 +484,12 @@ impl<'a> Run<'a> {
         let idx = self.cursor;
         self.cursor += 1;
         let json = self.call.events[idx].to_json();
-        if let Some(last) = self.steps.last() {
-            if last.event.is_some() {
-                let mut more = blank_step(&last.module, &last.callflow_id, &last.path, last.depth);
+        if let Some(base) = self.steps.get(self.row) {
+            if base.event.is_some() || self.row + 1 != self.steps.len() {
+                let mut more = blank_step(&base.module, &base.callflow_id, &base.path, base.depth);
                 more.summary = "(continued)".into();
                 self.steps.push(more);
+                self.row = self.steps.len() - 1;
                 if self.steps.len() >= self.call.max_steps {
                     self.over_limit = true;
                 }
@@ -710,8 +725,9 @@ fn execute<'a>(rt: &mut Run<'a>, root: FlowRef<'a>) -> Finish {
             &current.path,
             rt.stack.len(),
         ));
+        rt.row = rt.steps.len() - 1;
         let action = launch(rt, &current, &module);
-        let step_at = rt.steps.len() - 1;
+        let step_at = rt.row;
         match action {
             Action::Continue { key, reason } => {
                 match resolve(rt, &current, &key, reason, step_at) {

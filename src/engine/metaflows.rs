@@ -663,4 +663,28 @@ mod tests {
         assert_eq!(walk(&t).last().map(String::as_str), Some("metaflow.say"));
         assert_eq!(t.steps.last().unwrap().callflow_id, "system");
     }
+
+    #[test]
+    fn several_in_bridge_presses_each_land_on_the_bridging_node() {
+        let flow = json!({"module": "device", "data": {"id": "d1"}});
+        let t = sim()
+            .events(json!([
+                {"bridge": "answered"},
+                {"dtmf": "*2", "leg": "a"},
+                {"dtmf": "*32001", "leg": "a"}
+            ]))
+            .run(flow);
+        assert_eq!(
+            walk(&t),
+            [
+                "device",
+                "device",
+                "metaflow.say",
+                "device",
+                "metaflow.transfer"
+            ]
+        );
+        assert_eq!(t.steps[3].event_index, Some(2));
+        assert!(t.steps[2].summary.contains("says \"hi\""));
+    }
 }

@@ -79,7 +79,7 @@ pub(crate) fn call_forward<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'
                 "plays the call forwarding menu for {kind} {name} (1 toggle, 2 change number)"
             ));
             loop {
-                if rt.script_exhausted() {
+                if !rt.input_next() {
                     rt.assume("the call forwarding menu replays until the caller hangs up: assumed the caller hangs up");
                     rt.caller_gone = true;
                     rt.destroyed = true;
@@ -650,6 +650,10 @@ pub(crate) fn disa<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
     if !pin.is_empty() {
         let mut ok = false;
         for attempt in 1..=retries {
+            if attempt > 1 && !rt.input_next() {
+                rt.add("no more entries: the remaining tries time out the same way");
+                break;
+            }
             match rt.digits("the DISA PIN", 15, &['#']) {
                 Digits::Hangup => return Action::stop("the caller hung up"),
                 Digits::Got(p) if p == pin => {
@@ -665,7 +669,7 @@ pub(crate) fn disa<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
         }
     }
     for attempt in 1..=retries {
-        if rt.script_exhausted() {
+        if !rt.input_next() {
             rt.assume(
                 "DISA asks for a number until the caller hangs up: assumed the caller hangs up",
             );

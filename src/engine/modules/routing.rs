@@ -78,7 +78,7 @@ pub(crate) fn temporal_route<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action
                 rule_names(rt, &rules)
             ));
             loop {
-                if rt.script_exhausted() {
+                if !rt.input_next() {
                     rt.assume("the temporal menu replays on a timeout until the caller hangs up: assumed the caller hangs up");
                     rt.caller_gone = true;
                     rt.destroyed = true;
