@@ -452,9 +452,15 @@ pub(crate) fn park<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
                 }
                 Some(Event::Channel(false)) => {
                     let _ = retrieve(rt);
+                    rt.add("nobody is parked there: parks the caller");
                     park_and_wait(rt, node, &slot)
                 }
-                _ => park_and_wait(rt, node, &slot),
+                _ => {
+                    rt.assume(format!(
+                        "slot {slot} is empty (no {{\"channel\":...}} event), so the caller is parked"
+                    ));
+                    park_and_wait(rt, node, &slot)
+                }
             }
         }
         "direct_park" => {
