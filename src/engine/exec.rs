@@ -704,6 +704,9 @@ fn execute<'a>(rt: &mut Run<'a>, root: FlowRef<'a>) -> Finish {
                     Err(f) => return f,
                 }
             }
+            Shape::Broken(_) if rt.steps.len() >= rt.call.max_steps || rt.over_limit => {
+                return Finish::StepLimit;
+            }
             Shape::Broken(why) => {
                 let why = why.to_string();
                 rt.steps
