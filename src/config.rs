@@ -26,6 +26,49 @@ pub enum Command {
     CreateAccount(CreateAccountArgs),
     /// Show which callflow a dialled number reaches in an account, and why (JSON).
     Lookup(LookupArgs),
+    /// Simulate what a call would do, step by step (stores nothing). Prints the same data as
+    /// `PUT /v2/accounts/{A}/simulations`, as JSON or as a tree.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    /// Account id (32 characters).
+    #[arg(long)]
+    pub account: String,
+    /// The dialled number.
+    #[arg(long)]
+    pub number: String,
+    /// The caller: a caller-id number, or a JSON object
+    /// (`{"id_number":..,"id_name":..,"device_id":..,"user_id":..}`).
+    #[arg(long)]
+    pub caller: Option<String>,
+    /// When the call happens (RFC 3339; default: now).
+    #[arg(long)]
+    pub at: Option<String>,
+    /// The event script: a JSON array, or a file holding one.
+    #[arg(long)]
+    pub events: Option<String>,
+    /// Run this draft callflow (a JSON file) instead of looking the number up.
+    #[arg(long, conflicts_with = "callflow_id")]
+    pub callflow: Option<PathBuf>,
+    /// Run this stored callflow instead of looking the number up.
+    #[arg(long)]
+    pub callflow_id: Option<String>,
+    /// Inline documents winning over stored ones (`{"menus":{"ID":{..}}}`): JSON, or a file.
+    #[arg(long)]
+    pub documents: Option<String>,
+    /// Steps after which the simulation stops.
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Print the path as a tree (the default on a terminal).
+    #[arg(long, conflicts_with = "json")]
+    pub tree: bool,
+    /// Print JSON (the default when not on a terminal).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -9,6 +9,8 @@ pub mod api;
 pub mod auth;
 /// Command line and environment.
 pub mod config;
+/// CPU-heavy work kept off the async workers.
+pub mod cpu;
 /// The account documents callflows point at: one description per type.
 pub mod documents;
 /// Pure domain rules: ids, numbers, callflow documents.
@@ -21,6 +23,8 @@ pub mod routing;
 pub mod schema;
 /// The HTTP server loop: connection budget, timeouts, bounded shutdown.
 pub mod server;
+/// Simulations against an account's stored documents (lookup, engine, fetches).
+pub mod simulation;
 /// Service assembly and lifecycle.
 pub mod startup;
 /// Persistence backends behind one trait.

@@ -125,6 +125,102 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Simulate(args) => simulate(args).await?,
+    }
+    Ok(())
+}
+
+/// `callflowd simulate`: the request `data` built from the options, run as the API runs it.
+async fn simulate(args: callflowd::config::SimulateArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let json_or_file = |text: &str| -> anyhow::Result<serde_json::Value> {
+        let trimmed = text.trim_start();
+        let source = if trimmed.starts_with('[') || trimmed.starts_with('{') {
+            text.to_string()
+        } else {
+            std::fs::read_to_string(text).with_context(|| format!("reading {text}"))?
+        };
+        serde_json::from_str(&source).with_context(|| format!("parsing {text} as JSON"))
+    };
+    let mut data = serde_json::Map::new();
+    data.insert("number".into(), json!(args.number));
+    if let Some(caller) = &args.caller {
+        let value = if caller.trim_start().starts_with('{') {
+            json_or_file(caller)?
+        } else {
+            json!({ "id_number": caller })
+        };
+        data.insert("caller".into(), value);
+    }
+    if let Some(at) = &args.at {
+        data.insert("now".into(), json!(at));
+    }
+    if let Some(events) = &args.events {
+        data.insert("events".into(), json_or_file(events)?);
+    }
+    if let Some(path) = &args.callflow {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut draft: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("parsing {} as JSON", path.display()))?;
+        // A file may hold the document or a Kazoo envelope around it.
+        if let Some(inner) = draft.get("data").filter(|d| d.is_object()).cloned() {
+            draft = inner;
+        }
+        data.insert("callflow".into(), draft);
+    }
+    if let Some(id) = &args.callflow_id {
+        data.insert("callflow_id".into(), json!(id));
+    }
+    if let Some(documents) = &args.documents {
+        data.insert("documents".into(), json_or_file(documents)?);
+    }
+    if let Some(max) = args.max_steps {
+        data.insert("max_steps".into(), json!(max));
+    }
+
+    let store = callflowd::store::open(&args.store.database_url)
+        .await
+        .with_context(|| format!("opening {}", args.store.database_url))?;
+    let account = store
+        .get_account(&args.account)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no account {}", args.account))?;
+    let defaults = callflowd::api::ApiConfig::default();
+    let pipeline = callflowd::documents::pipeline::Pipeline {
+        store: store.clone(),
+        schemas: callflowd::schema::SchemaSet::embedded()?,
+        routes: std::sync::Arc::new(callflowd::routing::RouteCache::new(
+            store.clone(),
+            callflowd::routing::cache::DEFAULT_BUDGET_BYTES,
+        )),
+        limits: callflowd::documents::pipeline::Limits {
+            max_numbers_per_callflow: defaults.max_numbers_per_callflow,
+            max_patterns_per_callflow: defaults.max_patterns_per_callflow,
+            max_patterns_per_account: defaults.max_patterns_per_account,
+        },
+    };
+    let invalid = |errors: callflowd::schema::SchemaErrors| -> anyhow::Error {
+        anyhow::anyhow!(
+            "the simulation request is invalid: {}",
+            serde_json::to_string_pretty(&errors.to_json()).unwrap_or_default()
+        )
+    };
+    let request = callflowd::simulation::parse(&data, chrono::Utc::now()).map_err(invalid)?;
+    let result = callflowd::simulation::run(&pipeline, &account, request)
+        .await
+        .map_err(|e| match e {
+            callflowd::documents::pipeline::Error::Invalid(errors) => invalid(errors),
+            callflowd::documents::pipeline::Error::NotFound(id) => {
+                anyhow::anyhow!("no callflow {id} in account {}", args.account)
+            }
+            other => other.into(),
+        })?;
+    let tree = args.tree || (!args.json && std::io::stdout().is_terminal());
+    if tree {
+        print!("{}", callflowd::simulation::render_tree(&result));
+    } else {
+        println!("{}", serde_json::to_string_pretty(&result)?);
     }
     Ok(())
 }

@@ -64,7 +64,18 @@ pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<Ap
     if let Some(events) = store.subscribe_changes() {
         tokio::spawn(follow_changes(events, routes.clone()));
     }
+    let pipeline = crate::documents::pipeline::Pipeline {
+        store: store.clone(),
+        schemas: schemas.clone(),
+        routes: routes.clone(),
+        limits: crate::documents::pipeline::Limits {
+            max_numbers_per_callflow: config.max_numbers_per_callflow,
+            max_patterns_per_callflow: config.max_patterns_per_callflow,
+            max_patterns_per_account: config.max_patterns_per_account,
+        },
+    };
     Ok(AppState {
+        pipeline,
         routes,
         store,
         schemas,

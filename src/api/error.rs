@@ -300,6 +300,21 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::documents::pipeline::Error> for ApiError {
+    fn from(error: crate::documents::pipeline::Error) -> Self {
+        use crate::documents::pipeline::Error;
+        match error {
+            Error::Invalid(errors) => Self::validation(errors),
+            Error::NotFound(id) => Self::bad_identifier(&id),
+            Error::Stale => Self::precondition_failed(),
+            Error::SchemaMissing(name) => Self::schema_missing(name),
+            Error::Busy => Self::too_many_requests(1),
+            Error::Store(e) => e.into(),
+            Error::Internal(e) => Self::Internal(e),
+        }
+    }
+}
+
 impl From<SchemaErrors> for ApiError {
     fn from(errors: SchemaErrors) -> Self {
         Self::validation(errors)

@@ -141,3 +141,25 @@ impl FromRequestParts<AppState> for AccountScope {
         })
     }
 }
+
+impl AccountScope {
+    /// Who is writing, as the save pipeline stamps it.
+    pub fn writer(&self) -> crate::documents::pipeline::Writer {
+        crate::documents::pipeline::Writer {
+            account: self.account.clone(),
+            request_id: self.ctx.request_id.clone(),
+            auth_account_id: self.caller.account.id.clone(),
+            auth_user_id: self.caller.claims.owner_id.clone(),
+        }
+    }
+
+    /// The raw `If-Match` header, if sent.
+    pub fn if_match(&self) -> Option<&str> {
+        self.ctx.header("if-match")
+    }
+
+    /// A hard delete was asked for (`should_soft_delete=false`).
+    pub fn hard_delete(&self) -> bool {
+        self.ctx.flag("should_soft_delete") == Some(false)
+    }
+}

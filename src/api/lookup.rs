@@ -6,10 +6,10 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::domain::callflow::public_view;
-use crate::routing::{Route, RouteCache, RouteTable};
+use crate::routing::{lookup_data, RouteCache, RouteTable};
 use crate::schema::SchemaError;
 use crate::store::{Store, StoreError};
 
@@ -20,34 +20,6 @@ use super::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v2/accounts/{account_id}/lookup", get(lookup))
-}
-
-/// What a lookup reports: the winner, its document, how it matched, and every pattern that
-/// matched with its capture.
-pub fn lookup_data(route: &Route, doc: Value) -> Value {
-    let mut data = Map::new();
-    data.insert("callflow_id".into(), json!(route.callflow_id));
-    data.insert("callflow".into(), doc);
-    data.insert(
-        "match".into(),
-        json!({"type": route.kind.as_str(), "value": route.value}),
-    );
-    if let Some(c) = &route.capture_group {
-        data.insert("capture_group".into(), json!(c));
-    }
-    if !route.capture_groups.is_empty() {
-        data.insert("capture_groups".into(), json!(route.capture_groups));
-    }
-    let matched: Vec<Value> = route
-        .hits
-        .iter()
-        .map(|h| json!({"pattern": h.pattern, "callflow_id": h.callflow_id, "capture": h.capture, "length": h.capture.len()}))
-        .collect();
-    data.insert(
-        "explain".into(),
-        json!({"reason": route.reason, "matched_patterns": matched}),
-    );
-    Value::Object(data)
 }
 
 /// Routes `number` in `account_id`; `Ok(None)` when nothing routes it.

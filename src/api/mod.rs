@@ -17,6 +17,7 @@ pub mod lookup;
 pub mod reply;
 pub mod request;
 pub mod schemas;
+mod simulations;
 
 use std::sync::Arc;
 
@@ -83,6 +84,8 @@ pub fn node_id(name: &str) -> String {
 #[derive(Clone)]
 pub struct AppState {
     pub store: DynStore,
+    /// The one save path for every document type.
+    pub pipeline: crate::documents::pipeline::Pipeline,
     pub routes: Arc<crate::routing::RouteCache>,
     pub schemas: SchemaSet,
     pub signer: TokenSigner,
@@ -101,6 +104,8 @@ pub fn router(state: AppState) -> Router {
         .merge(callflows::router())
         .merge(documents::router())
         .merge(documents::entries_router())
+        .merge(documents::owner_router())
+        .merge(simulations::router())
         .merge(lookup::router())
         .route("/metrics", get(metrics))
         .merge(schemas::router())
@@ -148,35 +153,13 @@ pub(crate) async fn validated_data(
     }
 }
 
-/// Runs CPU-heavy request work (schema validation, pattern compilation: proportional to a
-/// body of up to the size limit) on the blocking pool, with at most one such job per core but
-/// one at a time, so a flood of large bodies queues here instead of taking every core from the
-/// async workers that serve everyone else. The job finishes even if the request is dropped,
-/// and keeps its slot until it does.
+/// [`crate::cpu::offload`], failing as an internal error.
 pub(crate) async fn offload<T, F>(f: F) -> ApiResult<T>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    static GATE: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
-    let gate = GATE.get_or_init(|| {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
-        Arc::new(tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1)))
-    });
-    let permit = gate
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(ApiError::internal)?;
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        span.in_scope(f)
-    })
-    .await
-    .map_err(ApiError::internal)
+    crate::cpu::offload(f).await.map_err(ApiError::Internal)
 }
 
 async fn not_found() -> ApiError {

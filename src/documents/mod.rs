@@ -1,11 +1,13 @@
 //! The account documents callflows point at (devices, voicemail boxes, groups, menus, temporal
 //! rules and rule sets, lists, media, faxboxes, local resources): one description per type,
-//! used by the one generic save pipeline in `api::documents`.
+//! used by the one save pipeline in [`pipeline`].
 //!
 //! Owns: each type's URL segment, `pvt_type`, schema, listing summary and the values it keeps
 //! unique per account (with Kazoo's error for a clash). Must not know about HTTP or SQL.
 
 use serde_json::{json, Map, Value};
+
+pub mod pipeline;
 
 /// A value a document type keeps unique per account.
 #[derive(Debug)]
@@ -149,6 +151,26 @@ fn device_row(id: &str, doc: &Map<String, Value>) -> Value {
         &mut out,
     ) {
         m.insert("username".into(), user);
+    }
+    out
+}
+
+/// A row of `devices/listing_by_owner`: the device as `owner_id` sees it.
+pub fn owned_device_row(id: &str, doc: &Map<String, Value>, hotdesked: bool) -> Value {
+    let mut out = row(
+        id,
+        doc,
+        &[
+            ("name", None),
+            ("mac_address", Some(json!(""))),
+            ("owner_id", None),
+            ("enabled", None),
+            ("device_type", Some(json!("sip_device"))),
+            ("call_recording", None),
+        ],
+    );
+    if let Value::Object(m) = &mut out {
+        m.insert("hotdesked".into(), json!(hotdesked));
     }
     out
 }
@@ -453,6 +475,36 @@ pub static TYPES: &[DocType] = &[
         prepare: no_prepare,
     },
 ];
+
+/// A list's entries (`cb_lists`): served only under their list, `/lists/{ID}/entries`.
+pub static ENTRY: DocType = DocType {
+    segment: "entries",
+    pvt_type: "list_entry",
+    schema: "list_entries",
+    summary: entry_row,
+    unique: &[],
+    prepare: no_prepare,
+};
+
+/// `lists/entries` view rows: `{id, key: list_id, value: {...}}`.
+pub fn entry_row(id: &str, doc: &Map<String, Value>) -> Value {
+    let mut value = Map::new();
+    for key in [
+        "capture_group_key",
+        "capture_group_length",
+        "name",
+        "number",
+        "pattern",
+        "prefix",
+        "regexp",
+        "type",
+    ] {
+        if let Some(v) = doc.get(key) {
+            value.insert(key.into(), v.clone());
+        }
+    }
+    json!({"id": id, "key": doc.get("list_id").cloned().unwrap_or(Value::Null), "value": value})
+}
 
 /// The type served at a URL segment.
 pub fn by_segment(segment: &str) -> Option<&'static DocType> {

@@ -5,6 +5,8 @@
 
 pub mod callflow;
 pub mod numbers;
+pub mod owners;
+pub mod search;
 
 use rand::RngCore;
 

@@ -67,6 +67,20 @@ impl DocumentSet {
             .insert(id.to_string(), doc);
     }
 
+    /// Adds every document of `other`, replacing those with the same type and id (and its
+    /// account document, if it has one).
+    pub fn extend_from(&mut self, other: &DocumentSet) {
+        for (doc_type, docs) in &other.docs {
+            let mine = self.docs.entry(doc_type.clone()).or_default();
+            for (id, doc) in docs {
+                mine.insert(id.clone(), doc.clone());
+            }
+        }
+        if let Some(account) = &other.account {
+            self.account = Some(account.clone());
+        }
+    }
+
     pub fn set_account(&mut self, doc: Doc) {
         self.account = Some(doc);
     }
@@ -111,7 +125,7 @@ impl Documents for DocumentSet {
 
 /// What a run asked for and did not find (or enumerated): the caller can fetch these from its
 /// store, add them to the document set and run again.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(tag = "need", rename_all = "snake_case")]
 pub enum Need {
     Doc { doc_type: String, id: String },

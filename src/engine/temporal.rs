@@ -1,50 +1,1033 @@
-//! Temporal rule evaluation for `temporal_route` (Kazoo's `cf_temporal_route` rule engine).
+//! The `temporal_route` callflow module: which child a call continues to at a given instant,
+//! decided the way Kazoo's `cf_temporal_route` decides it, bugs included, with the reasons in
+//! plain words.
 //!
-//! Owns deciding which child a temporal_route node takes at a given moment. Must not read a
-//! clock or a store: time, timezone and documents are handed in.
-// placeholder, replaced on merge
+//! Owns: the route list (rule ids, child keys, rule sets), loading rule documents, the
+//! first-match evaluation and its explanation, and the detection of the Kazoo quirks that
+//! changed a result. Must not: read the clock or a store (the instant and the documents are
+//! handed in), run the override actions (`action` is reported for the executor to play), or
+//! decide what happens after the module (the executor resolves the child key).
+//!
+//! Submodules: `calendar` (Erlang date arithmetic), `recurrence` (next occurrence per cycle and
+//! the window test), `rule` (reading rule documents), `clock` (time zones).
 
+mod calendar;
+mod clock;
+mod recurrence;
+mod rule;
+#[cfg(test)]
+mod tests;
+
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-/// Which child a temporal_route takes, and why.
+use calendar::{date_to_gregorian_days, day_of_the_week, Fault, Int, Res, Ymd, DAY};
+use clock::Zone;
+use recurrence::{check_window, window_on, Cycle, LocalNow, Notes, Ordinal, Recurrence, Window};
+use rule::{CycleField, Rule, StartSource};
+
+pub use clock::{TimezoneSource, DEFAULT_TIMEZONE};
+
+/// The child key of rules that come from the node's `rule_set`.
+const RULE_SET_KEY: &str = "rule_set";
+/// The default child.
+const DEFAULT_KEY: &str = "_";
+
+/// What the module decided.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Decision {
+    /// The child to continue to: the matched rule's child key, or "_" (the executor falls back
+    /// to "_" when the key has no child).
     pub child_key: String,
+    /// The id of the rule document that matched.
     pub matched_rule: Option<String>,
+    /// Every route examined, in order, with the reason for its outcome.
     pub checks: Vec<RuleCheck>,
+    /// Kazoo behaviours that made this result differ from what the rules seem to say.
     pub quirks: Vec<Quirk>,
-    /// Kazoo's process crashes (function_clause); the executor continues to `_`.
+    /// Kazoo's module process would crash here: the executor continues to "_".
     pub crashed: bool,
+    /// Kazoo's module would never finish (an endless loop): the call stays on this node, in
+    /// silence, until the caller hangs up. `child_key` is "_" only as a placeholder.
+    pub stalled: bool,
+    /// The time zone name used (as written in the document it came from).
+    pub timezone: String,
+    pub timezone_source: TimezoneSource,
+    /// The local wall-clock time the rules were compared with, e.g.
+    /// "2026-03-10 10:15:00 (Tuesday)"; `None` when the time zone was unusable.
+    pub local_time: Option<String>,
+    /// Set when the node is an override action ("menu", "enable", "disable", "reset"): Kazoo
+    /// then changes the `enabled` flag of the rules in `data.rules` (after a one-digit menu for
+    /// "menu") instead of evaluating them, and continues to "_".
+    pub action: Option<&'static str>,
 }
 
-/// One rule looked at.
+/// One route as examined.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RuleCheck {
     pub rule_id: String,
+    /// The rule document's `name`, when the document was found and has one.
     pub name: Option<String>,
+    /// The child key this route leads to.
+    pub child_key: String,
+    pub outcome: CheckOutcome,
     pub matched: bool,
     pub reason: String,
 }
 
-/// A Kazoo quirk that affected the decision.
+/// How a route ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckOutcome {
+    /// Inside its window now: this route wins.
+    Active,
+    /// `enabled: true`: wins without looking at the time.
+    ForcedOn,
+    /// `enabled: false`: skipped.
+    ForcedOff,
+    /// No cycle: skipped as invalid.
+    Invalid,
+    /// Its next occurrence has not started yet.
+    NotYet,
+    /// Its occurrence is over.
+    Over,
+    /// Its start date is after today: dropped before evaluation.
+    StartsLater,
+    /// No document with that id.
+    NotFound,
+    /// Loaded, but Kazoo crashed on a later route before evaluating any rule.
+    NotEvaluated,
+    /// Kazoo's process crashes on this route.
+    Crashed,
+    /// Kazoo's process never finishes on this route.
+    Stalled,
+}
+
+/// A Kazoo behaviour that changed the result.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Quirk {
     pub id: &'static str,
     pub explanation: String,
 }
 
-/// `child_keys`: the node's child keys in JSON order. `account_timezone`: the account doc's
-/// timezone if any.
+/// Decides a `temporal_route` node.
+///
+/// `data`: the node's data. `child_keys`: the node's child keys in JSON order.
+/// `account_timezone`: the account document's `timezone`, if any. `now`: the instant of the
+/// call. Documents of type "temporal_rules" and "temporal_rules_sets" are read from `docs`.
 pub fn evaluate(
     data: &Map<String, Value>,
     child_keys: &[&str],
-    now: chrono::DateTime<chrono::Utc>,
+    now: DateTime<Utc>,
     account_timezone: Option<&str>,
     docs: &dyn super::Documents,
 ) -> Decision {
-    let _ = (data, child_keys, now, account_timezone, docs);
-    Decision {
-        child_key: "_".into(),
+    let (timezone, timezone_source) = clock::zone_name(data, account_timezone);
+    let mut decision = Decision {
+        child_key: DEFAULT_KEY.to_owned(),
         matched_rule: None,
-        checks: vec![],
-        quirks: vec![],
+        checks: Vec::new(),
+        quirks: Vec::new(),
         crashed: false,
+        stalled: false,
+        timezone,
+        timezone_source,
+        local_time: None,
+        action: None,
+    };
+    let routes = routes(data, child_keys, docs);
+    // Kazoo resolves the zone and the local time before anything else, even for actions.
+    let zone = match clock::parse_zone(&decision.timezone) {
+        Ok(zone) => zone,
+        Err(fault) => {
+            let explanation = format!(
+                "time zone '{}' cannot be used: {}; the call continues to '_'",
+                decision.timezone,
+                fault_text(fault)
+            );
+            decision.crashed = true;
+            decision.quirks.push(Quirk {
+                id: "timezone_crash",
+                explanation,
+            });
+            return decision;
+        }
+    };
+    let local = clock::local_now(zone, now);
+    decision.local_time = Some(format!(
+        "{} {} ({})",
+        fmt_date(local.date),
+        fmt_clock_seconds(local.second_of_day()),
+        weekday_name(local.date)
+    ));
+    if let Some(action) = override_action(data) {
+        decision.action = Some(action);
+        return decision;
+    }
+    let mut ctx = Ctx {
+        zone,
+        local,
+        timezone: &decision.timezone,
+        checks: Vec::with_capacity(routes.len()),
+        quirks: Vec::new(),
+    };
+    let outcome = run(&mut ctx, &routes, docs);
+    decision.checks = ctx.checks;
+    decision.quirks = ctx.quirks;
+    match outcome {
+        Outcome::Matched(i) => {
+            let route = &routes[i];
+            decision.child_key = route.child_key.clone();
+            decision.matched_rule = Some(route.rule_id.clone());
+            if route.from_rule_set {
+                decision.quirks.push(Quirk {
+                    id: "rule_set_child_key",
+                    explanation: format!(
+                        "rule '{}' came from the node's rule_set, so Kazoo continues to the child named \"rule_set\", not to a child named after the set{}",
+                        route.rule_id,
+                        if child_keys.contains(&RULE_SET_KEY) { "" } else { " (there is no such child, so the call falls back to '_')" }
+                    ),
+                });
+            } else if !child_keys.contains(&route.child_key.as_str()) {
+                decision.quirks.push(Quirk {
+                    id: "matched_child_missing",
+                    explanation: format!(
+                        "rule '{}' matched but the node has no child '{}', so the call continues to '_'",
+                        route.rule_id, route.child_key
+                    ),
+                });
+            }
+        }
+        Outcome::Default => {}
+        Outcome::Crashed => decision.crashed = true,
+        Outcome::Stalled => decision.stalled = true,
+    }
+    decision
+}
+
+/// One entry of Kazoo's route list.
+#[derive(Debug, Clone)]
+struct Route {
+    rule_id: String,
+    child_key: String,
+    /// Came from the node's `rule_set` (child key "rule_set").
+    from_rule_set: bool,
+}
+
+/// `get_temporal_route/2`: ids from `data.rules`, then every child key but "_", then the
+/// members of `data.rule_set`; then every route of the first two kinds that names a rule set
+/// is replaced by the set's members (keeping the set id as child key). Duplicates stay.
+fn routes(
+    data: &Map<String, Value>,
+    child_keys: &[&str],
+    docs: &dyn super::Documents,
+) -> Vec<Route> {
+    let mut plain: Vec<(String, String)> = Vec::new();
+    if let Some(Value::Array(ids)) = data.get("rules") {
+        plain.extend(ids.iter().map(|v| {
+            let id = id_text(v);
+            (id.clone(), id)
+        }));
+    }
+    let mut skipped_default = false;
+    for &key in child_keys {
+        if key == DEFAULT_KEY && !skipped_default {
+            skipped_default = true;
+            continue;
+        }
+        plain.push((key.to_owned(), key.to_owned()));
+    }
+    let mut set_members = Vec::new();
+    if let Some(set_id) = data.get("rule_set").and_then(rule::to_binary) {
+        if !set_id.is_empty() {
+            set_members = rule_set_members(docs, &set_id);
+        }
+    }
+    let mut out = Vec::with_capacity(plain.len() + set_members.len());
+    let expand = |out: &mut Vec<Route>, id: String, key: String| {
+        if key == RULE_SET_KEY {
+            out.push(Route {
+                rule_id: id,
+                child_key: key,
+                from_rule_set: false,
+            });
+            return;
+        }
+        let members = rule_set_members(docs, &id);
+        if members.is_empty() {
+            out.push(Route {
+                rule_id: id.clone(),
+                child_key: id,
+                from_rule_set: false,
+            });
+        } else {
+            out.extend(members.into_iter().map(|m| Route {
+                rule_id: m,
+                child_key: id.clone(),
+                from_rule_set: false,
+            }));
+        }
+    };
+    for (id, key) in plain {
+        expand(&mut out, id, key);
+    }
+    out.extend(set_members.into_iter().map(|m| Route {
+        rule_id: m,
+        child_key: RULE_SET_KEY.to_owned(),
+        from_rule_set: true,
+    }));
+    out
+}
+
+/// An id as text (ids should be strings; anything else is spelled out and will not be found).
+fn id_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Kazoo opens any document with that id; rule documents and rule sets are the two kinds a
+/// temporal route can name.
+fn load_doc<'d>(docs: &'d dyn super::Documents, id: &str) -> Option<&'d Map<String, Value>> {
+    docs.get("temporal_rules", id)
+        .or_else(|| docs.get("temporal_rules_sets", id))
+}
+
+/// `get_rule_set/2`: the `temporal_rules` list of the document with that id, else none.
+fn rule_set_members(docs: &dyn super::Documents, id: &str) -> Vec<String> {
+    let doc = docs
+        .get("temporal_rules_sets", id)
+        .or_else(|| docs.get("temporal_rules", id));
+    match doc.and_then(|d| d.get("temporal_rules")) {
+        Some(Value::Array(ids)) => ids.iter().map(id_text).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The override actions Kazoo runs instead of evaluating.
+fn override_action(data: &Map<String, Value>) -> Option<&'static str> {
+    match data.get("action").and_then(rule::to_binary).as_deref() {
+        Some("menu") => Some("menu"),
+        Some("enable") => Some("enable"),
+        Some("disable") => Some("disable"),
+        Some("reset") => Some("reset"),
+        _ => None,
+    }
+}
+
+struct Ctx<'a> {
+    zone: Zone,
+    local: LocalNow,
+    timezone: &'a str,
+    checks: Vec<RuleCheck>,
+    quirks: Vec<Quirk>,
+}
+
+enum Outcome {
+    Matched(usize),
+    Default,
+    Crashed,
+    Stalled,
+}
+
+/// A route after loading.
+enum Slot {
+    NotFound,
+    StartsLater {
+        name: String,
+        start: Ymd,
+        source: StartSource,
+        forced_on: bool,
+    },
+    Built {
+        rule: Box<Rule>,
+        start: Ymd,
+        source: StartSource,
+    },
+}
+
+/// `get_temporal_rules/2` then `process_rules/3`. Kazoo loads every route before evaluating
+/// any, so a document that makes the loader crash hides even an earlier matching rule.
+fn run(ctx: &mut Ctx<'_>, routes: &[Route], docs: &dyn super::Documents) -> Outcome {
+    let mut slots = Vec::with_capacity(routes.len());
+    for route in routes {
+        match load(ctx, route, docs) {
+            Ok(slot) => slots.push(slot),
+            Err((name, fault)) => {
+                for (earlier, slot) in routes.iter().zip(&slots) {
+                    let name = match slot {
+                        Slot::NotFound => None,
+                        Slot::StartsLater { name, .. } => Some(name.clone()),
+                        Slot::Built { rule, .. } => Some(rule.name.clone()),
+                    };
+                    let (outcome, reason) = match slot {
+                        Slot::NotFound => (
+                            CheckOutcome::NotFound,
+                            "no such rule document; skipped".to_owned(),
+                        ),
+                        _ => (
+                            CheckOutcome::NotEvaluated,
+                            "loaded, but never evaluated: Kazoo crashed loading a later rule"
+                                .to_owned(),
+                        ),
+                    };
+                    ctx.checks
+                        .push(check(earlier, name, outcome, false, reason));
+                }
+                let reason = format!(
+                    "Kazoo's module crashes loading this rule: {}; the call continues to '_'",
+                    fault_text(fault)
+                );
+                ctx.checks
+                    .push(check(route, name, CheckOutcome::Crashed, false, reason));
+                ctx.quirks.push(Quirk {
+                    id: "rule_load_crash",
+                    explanation: format!(
+                        "rule '{}' makes Kazoo crash while loading the rules ({}), so no rule is evaluated and the call continues to '_'",
+                        route.rule_id,
+                        fault_text(fault)
+                    ),
+                });
+                return Outcome::Crashed;
+            }
+        }
+    }
+    for (i, (route, slot)) in routes.iter().zip(&slots).enumerate() {
+        match slot {
+            Slot::NotFound => {
+                ctx.checks.push(check(
+                    route,
+                    None,
+                    CheckOutcome::NotFound,
+                    false,
+                    "no such rule document; skipped".to_owned(),
+                ));
+            }
+            Slot::StartsLater {
+                name,
+                start,
+                source,
+                forced_on,
+            } => {
+                let reason = match source {
+                    StartSource::Document => format!(
+                        "starts {} (local date), after today: dropped before evaluation",
+                        fmt_date(*start)
+                    ),
+                    StartSource::Missing => format!(
+                        "has no start_date; Kazoo's stand-in start date is {} (the local time read as UTC), after today: dropped before evaluation",
+                        fmt_date(*start)
+                    ),
+                };
+                if *source == StartSource::Missing {
+                    ctx.quirks.push(Quirk {
+                        id: "missing_start_date_as_utc",
+                        explanation: format!(
+                            "rule '{}' has no start_date; Kazoo reads the local wall-clock time as if it were UTC, which here gives {} (tomorrow), so the rule is dropped",
+                            route.rule_id,
+                            fmt_date(*start)
+                        ),
+                    });
+                } else if *forced_on {
+                    ctx.quirks.push(Quirk {
+                        id: "forced_rule_dropped_by_start_date",
+                        explanation: format!(
+                            "rule '{}' is forced on (enabled: true) but starts {}, after today; Kazoo drops future rules before looking at 'enabled'",
+                            route.rule_id,
+                            fmt_date(*start)
+                        ),
+                    });
+                }
+                ctx.checks.push(check(
+                    route,
+                    Some(name.clone()),
+                    CheckOutcome::StartsLater,
+                    false,
+                    reason,
+                ));
+            }
+            Slot::Built {
+                rule,
+                start,
+                source,
+            } => match evaluate_rule(ctx, route, rule, *start, *source) {
+                RuleResult::Matched => return Outcome::Matched(i),
+                RuleResult::Skipped => {}
+                RuleResult::Crashed => return Outcome::Crashed,
+                RuleResult::Stalled => return Outcome::Stalled,
+            },
+        }
+    }
+    Outcome::Default
+}
+
+/// `maybe_build_rule/8` for one route: `Err` carries the rule name (when known) and the crash.
+fn load(
+    ctx: &Ctx<'_>,
+    route: &Route,
+    docs: &dyn super::Documents,
+) -> Result<Slot, (Option<String>, Fault)> {
+    let Some(doc) = load_doc(docs, &route.rule_id) else {
+        return Ok(Slot::NotFound);
+    };
+    let name = rule::rule_name(doc);
+    let (seconds, source) = match rule::start_seconds(doc) {
+        Some(s) => (s, StartSource::Document),
+        None => (ctx.local.secs, StartSource::Missing),
+    };
+    let start = clock::start_date(ctx.zone, seconds).map_err(|f| (Some(name.clone()), f))?;
+    let start_midnight = date_to_gregorian_days(start)
+        .map(|d| d * DAY)
+        .map_err(|f| (Some(name.clone()), f))?;
+    if start_midnight > ctx.local.secs {
+        let forced_on = rule::build(doc)
+            .map(|r| r.enabled == Some(true))
+            .unwrap_or(false);
+        return Ok(Slot::StartsLater {
+            name,
+            start,
+            source,
+            forced_on,
+        });
+    }
+    let rule = rule::build(doc).map_err(|f| (Some(name), f))?;
+    Ok(Slot::Built {
+        rule: Box::new(rule),
+        start,
+        source,
+    })
+}
+
+enum RuleResult {
+    Matched,
+    Skipped,
+    Crashed,
+    Stalled,
+}
+
+fn check(
+    route: &Route,
+    name: Option<String>,
+    outcome: CheckOutcome,
+    matched: bool,
+    reason: String,
+) -> RuleCheck {
+    RuleCheck {
+        rule_id: route.rule_id.clone(),
+        name,
+        child_key: route.child_key.clone(),
+        outcome,
+        matched,
+        reason,
+    }
+}
+
+/// The schedule alone (what `process_rules/3` computes for a rule that is not forced).
+fn schedule(rule: &Rule, cycle: Cycle, start: Ymd, local: &LocalNow) -> Res<(Window, Notes)> {
+    let recurrence = Recurrence {
+        cycle,
+        interval: rule.interval,
+        days: &rule.days,
+        wdays: &rule.wdays,
+        ordinal: &rule.ordinal,
+        month: rule.month,
+        start,
+    };
+    let mut notes = Notes::default();
+    let window = check_window(
+        &recurrence,
+        rule.window_start,
+        rule.window_stop,
+        local,
+        &mut notes,
+    )?;
+    Ok((window, notes))
+}
+
+fn schedule_active(rule: &Rule, start: Ymd, local: &LocalNow) -> Option<bool> {
+    match rule.cycle {
+        CycleField::Known(cycle) => schedule(rule, cycle, start, local)
+            .ok()
+            .map(|(w, _)| w.is_active()),
+        _ => None,
+    }
+}
+
+fn evaluate_rule(
+    ctx: &mut Ctx<'_>,
+    route: &Route,
+    rule: &Rule,
+    start: Ymd,
+    source: StartSource,
+) -> RuleResult {
+    let summary = describe(rule, start, ctx.timezone);
+    let name = Some(rule.name.clone());
+    match rule.enabled {
+        Some(false) => {
+            if schedule_active(rule, start, &ctx.local) == Some(true) {
+                ctx.quirks.push(Quirk {
+                    id: "forced_off",
+                    explanation: format!(
+                        "rule '{}' is disabled (enabled: false) although its schedule is active now",
+                        route.rule_id
+                    ),
+                });
+            }
+            let reason = format!("{summary}: forced off (enabled: false), skipped");
+            ctx.checks
+                .push(check(route, name, CheckOutcome::ForcedOff, false, reason));
+            return RuleResult::Skipped;
+        }
+        Some(true) => {
+            if schedule_active(rule, start, &ctx.local) != Some(true) {
+                ctx.quirks.push(Quirk {
+                    id: "forced_on",
+                    explanation: format!(
+                        "rule '{}' is forced on (enabled: true), so it wins although its schedule is not active now",
+                        route.rule_id
+                    ),
+                });
+            }
+            let reason = format!("{summary}: forced on (enabled: true), time not checked");
+            ctx.checks
+                .push(check(route, name, CheckOutcome::ForcedOn, true, reason));
+            return RuleResult::Matched;
+        }
+        None => {}
+    }
+    let cycle = match &rule.cycle {
+        CycleField::Empty => {
+            let reason = format!("{summary}: no cycle, skipped as invalid");
+            ctx.checks
+                .push(check(route, name, CheckOutcome::Invalid, false, reason));
+            return RuleResult::Skipped;
+        }
+        CycleField::Other(text) => {
+            let reason = format!(
+                "{summary}: Kazoo's module crashes on the unknown cycle '{text}'; the call continues to '_'"
+            );
+            ctx.checks
+                .push(check(route, name, CheckOutcome::Crashed, false, reason));
+            ctx.quirks.push(Quirk {
+                id: "unknown_cycle_crash",
+                explanation: format!(
+                    "rule '{}' has cycle '{text}', which Kazoo has no clause for: the module crashes and the call continues to '_' without trying later rules",
+                    route.rule_id
+                ),
+            });
+            return RuleResult::Crashed;
+        }
+        CycleField::Known(cycle) => *cycle,
+    };
+    let (window, notes) = match schedule(rule, cycle, start, &ctx.local) {
+        Ok(found) => found,
+        Err(fault) => return fault_result(ctx, route, rule, &summary, fault),
+    };
+    let local = ctx.local;
+    let active = window.is_active();
+    let reason = format!("{summary}: {}", window_text(rule, &window, &local));
+    ctx.checks.push(check(
+        route,
+        name,
+        if active {
+            CheckOutcome::Active
+        } else if matches!(window, Window::Before { .. }) {
+            CheckOutcome::NotYet
+        } else {
+            CheckOutcome::Over
+        },
+        active,
+        reason,
+    ));
+    detect_quirks(ctx, route, rule, cycle, start, source, &window, notes);
+    if active {
+        RuleResult::Matched
+    } else {
+        RuleResult::Skipped
+    }
+}
+
+fn fault_result(
+    ctx: &mut Ctx<'_>,
+    route: &Route,
+    rule: &Rule,
+    summary: &str,
+    fault: Fault,
+) -> RuleResult {
+    let name = Some(rule.name.clone());
+    match fault {
+        Fault::Crash(why) => {
+            let reason = format!(
+                "{summary}: Kazoo's module crashes here ({why}); the call continues to '_'"
+            );
+            ctx.checks
+                .push(check(route, name, CheckOutcome::Crashed, false, reason));
+            let id = if why.contains("function_clause") {
+                "no_matching_clause_crash"
+            } else if why.contains("badarith") {
+                "zero_interval_crash"
+            } else {
+                "date_arithmetic_crash"
+            };
+            ctx.quirks.push(Quirk {
+                id,
+                explanation: format!(
+                    "rule '{}' makes Kazoo's module crash ({why}), so the call continues to '_' without trying later rules",
+                    route.rule_id
+                ),
+            });
+            RuleResult::Crashed
+        }
+        Fault::Hang(why) => {
+            let reason = format!("{summary}: Kazoo's module never finishes here ({why})");
+            ctx.checks
+                .push(check(route, name, CheckOutcome::Stalled, false, reason));
+            ctx.quirks.push(Quirk {
+                id: "endless_loop",
+                explanation: format!(
+                    "rule '{}' sends Kazoo into an endless loop ({why}): the call stays on this node until the caller hangs up",
+                    route.rule_id
+                ),
+            });
+            RuleResult::Stalled
+        }
+    }
+}
+
+/// Compares Kazoo's answer for a rule with the answer without one quirk at a time, and records
+/// the quirks that made a difference.
+#[allow(clippy::too_many_arguments)]
+fn detect_quirks(
+    ctx: &mut Ctx<'_>,
+    route: &Route,
+    rule: &Rule,
+    cycle: Cycle,
+    start: Ymd,
+    source: StartSource,
+    window: &Window,
+    notes: Notes,
+) {
+    let local = ctx.local;
+    let active = window.is_active();
+    let today = local.date;
+    let id = &route.rule_id;
+    // Daily rules with an interval above 1 never fire on their start day.
+    if cycle == Cycle::Daily && rule.interval.abs() > 1 && start == today && !active {
+        if let Ok(w) = window_on(today, rule.window_start, rule.window_stop, &local) {
+            if w.is_active() {
+                ctx.quirks.push(Quirk {
+                    id: "daily_interval_skips_start_day",
+                    explanation: format!(
+                        "rule '{id}' repeats every {} days from today ({}), but Kazoo's daily arithmetic never matches the start day itself",
+                        rule.interval,
+                        fmt_date(today)
+                    ),
+                });
+            }
+        }
+    }
+    // Days are used in the order listed, not sorted.
+    if matches!(cycle, Cycle::Monthly | Cycle::Yearly)
+        && !rule.days.is_empty()
+        && rule.days.windows(2).any(|w| w[0] > w[1])
+    {
+        let mut sorted = rule.clone();
+        sorted.days.sort();
+        if let Ok((w, _)) = schedule(&sorted, cycle, start, &local) {
+            if w.is_active() != active {
+                ctx.quirks.push(Quirk {
+                    id: "days_unsorted",
+                    explanation: format!(
+                        "rule '{id}' lists days {:?} out of order; Kazoo takes the first listed day after yesterday's, so {}",
+                        rule.days,
+                        if active { "it matches today although sorted days would not" } else { "today's day is skipped although it is listed" }
+                    ),
+                });
+            }
+        }
+    }
+    if active && notes.day_spilled {
+        ctx.quirks.push(Quirk {
+            id: "day_spills_into_next_month",
+            explanation: format!(
+                "rule '{id}' names a day its month does not have; Kazoo carries it into the next month, so it matches today ({})",
+                fmt_date(today)
+            ),
+        });
+    }
+    if active && notes.ordinal_spilled {
+        ctx.quirks.push(Quirk {
+            id: "ordinal_weekday_spills",
+            explanation: format!(
+                "rule '{id}' asks for an occurrence of a weekday the month does not have; Kazoo counts on into the next month, so it matches today ({})",
+                fmt_date(today)
+            ),
+        });
+    }
+    if let Window::Active { closes, .. } = window {
+        if *closes == local.secs {
+            ctx.quirks.push(Quirk {
+                id: "window_end_inclusive",
+                explanation: format!(
+                    "rule '{id}' matches at exactly its closing time {}: Kazoo includes both ends of the window",
+                    fmt_clock(rule.window_stop)
+                ),
+            });
+        }
+    }
+    if active && rule.uses_wensday && day_of_the_week(today) == Ok(3) {
+        ctx.quirks.push(Quirk {
+            id: "wensday",
+            explanation: format!(
+                "rule '{id}' spells Wednesday \"wensday\"; Kazoo accepts that spelling, so it matches today"
+            ),
+        });
+    }
+    if source == StartSource::Missing && start != today {
+        let mut fixed = Notes::default();
+        let recurrence = Recurrence {
+            cycle,
+            interval: rule.interval,
+            days: &rule.days,
+            wdays: &rule.wdays,
+            ordinal: &rule.ordinal,
+            month: rule.month,
+            start: today,
+        };
+        if let Ok(w) = check_window(
+            &recurrence,
+            rule.window_start,
+            rule.window_stop,
+            &local,
+            &mut fixed,
+        ) {
+            if w.is_active() != active {
+                ctx.quirks.push(Quirk {
+                    id: "missing_start_date_as_utc",
+                    explanation: format!(
+                        "rule '{id}' has no start_date; Kazoo reads the local wall-clock time as if it were UTC, giving start {} instead of today, which changes the answer",
+                        fmt_date(start)
+                    ),
+                });
+            }
+        }
+    }
+}
+
+fn fault_text(fault: Fault) -> &'static str {
+    match fault {
+        Fault::Crash(why) | Fault::Hang(why) => why,
+    }
+}
+
+// ---- words ------------------------------------------------------------------------------
+
+const WEEKDAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+const SHORT_WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+fn weekday_name(date: Ymd) -> &'static str {
+    match day_of_the_week(date) {
+        Ok(n @ 1..=7) => WEEKDAYS[(n - 1) as usize],
+        _ => "?",
+    }
+}
+
+fn fmt_date(date: Ymd) -> String {
+    format!("{:04}-{:02}-{:02}", date.y, date.m, date.d)
+}
+
+/// A window bound in seconds after midnight as HH:MM (HH:MM:SS when it has seconds).
+fn fmt_clock(secs: Int) -> String {
+    let sign = if secs < 0 { "-" } else { "" };
+    let s = secs.abs();
+    if s % 60 == 0 {
+        format!("{sign}{:02}:{:02}", s / 3600, s % 3600 / 60)
+    } else {
+        format!("{sign}{:02}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60)
+    }
+}
+
+fn fmt_clock_seconds(secs: Int) -> String {
+    format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+fn fmt_hm(secs: Int) -> String {
+    format!("{:02}:{:02}", secs / 3600, secs % 3600 / 60)
+}
+
+fn every(interval: Int, unit: &str, start: Ymd) -> String {
+    if interval == 1 {
+        format!("every {unit}")
+    } else {
+        format!("every {interval} {unit}s from {}", fmt_date(start))
+    }
+}
+
+fn weekday_list(wdays: &[Int]) -> String {
+    if wdays == [1, 2, 3, 4, 5, 6, 7] {
+        return "every day of the week".to_owned();
+    }
+    let name = |d: Int| SHORT_WEEKDAYS.get((d - 1) as usize).copied().unwrap_or("?");
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < wdays.len() {
+        let mut j = i;
+        while j + 1 < wdays.len() && wdays[j + 1] == wdays[j] + 1 {
+            j += 1;
+        }
+        if j - i >= 2 {
+            parts.push(format!("{}-{}", name(wdays[i]), name(wdays[j])));
+        } else {
+            parts.extend(wdays[i..=j].iter().map(|&d| name(d).to_owned()));
+        }
+        i = j + 1;
+    }
+    parts.join(",")
+}
+
+fn ordinal_text(o: &Ordinal) -> String {
+    match o {
+        Ordinal::Nth(n) => ["first", "second", "third", "fourth", "fifth"]
+            .get(*n as usize)
+            .copied()
+            .unwrap_or("?")
+            .to_owned(),
+        Ordinal::Every => "every".to_owned(),
+        Ordinal::Last => "last".to_owned(),
+        Ordinal::Other(s) => format!("'{s}'"),
+    }
+}
+
+fn month_name(m: Int) -> String {
+    match m {
+        1..=12 => MONTHS[(m - 1) as usize].to_owned(),
+        other => format!("month {other}"),
+    }
+}
+
+fn days_text(days: &[Int]) -> String {
+    days.iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// "'Weekdays' (weekly, every week, mon-fri, 09:00-17:00 America/New_York)".
+fn describe(rule: &Rule, start: Ymd, tz: &str) -> String {
+    let weekday_part = |wdays: &[Int]| match wdays {
+        [one] => format!(
+            "{} {}",
+            ordinal_text(&rule.ordinal),
+            WEEKDAYS.get((one - 1) as usize).copied().unwrap_or("?")
+        ),
+        many => format!("weekdays {} (Kazoo needs exactly one)", weekday_list(many)),
+    };
+    let what = match &rule.cycle {
+        CycleField::Empty => "no cycle".to_owned(),
+        CycleField::Other(s) => format!("cycle '{s}'"),
+        CycleField::Known(Cycle::Date) => format!("on {}", fmt_date(start)),
+        CycleField::Known(Cycle::Daily) => format!("daily, {}", every(rule.interval, "day", start)),
+        CycleField::Known(Cycle::Weekly) => format!(
+            "weekly, {}, {}",
+            every(rule.interval, "week", start),
+            weekday_list(&rule.wdays)
+        ),
+        CycleField::Known(Cycle::Monthly) => {
+            let which = if rule.days.is_empty() {
+                weekday_part(&rule.wdays)
+            } else {
+                format!("day {}", days_text(&rule.days))
+            };
+            format!("monthly, {}, {which}", every(rule.interval, "month", start))
+        }
+        CycleField::Known(Cycle::Yearly) => {
+            let which = if rule.days.is_empty() {
+                format!(
+                    "{} of {}",
+                    weekday_part(&rule.wdays),
+                    month_name(rule.month)
+                )
+            } else {
+                format!("{} {}", month_name(rule.month), days_text(&rule.days))
+            };
+            format!("yearly, {}, {which}", every(rule.interval, "year", start))
+        }
+    };
+    let window = if rule.window_start == 0 && rule.window_stop == DAY {
+        "all day".to_owned()
+    } else {
+        format!(
+            "{}-{}",
+            fmt_clock(rule.window_start),
+            fmt_clock(rule.window_stop)
+        )
+    };
+    format!("'{}' ({what}, {window} {tz})", rule.name)
+}
+
+fn window_text(rule: &Rule, window: &Window, local: &LocalNow) -> String {
+    let now = format!(
+        "{} {}",
+        weekday_name(local.date),
+        fmt_hm(local.second_of_day())
+    );
+    let now_dated = format!(
+        "{} {} {}",
+        weekday_name(local.date),
+        fmt_date(local.date),
+        fmt_hm(local.second_of_day())
+    );
+    match window {
+        Window::Active { .. } => format!("active, today is {now}"),
+        Window::Before { base, .. } if *base == local.date => {
+            format!(
+                "not active: today's window opens at {} (now {now})",
+                fmt_clock(rule.window_start)
+            )
+        }
+        Window::Before { base, .. } => format!(
+            "not active: next occurrence is {} {} (now {now_dated})",
+            weekday_name(*base),
+            fmt_date(*base)
+        ),
+        Window::After { base, .. } if *base == local.date => {
+            format!(
+                "not active: today's window closed at {} (now {now})",
+                fmt_clock(rule.window_stop)
+            )
+        }
+        Window::After { base, .. } => format!(
+            "not active: the occurrence Kazoo computes, {} {}, is already over (now {now_dated})",
+            weekday_name(*base),
+            fmt_date(*base)
+        ),
     }
 }

@@ -311,12 +311,27 @@ pub trait Store: Send + Sync + 'static {
         account_id: &str,
         number: &str,
     ) -> StoreResult<Vec<StoredCallflow>>;
-    /// Live callflows with a number whose search key starts with `key_prefix`.
-    async fn search_numbers(
+    /// Live documents of `doc_type` (a `pvt_type`; `callflow` reads the callflows) with a
+    /// search key in either of `views` (`name`, `number`) that starts with `prefix`
+    /// (non-empty ASCII), ordered by id. See [`crate::domain::search::index_keys`].
+    async fn search_candidates(
         &self,
         account_id: &str,
-        key_prefix: &str,
+        doc_type: &str,
+        views: (&str, &str),
+        prefix: &str,
     ) -> StoreResult<Vec<StoredCallflow>>;
+    /// Live documents of `doc_type` (a `pvt_type`) that `owner_id` owns or is hot-desked into
+    /// (the flag), ordered by id: Kazoo's `devices/listing_by_owner`.
+    async fn documents_owned_by(
+        &self,
+        account_id: &str,
+        doc_type: &str,
+        owner_id: &str,
+    ) -> StoreResult<Vec<(StoredCallflow, bool)>>;
+    /// Builds the indexes added after documents were stored (search keys, owners), once per
+    /// database.
+    async fn index_stored_documents(&self) -> StoreResult<()>;
     /// Changes committed by other processes, pushed as they commit (`None` when the backend
     /// has no push channel; SQLite is single-node). After any gap in the feed (a lost
     /// connection) a [`ChangeEvent::Resync`] is sent: every cache must then be dropped.
@@ -396,11 +411,13 @@ pub enum ChangeEvent {
 /// Opens the store a URL names (`sqlite://path` or `postgres://...`), creating and migrating
 /// it as needed.
 pub async fn open(url: &str) -> anyhow::Result<DynStore> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url).await?))
+    let store: DynStore = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Arc::new(PgStore::connect(url).await?)
     } else if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
+        Arc::new(SqliteStore::connect(url).await?)
     } else {
         anyhow::bail!("unsupported database URL {url:?}: use sqlite://PATH or postgres://...")
-    }
+    };
+    store.index_stored_documents().await?;
+    Ok(store)
 }

@@ -15,7 +15,7 @@ use super::{
     detached, Account, CallflowWrite, ChangeEvent, DocumentWrite, KeyConflict, KeyKind, RouteKey,
     Store, StoreError, StoreResult, StoredCallflow, UniqueConflict, User,
 };
-use crate::domain::{now_gregorian, numbers::search_key};
+use crate::domain::{now_gregorian, numbers::search_key, owners, search};
 
 /// What a backend adds to the shared SQL.
 #[async_trait]
@@ -216,11 +216,35 @@ const CALLFLOWS_WITH_NUMBER: &str = "SELECT c.id, c.rev, c.deleted, c.doc FROM c
      WHERE c.account_id = $1 AND c.deleted = 0 AND c.id IN \
      (SELECT callflow_id FROM callflow_numbers WHERE account_id = $1 AND number = $2) \
      ORDER BY c.id";
-// The search key holds only [a-z0-9], so LIKE needs no escaping.
-const CALLFLOWS_WITH_SEARCH_KEY: &str = "SELECT c.id, c.rev, c.deleted, c.doc FROM callflows c \
+const DELETE_SEARCH_KEYS: &str = "DELETE FROM search_keys WHERE account_id = $1 AND doc_id = $2";
+const INSERT_SEARCH_KEYS: &str =
+    "INSERT INTO search_keys (account_id, doc_id, doc_type, view, key) VALUES ";
+/// Live callflows with a key of type `$2` in views `$3`/`$4` within `[$5, $6)`.
+const SEARCH_CALLFLOWS: &str = "SELECT c.id, c.rev, c.deleted, c.doc FROM callflows c \
      WHERE c.account_id = $1 AND c.deleted = 0 AND c.id IN \
-     (SELECT callflow_id FROM callflow_numbers WHERE account_id = $1 AND search_key LIKE $2 || '%') \
-     ORDER BY c.id";
+     (SELECT doc_id FROM search_keys WHERE account_id = $1 AND doc_type = $2 \
+      AND view IN ($3, $4) AND key >= $5 AND key < $6) ORDER BY c.id";
+/// The same over the other documents.
+const SEARCH_DOCUMENTS: &str = "SELECT d.id, d.rev, d.deleted, d.doc FROM documents d \
+     WHERE d.account_id = $1 AND d.deleted = 0 AND d.id IN \
+     (SELECT doc_id FROM search_keys WHERE account_id = $1 AND doc_type = $2 \
+      AND view IN ($3, $4) AND key >= $5 AND key < $6) ORDER BY d.id";
+const DELETE_OWNERS: &str = "DELETE FROM document_owners WHERE account_id = $1 AND doc_id = $2";
+const INSERT_OWNERS: &str =
+    "INSERT INTO document_owners (account_id, doc_id, doc_type, owner_id, hotdesked) VALUES ";
+/// Live documents of type `$3` that `$2` owns or is hot-desked into, with that flag.
+const DOCUMENTS_OWNED_BY: &str = "SELECT d.id, d.rev, d.deleted, d.doc, o.hotdesked \
+     FROM documents d JOIN document_owners o ON o.account_id = d.account_id AND o.doc_id = d.id \
+     WHERE d.account_id = $1 AND o.owner_id = $2 AND o.doc_type = $3 AND d.deleted = 0 \
+     ORDER BY d.id";
+/// An index built from what was stored, once, by the first node to start after the migration
+/// that added it: the node that inserts the setting `$1` builds it in that transaction.
+const CLAIM_INDEX: &str =
+    "INSERT INTO settings (key, value) VALUES ($1, '1') ON CONFLICT (key) DO NOTHING RETURNING key";
+const ALL_LIVE_CALLFLOWS: &str =
+    "SELECT account_id, id, 'callflow' AS doc_type, doc FROM callflows WHERE deleted = 0";
+const ALL_LIVE_DOCUMENTS: &str =
+    "SELECT account_id, id, doc_type, doc FROM documents WHERE deleted = 0";
 const UPSERT_CALLFLOW: &str = "INSERT INTO callflows \
      (account_id, id, rev, name, deleted, doc, modified) VALUES ($1, $2, $3, $4, $5, $6, $7) \
      ON CONFLICT (account_id, id) DO UPDATE SET rev = excluded.rev, name = excluded.name, \
@@ -356,6 +380,14 @@ struct CallflowRow {
     doc: String,
 }
 
+/// A document with whether its owner row is a hot-desk.
+#[derive(sqlx::FromRow)]
+struct OwnedRow {
+    #[sqlx(flatten)]
+    document: CallflowRow,
+    hotdesked: i64,
+}
+
 impl TryFrom<CallflowRow> for StoredCallflow {
     type Error = StoreError;
 
@@ -425,6 +457,25 @@ fn parse_doc(text: &str) -> Result<Map<String, Value>, StoreError> {
 fn doc_text(doc: &Map<String, Value>) -> String {
     // Serialising a JSON map cannot fail.
     serde_json::to_string(doc).unwrap_or_else(|_| "{}".to_string())
+}
+
+/// The document's `pvt_type`, else `fallback`.
+fn pvt_type_or<'a>(doc: &'a Map<String, Value>, fallback: &'a str) -> &'a str {
+    doc.get("pvt_type")
+        .and_then(Value::as_str)
+        .unwrap_or(fallback)
+}
+
+/// The first string after every string starting with `prefix` (bytewise), for an ASCII
+/// prefix: its last character moved up by one.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let last = *prefix.as_bytes().last()?;
+    if !prefix.is_ascii() || last >= 0x7f {
+        return None;
+    }
+    let mut end = prefix[..prefix.len() - 1].to_string();
+    end.push(char::from(last + 1));
+    Some(end)
 }
 
 fn callflows(rows: Vec<CallflowRow>) -> StoreResult<Vec<StoredCallflow>> {
@@ -540,7 +591,12 @@ where
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        for delete in [DELETE_NUMBERS, DELETE_PATTERNS, DELETE_REFERENCES] {
+        for delete in [
+            DELETE_NUMBERS,
+            DELETE_PATTERNS,
+            DELETE_REFERENCES,
+            DELETE_SEARCH_KEYS,
+        ] {
             sqlx::query(delete)
                 .bind(&write.account_id)
                 .bind(&write.id)
@@ -548,6 +604,14 @@ where
                 .await?;
         }
         if !write.deleted {
+            Self::insert_indexes(
+                &mut tx,
+                &write.account_id,
+                &write.id,
+                "callflow",
+                &write.doc,
+            )
+            .await?;
             for chunk in write.numbers.chunks(CHUNK) {
                 let statement = format!("{INSERT_NUMBERS}{}", value_rows(chunk.len(), 4));
                 let mut query = sqlx::query(&statement);
@@ -643,6 +707,8 @@ where
             DELETE_NUMBERS,
             DELETE_PATTERNS,
             DELETE_REFERENCES,
+            DELETE_SEARCH_KEYS,
+            DELETE_OWNERS,
             DELETE_CALLFLOW,
         ] {
             sqlx::query(delete)
@@ -667,6 +733,110 @@ where
     }
 
     /// One id space per account, as one CouchDB database per account: a create fails with
+    /// A live document's index rows: the keys `/search` finds it under
+    /// ([`search::index_keys`]) and its owners ([`owners::owners`]), typed by its `pvt_type`
+    /// (else `doc_type`), as searches and listings filter on it.
+    async fn insert_indexes(
+        conn: &mut Conn<B>,
+        account_id: &str,
+        id: &str,
+        doc_type: &str,
+        doc: &Map<String, Value>,
+    ) -> StoreResult<()> {
+        Self::insert_search_keys(conn, account_id, id, doc_type, doc).await?;
+        Self::insert_owners(conn, account_id, id, doc_type, doc).await
+    }
+
+    async fn insert_search_keys(
+        conn: &mut Conn<B>,
+        account_id: &str,
+        id: &str,
+        doc_type: &str,
+        doc: &Map<String, Value>,
+    ) -> StoreResult<()> {
+        let keys = search::index_keys(id, doc);
+        let doc_type = pvt_type_or(doc, doc_type);
+        for chunk in keys.chunks(CHUNK) {
+            let statement = format!("{INSERT_SEARCH_KEYS}{}", value_rows(chunk.len(), 5));
+            let mut query = sqlx::query(&statement);
+            for (view, key) in chunk {
+                query = query
+                    .bind(account_id)
+                    .bind(id)
+                    .bind(doc_type)
+                    .bind(*view)
+                    .bind(key.as_str());
+            }
+            query.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_owners(
+        conn: &mut Conn<B>,
+        account_id: &str,
+        id: &str,
+        doc_type: &str,
+        doc: &Map<String, Value>,
+    ) -> StoreResult<()> {
+        let found = owners::owners(doc);
+        let doc_type = pvt_type_or(doc, doc_type);
+        for chunk in found.chunks(CHUNK) {
+            let statement = format!("{INSERT_OWNERS}{}", value_rows(chunk.len(), 5));
+            let mut query = sqlx::query(&statement);
+            for (owner, hotdesked) in chunk {
+                query = query
+                    .bind(account_id)
+                    .bind(id)
+                    .bind(doc_type)
+                    .bind(owner.as_str())
+                    .bind(i64::from(*hotdesked));
+            }
+            query.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Builds the indexes added after documents were stored (search keys, owners), each once
+    /// per database: the first node to claim its setting does it, in that transaction.
+    async fn index_stored_documents(store: &B) -> StoreResult<()> {
+        let mut tx = store.begin_write().await?;
+        let mut claimed = Vec::new();
+        for key in ["search_index", "owner_index"] {
+            let won: Option<String> = sqlx::query_scalar(CLAIM_INDEX)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if won.is_some() {
+                claimed.push(key);
+            }
+        }
+        if claimed.is_empty() {
+            return Ok(());
+        }
+        let mut count = 0usize;
+        for statement in [ALL_LIVE_CALLFLOWS, ALL_LIVE_DOCUMENTS] {
+            let rows: Vec<(String, String, String, String)> =
+                sqlx::query_as(statement).fetch_all(&mut *tx).await?;
+            for (account_id, id, doc_type, text) in rows {
+                let doc: Map<String, Value> =
+                    serde_json::from_str(&text).map_err(|e| StoreError::Other(e.into()))?;
+                if claimed.contains(&"search_index") {
+                    Self::insert_search_keys(&mut tx, &account_id, &id, &doc_type, &doc).await?;
+                }
+                if claimed.contains(&"owner_index") {
+                    Self::insert_owners(&mut tx, &account_id, &id, &doc_type, &doc).await?;
+                }
+                count += 1;
+            }
+        }
+        tx.commit().await?;
+        if count > 0 {
+            tracing::info!(documents = count, indexes = ?claimed, "indexes built for stored documents");
+        }
+        Ok(())
+    }
+
     /// [`StoreError::Conflict`] when a callflow, a user, another document or the account itself
     /// has the id.
     async fn check_id_free(conn: &mut Conn<B>, account_id: &str, id: &str) -> StoreResult<()> {
@@ -739,12 +909,22 @@ where
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(DELETE_DOCUMENT_KEYS)
-            .bind(&write.account_id)
-            .bind(&write.id)
-            .execute(&mut *tx)
-            .await?;
+        for delete in [DELETE_DOCUMENT_KEYS, DELETE_SEARCH_KEYS, DELETE_OWNERS] {
+            sqlx::query(delete)
+                .bind(&write.account_id)
+                .bind(&write.id)
+                .execute(&mut *tx)
+                .await?;
+        }
         if !write.deleted {
+            Self::insert_indexes(
+                &mut tx,
+                &write.account_id,
+                &write.id,
+                &write.doc_type,
+                &write.doc,
+            )
+            .await?;
             for (kind, value) in &write.keys {
                 sqlx::query(INSERT_DOCUMENT_KEY)
                     .bind(&write.account_id)
@@ -815,7 +995,12 @@ where
             Some((rev, _)) if rev != expected_rev => return Err(StoreError::Conflict),
             Some((_, doc_type)) => doc_type,
         };
-        for delete in [DELETE_DOCUMENT_KEYS, DELETE_DOCUMENT] {
+        for delete in [
+            DELETE_DOCUMENT_KEYS,
+            DELETE_SEARCH_KEYS,
+            DELETE_OWNERS,
+            DELETE_DOCUMENT,
+        ] {
             sqlx::query(delete)
                 .bind(account_id)
                 .bind(id)
@@ -1294,23 +1479,59 @@ where
         )
     }
 
-    async fn search_numbers(
+    async fn search_candidates(
         &self,
         account_id: &str,
-        key_prefix: &str,
+        doc_type: &str,
+        views: (&str, &str),
+        prefix: &str,
     ) -> StoreResult<Vec<StoredCallflow>> {
-        // See CALLFLOWS_WITH_SEARCH_KEY: only [a-z0-9] reaches the LIKE.
-        let prefix: String = key_prefix
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .collect();
+        let Some(end) = prefix_end(prefix) else {
+            return Err(StoreError::Other(anyhow::anyhow!(
+                "a search prefix must be non-empty ASCII"
+            )));
+        };
+        let statement = if doc_type == "callflow" {
+            SEARCH_CALLFLOWS
+        } else {
+            SEARCH_DOCUMENTS
+        };
         callflows(
-            sqlx::query_as(CALLFLOWS_WITH_SEARCH_KEY)
+            sqlx::query_as(statement)
                 .bind(account_id)
+                .bind(doc_type)
+                .bind(views.0)
+                .bind(views.1)
                 .bind(prefix)
+                .bind(end.as_str())
                 .fetch_all(self.read())
                 .await?,
         )
+    }
+
+    async fn documents_owned_by(
+        &self,
+        account_id: &str,
+        doc_type: &str,
+        owner_id: &str,
+    ) -> StoreResult<Vec<(StoredCallflow, bool)>> {
+        let rows: Vec<OwnedRow> = sqlx::query_as(DOCUMENTS_OWNED_BY)
+            .bind(account_id)
+            .bind(owner_id)
+            .bind(doc_type)
+            .fetch_all(self.read())
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                let hotdesked = row.hotdesked != 0;
+                Ok((StoredCallflow::try_from(row.document)?, hotdesked))
+            })
+            .collect()
+    }
+
+    async fn index_stored_documents(&self) -> StoreResult<()> {
+        let this = self.clone();
+        detached(async move { Sql::index_stored_documents(&this).await }).await
     }
 
     fn subscribe_changes(&self) -> Option<UnboundedReceiver<ChangeEvent>> {

@@ -866,3 +866,222 @@ async fn search_finds_users_and_devices_by_name() {
     let found = search("t=user&q=name&v=zzz".into()).await;
     assert_eq!(found, json!([]));
 }
+
+async fn search_ids(app: &TestApp, query: &str) -> Vec<String> {
+    let r = app
+        .call(
+            Method::GET,
+            &format!("/v2/accounts/{}/search?{query}", app.admin_account),
+            Some(&app.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.data()
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| row["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+/// The search index follows every write: a renamed document is found by its new name only, a
+/// deleted one no longer, and numbers are found by their search key.
+#[tokio::test]
+async fn search_index_follows_renames_deletes_and_numbers() {
+    let app = TestApp::spawn().await;
+    let flow = json!({"module": "device", "data": {"id": "d"}});
+    let first = create_doc(
+        &app,
+        "callflows",
+        json!({"name": "Sales Line", "numbers": ["+14155550100"], "flow": flow}),
+    )
+    .await;
+    let second = create_doc(
+        &app,
+        "callflows",
+        json!({"name": "Salt Mine", "numbers": ["2001"], "flow": flow}),
+    )
+    .await;
+    let user = create_doc(
+        &app,
+        "users",
+        json!({"first_name": "José", "last_name": "Saldaña"}),
+    )
+    .await;
+
+    assert_eq!(
+        search_ids(&app, "t=callflow&q=name&v=sal").await,
+        // In key order: "salesline" before "saltmine".
+        vec![first.clone(), second.clone()]
+    );
+    assert_eq!(
+        search_ids(&app, "t=callflow&q=number&v=%2B1415").await,
+        vec![first.clone()]
+    );
+    assert_eq!(
+        search_ids(&app, "t=callflow&q=name_and_number&v=200").await,
+        vec![second.clone()]
+    );
+    // A user's name key keeps the accented letters, lower-cased: "josésaldaña".
+    assert_eq!(
+        search_ids(&app, "t=user&q=name&v=jos").await,
+        vec![user.clone()]
+    );
+
+    let r = app
+        .call(
+            Method::PATCH,
+            &format!("/v2/accounts/{}/callflows/{first}", app.admin_account),
+            Some(&app.admin_token),
+            Some(json!({"data": {"name": "Support"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        search_ids(&app, "t=callflow&q=name&v=sal").await,
+        vec![second.clone()]
+    );
+    assert_eq!(
+        search_ids(&app, "t=callflow&q=name&v=supp").await,
+        vec![first.clone()]
+    );
+
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("/v2/accounts/{}/callflows/{second}", app.admin_account),
+            Some(&app.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(search_ids(&app, "t=callflow&q=name&v=sal").await.is_empty());
+    assert!(search_ids(&app, "t=callflow&q=number&v=2001")
+        .await
+        .is_empty());
+}
+
+/// Documents stored before the index existed are indexed once when the store is next opened.
+#[tokio::test]
+async fn documents_stored_before_the_index_are_indexed_at_start() {
+    let app = TestApp::spawn().await;
+    let device = create_doc(&app, "devices", json!({"name": "Lobby phone"})).await;
+    assert_eq!(
+        search_ids(&app, "t=device&q=name&v=lobby").await,
+        vec![device.clone()]
+    );
+
+    // As a database migrated from before the index: no keys, the setting not yet claimed.
+    let wipe = [
+        "DELETE FROM search_keys",
+        "DELETE FROM settings WHERE key = 'search_index'",
+    ];
+    if app.database_url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(&app.database_url).await.expect("pg");
+        for statement in wipe {
+            sqlx::query(statement).execute(&pool).await.expect("wipe");
+        }
+        pool.close().await;
+    } else {
+        let pool = sqlx::SqlitePool::connect(&app.database_url)
+            .await
+            .expect("sqlite");
+        for statement in wipe {
+            sqlx::query(statement).execute(&pool).await.expect("wipe");
+        }
+        pool.close().await;
+    }
+    assert!(search_ids(&app, "t=device&q=name&v=lobby").await.is_empty());
+
+    let reopened = callflowd::store::open(&app.database_url)
+        .await
+        .expect("reopen");
+    let found = reopened
+        .search_candidates(&app.admin_account, "device", ("name", "name"), "lobby")
+        .await
+        .expect("search");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, device);
+    assert_eq!(
+        search_ids(&app, "t=device&q=name&v=lobby").await,
+        vec![device]
+    );
+}
+
+/// `GET /users/{ID}/devices`: the devices the user owns or is hot-desked into, flagged as
+/// `devices/listing_by_owner` does, following owner changes and deletes; 404 for no user.
+#[tokio::test]
+async fn a_users_devices_are_the_ones_it_owns_or_is_hotdesked_into() {
+    let app = TestApp::spawn().await;
+    let user = create_doc(
+        &app,
+        "users",
+        json!({"first_name": "Ann", "last_name": "Lee"}),
+    )
+    .await;
+    let other = create_doc(
+        &app,
+        "users",
+        json!({"first_name": "Bo", "last_name": "Ng"}),
+    )
+    .await;
+    let desk = create_doc(&app, "devices", json!({"name": "Desk", "owner_id": user})).await;
+    let shared = create_doc(
+        &app,
+        "devices",
+        json!({"name": "Shared", "owner_id": other, "hotdesk": {"users": {user.clone(): {}}}}),
+    )
+    .await;
+    create_doc(&app, "devices", json!({"name": "Bo's", "owner_id": other})).await;
+
+    let list = |id: String| {
+        let app = &app;
+        async move {
+            app.call(
+                Method::GET,
+                &format!("/v2/accounts/{}/users/{id}/devices", app.admin_account),
+                Some(&app.admin_token),
+                None,
+            )
+            .await
+        }
+    };
+    let r = list(user.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let mut rows = r.data().as_array().expect("rows").clone();
+    rows.sort_by_key(|row| row["name"].as_str().unwrap_or_default().to_string());
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["id"], desk.as_str());
+    assert_eq!(rows[0]["hotdesked"], false);
+    assert_eq!(rows[0]["device_type"], "sip_device");
+    assert_eq!(rows[0]["mac_address"], "");
+    assert_eq!(rows[1]["id"], shared.as_str());
+    assert_eq!(rows[1]["hotdesked"], true);
+    assert_eq!(rows[1]["owner_id"], other.as_str());
+
+    // The desk phone moves to the other user; the shared one is deleted.
+    let r = app
+        .call(
+            Method::PATCH,
+            &format!("/v2/accounts/{}/devices/{desk}", app.admin_account),
+            Some(&app.admin_token),
+            Some(json!({"data": {"owner_id": other}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("/v2/accounts/{}/devices/{shared}", app.admin_account),
+            Some(&app.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(list(user.clone()).await.data(), &json!([]));
+    assert_eq!(list(other).await.data().as_array().map(Vec::len), Some(2));
+
+    let r = list("0123456789abcdef0123456789abcdef".into()).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+}

@@ -12,6 +12,7 @@ mod fidelity;
 mod fidelity_listing;
 mod lookup;
 mod safety;
+mod simulations;
 mod socket;
 
 /// Says which backend this run covers; without PostgreSQL the PostgreSQL leg is skipped.
