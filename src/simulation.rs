@@ -52,12 +52,22 @@ pub struct Request {
     pub max_steps: usize,
 }
 
-/// The document types a request may carry inline (their URL names) and the engine reads.
-fn stored_type(url_type: &str) -> Option<&'static str> {
-    if url_type == "callflows" {
-        return Some("callflow");
+/// The document types a request may carry inline and the engine reads, by the engine's type
+/// names (the URL names, plus `list_entries` for a list's entries).
+fn kind_of(url_type: &str) -> Option<Kind> {
+    match url_type {
+        "callflows" => Some(Kind::Callflow),
+        "list_entries" => Some(Kind::Doc(&crate::documents::ENTRY)),
+        other => crate::documents::by_segment(other).map(Kind::Doc),
     }
-    crate::documents::by_segment(url_type).map(|t| t.pvt_type)
+}
+
+/// The stored `pvt_type` of an engine type name.
+fn stored_type(url_type: &str) -> Option<&'static str> {
+    kind_of(url_type).map(|kind| match kind {
+        Kind::Callflow => "callflow",
+        Kind::Doc(ty) => ty.pvt_type,
+    })
 }
 
 fn field_error(path: &[&str], rule: &str, message: impl Into<String>) -> SchemaError {
@@ -277,9 +287,8 @@ pub async fn run(
     let mut inline_keys = HashSet::new();
     let mut invalid = SchemaErrors::default();
     for (url_type, id, doc) in request.documents {
-        let kind = match crate::documents::by_segment(&url_type) {
-            Some(ty) => Kind::Doc(ty),
-            None => Kind::Callflow,
+        let Some(kind) = kind_of(&url_type) else {
+            continue;
         };
         match pipeline.validate(kind, account, doc).await {
             Ok(doc) => {
