@@ -117,14 +117,8 @@ pub(crate) fn temporal_route<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action
     let checks: Vec<String> = decision
         .checks
         .iter()
-        .map(|c| {
-            let n = c
-                .name
-                .as_deref()
-                .map(|n| format!("'{n}' "))
-                .unwrap_or_default();
-            format!("{n}({}): {}", c.rule_id, c.reason)
-        })
+        // The reason already names the rule; the id follows it.
+        .map(|c| format!("{} [rule {}]", c.reason, c.rule_id))
         .collect();
     rt.say(format!(
         "checks the time against {} rule(s){}",
