@@ -6,6 +6,8 @@
 //! Owns: turning a `temporal_rules` document into a [`Rule`]. Must not: decide whether a rule
 //! is active (see `recurrence`) or convert time zones (see `clock`).
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::calendar::{Fault, Int, Res, Ymd};
@@ -60,7 +62,7 @@ pub(crate) struct Rule {
 /// The rule's name as Kazoo logs it (`no_name` when missing or empty).
 pub(crate) fn rule_name(doc: &Map<String, Value>) -> String {
     match doc.get("name").and_then(to_binary) {
-        Some(name) if !name.is_empty() => name,
+        Some(name) if !name.is_empty() => name.into_owned(),
         _ => "no_name".to_owned(),
     }
 }
@@ -269,17 +271,17 @@ fn charlist(v: &Value) -> Option<String> {
 
 /// `kz_term:to_binary/1` under `safe_cast`, as text: strings as they are, numbers and atoms
 /// (true/false/null) spelled out, objects encoded, lists as iolists (strings and bytes).
-pub(crate) fn to_binary(v: &Value) -> Option<String> {
+pub(crate) fn to_binary(v: &Value) -> Option<Cow<'_, str>> {
     match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Null => Some("null".to_owned()),
-        Value::Object(_) => Some(v.to_string()),
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        Value::Null => Some(Cow::Borrowed("null")),
+        Value::Object(_) => Some(Cow::Owned(v.to_string())),
         Value::Array(_) => {
             let mut bytes = Vec::new();
             iolist(v, &mut bytes)?;
-            Some(String::from_utf8_lossy(&bytes).into_owned())
+            Some(Cow::Owned(String::from_utf8_lossy(&bytes).into_owned()))
         }
     }
 }
