@@ -476,8 +476,9 @@ fn load(
     let Some(doc) = load_doc(docs, &route.rule_id) else {
         return Ok(Slot::NotFound);
     };
-    let name = rule::rule_name(doc);
-    let (seconds, source) = match rule::start_seconds(doc) {
+    let fields = rule::Fields::of(doc);
+    let name = rule::rule_name(&fields);
+    let (seconds, source) = match rule::start_seconds(&fields) {
         Some(s) => (s, StartSource::Document),
         None => (ctx.local.secs, StartSource::Missing),
     };
@@ -494,9 +495,7 @@ fn load(
         .map(|d| d * DAY)
         .map_err(|f| (Some(name.clone()), f))?;
     if start_midnight > ctx.local.secs {
-        let forced_on = rule::build(doc)
-            .map(|r| r.enabled == Some(true))
-            .unwrap_or(false);
+        let forced_on = fields.enabled() == Some(true);
         return Ok(Slot::StartsLater {
             name,
             start,
@@ -504,7 +503,10 @@ fn load(
             forced_on,
         });
     }
-    let rule = rule::build(doc).map_err(|f| (Some(name), f))?;
+    let rule = match rule::build(&fields, name) {
+        Ok(rule) => rule,
+        Err(fault) => return Err((Some(rule::rule_name(&fields)), fault)),
+    };
     Ok(Slot::Built {
         rule: Box::new(rule),
         start,
@@ -871,12 +873,36 @@ fn weekday_name(date: Ymd) -> &'static str {
     }
 }
 
+/// Writes `n` zero-padded to `width` digits; small non-negative numbers skip the formatting
+/// machinery (reasons are full of them).
+fn pad(f: &mut fmt::Formatter<'_>, n: Int, width: usize) -> fmt::Result {
+    if !(0..1_000_000).contains(&n) || width > 6 {
+        return write!(f, "{n:0width$}");
+    }
+    let mut buf = [b'0'; 6];
+    let (mut v, mut i) = (n, buf.len());
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let from = i.min(buf.len() - width);
+    f.write_str(std::str::from_utf8(&buf[from..]).unwrap_or("?"))
+}
+
 /// A date as YYYY-MM-DD.
 struct D(Ymd);
 
 impl fmt::Display for D {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04}-{:02}-{:02}", self.0.y, self.0.m, self.0.d)
+        pad(f, self.0.y, 4)?;
+        f.write_str("-")?;
+        pad(f, self.0.m, 2)?;
+        f.write_str("-")?;
+        pad(f, self.0.d, 2)
     }
 }
 
@@ -906,7 +932,9 @@ struct Hm(Int);
 
 impl fmt::Display for Hm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:02}:{:02}", self.0 / 3600, self.0 % 3600 / 60)
+        pad(f, self.0 / 3600, 2)?;
+        f.write_str(":")?;
+        pad(f, self.0 % 3600 / 60, 2)
     }
 }
 

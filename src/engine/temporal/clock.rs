@@ -138,9 +138,7 @@ pub(crate) fn start_date(zone: Zone, gregorian: Int) -> Res<Ymd> {
         }
     };
     let unix = gregorian - UNIX_EPOCH_GREGORIAN;
-    let instant = i64::try_from(unix)
-        .ok()
-        .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0));
+    let instant = DateTime::<Utc>::from_timestamp(unix, 0);
     let Some(instant) = instant else {
         // Outside the zone database's range: the UTC date is as good as any (such dates are
         // decades of millennia away, so only their order matters).
