@@ -18,6 +18,8 @@ mod rule;
 #[cfg(test)]
 mod tests;
 
+use std::fmt::{self, Write as _};
+
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
@@ -166,6 +168,7 @@ pub fn evaluate(
     }
     let mut ctx = Ctx {
         zone,
+        start_memo: None,
         local,
         timezone: &decision.timezone,
         checks: Vec::with_capacity(routes.len()),
@@ -294,12 +297,12 @@ fn load_doc<'d>(docs: &'d dyn super::Documents, id: &str) -> Option<&'d Map<Stri
         .or_else(|| docs.get("temporal_rules_sets", id))
 }
 
-/// `get_rule_set/2`: the `temporal_rules` list of the document with that id, else none.
+/// `get_rule_set/2`: the `temporal_rules` list of the rule set with that id, else none.
 fn rule_set_members(docs: &dyn super::Documents, id: &str) -> Vec<String> {
-    let doc = docs
+    match docs
         .get("temporal_rules_sets", id)
-        .or_else(|| docs.get("temporal_rules", id));
-    match doc.and_then(|d| d.get("temporal_rules")) {
+        .and_then(|d| d.get("temporal_rules"))
+    {
         Some(Value::Array(ids)) => ids.iter().map(id_text).collect(),
         _ => Vec::new(),
     }
@@ -318,6 +321,8 @@ fn override_action(data: &Map<String, Value>) -> Option<&'static str> {
 
 struct Ctx<'a> {
     zone: Zone,
+    /// The last start-date conversion (rules of one account usually share a start date).
+    start_memo: Option<(Int, Res<Ymd>)>,
     local: LocalNow,
     timezone: &'a str,
     checks: Vec<RuleCheck>,
@@ -464,26 +469,33 @@ fn run(ctx: &mut Ctx<'_>, routes: &[Route], docs: &dyn super::Documents) -> Outc
 
 /// `maybe_build_rule/8` for one route: `Err` carries the rule name (when known) and the crash.
 fn load(
-    ctx: &Ctx<'_>,
+    ctx: &mut Ctx<'_>,
     route: &Route,
     docs: &dyn super::Documents,
 ) -> Result<Slot, (Option<String>, Fault)> {
     let Some(doc) = load_doc(docs, &route.rule_id) else {
         return Ok(Slot::NotFound);
     };
-    let name = rule::rule_name(doc);
-    let (seconds, source) = match rule::start_seconds(doc) {
+    let fields = rule::Fields::of(doc);
+    let name = rule::rule_name(&fields);
+    let (seconds, source) = match rule::start_seconds(&fields) {
         Some(s) => (s, StartSource::Document),
         None => (ctx.local.secs, StartSource::Missing),
     };
-    let start = clock::start_date(ctx.zone, seconds).map_err(|f| (Some(name.clone()), f))?;
+    let converted = match ctx.start_memo {
+        Some((memo_seconds, result)) if memo_seconds == seconds => result,
+        _ => {
+            let result = clock::start_date(ctx.zone, seconds);
+            ctx.start_memo = Some((seconds, result));
+            result
+        }
+    };
+    let start = converted.map_err(|f| (Some(name.clone()), f))?;
     let start_midnight = date_to_gregorian_days(start)
         .map(|d| d * DAY)
         .map_err(|f| (Some(name.clone()), f))?;
     if start_midnight > ctx.local.secs {
-        let forced_on = rule::build(doc)
-            .map(|r| r.enabled == Some(true))
-            .unwrap_or(false);
+        let forced_on = fields.enabled() == Some(true);
         return Ok(Slot::StartsLater {
             name,
             start,
@@ -491,7 +503,10 @@ fn load(
             forced_on,
         });
     }
-    let rule = rule::build(doc).map_err(|f| (Some(name), f))?;
+    let rule = match rule::build(&fields, name) {
+        Ok(rule) => rule,
+        Err(fault) => return Err((Some(rule::rule_name(&fields)), fault)),
+    };
     Ok(Slot::Built {
         rule: Box::new(rule),
         start,
@@ -626,7 +641,8 @@ fn evaluate_rule(
     };
     let local = ctx.local;
     let active = window.is_active();
-    let reason = format!("{summary}: {}", window_text(rule, &window, &local));
+    let mut reason = summary;
+    write_window(&mut reason, rule, &window, &local);
     ctx.checks.push(check(
         route,
         name,
@@ -822,6 +838,8 @@ fn fault_text(fault: Fault) -> &'static str {
 }
 
 // ---- words ------------------------------------------------------------------------------
+// Reasons are written straight into one buffer per rule (the explanation is part of every
+// answer, so it must stay cheap).
 
 const WEEKDAYS: [&str; 7] = [
     "Monday",
@@ -855,19 +873,77 @@ fn weekday_name(date: Ymd) -> &'static str {
     }
 }
 
-fn fmt_date(date: Ymd) -> String {
-    format!("{:04}-{:02}-{:02}", date.y, date.m, date.d)
+/// Writes `n` zero-padded to `width` digits; small non-negative numbers skip the formatting
+/// machinery (reasons are full of them).
+fn pad(f: &mut fmt::Formatter<'_>, n: Int, width: usize) -> fmt::Result {
+    if !(0..1_000_000).contains(&n) || width > 6 {
+        return write!(f, "{n:0width$}");
+    }
+    let mut buf = [b'0'; 6];
+    let (mut v, mut i) = (n, buf.len());
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let from = i.min(buf.len() - width);
+    f.write_str(std::str::from_utf8(&buf[from..]).unwrap_or("?"))
 }
 
-/// A window bound in seconds after midnight as HH:MM (HH:MM:SS when it has seconds).
-fn fmt_clock(secs: Int) -> String {
-    let sign = if secs < 0 { "-" } else { "" };
-    let s = secs.abs();
-    if s % 60 == 0 {
-        format!("{sign}{:02}:{:02}", s / 3600, s % 3600 / 60)
-    } else {
-        format!("{sign}{:02}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60)
+/// A date as YYYY-MM-DD.
+struct D(Ymd);
+
+impl fmt::Display for D {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        pad(f, self.0.y, 4)?;
+        f.write_str("-")?;
+        pad(f, self.0.m, 2)?;
+        f.write_str("-")?;
+        pad(f, self.0.d, 2)
     }
+}
+
+/// Seconds after midnight as HH:MM (HH:MM:SS when there are seconds).
+struct Clock(Int);
+
+impl fmt::Display for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let s = self.0.abs();
+        if s % 60 == 0 {
+            write!(f, "{sign}{:02}:{:02}", s / 3600, s % 3600 / 60)
+        } else {
+            write!(
+                f,
+                "{sign}{:02}:{:02}:{:02}",
+                s / 3600,
+                s % 3600 / 60,
+                s % 60
+            )
+        }
+    }
+}
+
+/// Seconds after midnight as HH:MM (the "now" of a reason).
+struct Hm(Int);
+
+impl fmt::Display for Hm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        pad(f, self.0 / 3600, 2)?;
+        f.write_str(":")?;
+        pad(f, self.0 % 3600 / 60, 2)
+    }
+}
+
+fn fmt_date(date: Ymd) -> String {
+    D(date).to_string()
+}
+
+fn fmt_clock(secs: Int) -> String {
+    Clock(secs).to_string()
 }
 
 fn fmt_clock_seconds(secs: Int) -> String {
@@ -879,155 +955,182 @@ fn fmt_clock_seconds(secs: Int) -> String {
     )
 }
 
-fn fmt_hm(secs: Int) -> String {
-    format!("{:02}:{:02}", secs / 3600, secs % 3600 / 60)
-}
-
-fn every(interval: Int, unit: &str, start: Ymd) -> String {
+fn write_every(out: &mut String, interval: Int, unit: &str, start: Ymd) {
     if interval == 1 {
-        format!("every {unit}")
+        let _ = write!(out, "every {unit}");
     } else {
-        format!("every {interval} {unit}s from {}", fmt_date(start))
+        let _ = write!(out, "every {interval} {unit}s from {}", D(start));
     }
 }
 
-fn weekday_list(wdays: &[Int]) -> String {
+fn write_weekdays(out: &mut String, wdays: &[Int]) {
     if wdays == [1, 2, 3, 4, 5, 6, 7] {
-        return "every day of the week".to_owned();
+        out.push_str("every day of the week");
+        return;
     }
     let name = |d: Int| SHORT_WEEKDAYS.get((d - 1) as usize).copied().unwrap_or("?");
-    let mut parts: Vec<String> = Vec::new();
     let mut i = 0;
     while i < wdays.len() {
         let mut j = i;
         while j + 1 < wdays.len() && wdays[j + 1] == wdays[j] + 1 {
             j += 1;
         }
+        if i > 0 {
+            out.push(',');
+        }
         if j - i >= 2 {
-            parts.push(format!("{}-{}", name(wdays[i]), name(wdays[j])));
+            let _ = write!(out, "{}-{}", name(wdays[i]), name(wdays[j]));
         } else {
-            parts.extend(wdays[i..=j].iter().map(|&d| name(d).to_owned()));
+            for (k, &d) in wdays[i..=j].iter().enumerate() {
+                if k > 0 {
+                    out.push(',');
+                }
+                out.push_str(name(d));
+            }
         }
         i = j + 1;
     }
-    parts.join(",")
 }
 
-fn ordinal_text(o: &Ordinal) -> String {
+fn write_ordinal(out: &mut String, o: &Ordinal) {
     match o {
-        Ordinal::Nth(n) => ["first", "second", "third", "fourth", "fifth"]
-            .get(*n as usize)
-            .copied()
-            .unwrap_or("?")
-            .to_owned(),
-        Ordinal::Every => "every".to_owned(),
-        Ordinal::Last => "last".to_owned(),
-        Ordinal::Other(s) => format!("'{s}'"),
+        Ordinal::Nth(n) => out.push_str(
+            ["first", "second", "third", "fourth", "fifth"]
+                .get(*n as usize)
+                .copied()
+                .unwrap_or("?"),
+        ),
+        Ordinal::Every => out.push_str("every"),
+        Ordinal::Last => out.push_str("last"),
+        Ordinal::Other(s) => {
+            let _ = write!(out, "'{s}'");
+        }
     }
 }
 
-fn month_name(m: Int) -> String {
+fn write_month(out: &mut String, m: Int) {
     match m {
-        1..=12 => MONTHS[(m - 1) as usize].to_owned(),
-        other => format!("month {other}"),
+        1..=12 => out.push_str(MONTHS[(m - 1) as usize]),
+        other => {
+            let _ = write!(out, "month {other}");
+        }
     }
 }
 
-fn days_text(days: &[Int]) -> String {
-    days.iter()
-        .map(|d| d.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
+fn write_days(out: &mut String, days: &[Int]) {
+    for (k, d) in days.iter().enumerate() {
+        if k > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{d}");
+    }
+}
+
+fn write_weekday_part(out: &mut String, rule: &Rule) {
+    match rule.wdays.as_slice() {
+        [one] => {
+            write_ordinal(out, &rule.ordinal);
+            out.push(' ');
+            out.push_str(WEEKDAYS.get((one - 1) as usize).copied().unwrap_or("?"));
+        }
+        many => {
+            out.push_str("weekdays ");
+            write_weekdays(out, many);
+            out.push_str(" (Kazoo needs exactly one)");
+        }
+    }
 }
 
 /// "'Weekdays' (weekly, every week, mon-fri, 09:00-17:00 America/New_York)".
 fn describe(rule: &Rule, start: Ymd, tz: &str) -> String {
-    let weekday_part = |wdays: &[Int]| match wdays {
-        [one] => format!(
-            "{} {}",
-            ordinal_text(&rule.ordinal),
-            WEEKDAYS.get((one - 1) as usize).copied().unwrap_or("?")
-        ),
-        many => format!("weekdays {} (Kazoo needs exactly one)", weekday_list(many)),
-    };
-    let what = match &rule.cycle {
-        CycleField::Empty => "no cycle".to_owned(),
-        CycleField::Other(s) => format!("cycle '{s}'"),
-        CycleField::Known(Cycle::Date) => format!("on {}", fmt_date(start)),
-        CycleField::Known(Cycle::Daily) => format!("daily, {}", every(rule.interval, "day", start)),
-        CycleField::Known(Cycle::Weekly) => format!(
-            "weekly, {}, {}",
-            every(rule.interval, "week", start),
-            weekday_list(&rule.wdays)
-        ),
+    let mut out = String::with_capacity(160);
+    let _ = write!(out, "'{}' (", rule.name);
+    match &rule.cycle {
+        CycleField::Empty => out.push_str("no cycle"),
+        CycleField::Other(s) => {
+            let _ = write!(out, "cycle '{s}'");
+        }
+        CycleField::Known(Cycle::Date) => {
+            let _ = write!(out, "on {}", D(start));
+        }
+        CycleField::Known(Cycle::Daily) => {
+            out.push_str("daily, ");
+            write_every(&mut out, rule.interval, "day", start);
+        }
+        CycleField::Known(Cycle::Weekly) => {
+            out.push_str("weekly, ");
+            write_every(&mut out, rule.interval, "week", start);
+            out.push_str(", ");
+            write_weekdays(&mut out, &rule.wdays);
+        }
         CycleField::Known(Cycle::Monthly) => {
-            let which = if rule.days.is_empty() {
-                weekday_part(&rule.wdays)
+            out.push_str("monthly, ");
+            write_every(&mut out, rule.interval, "month", start);
+            out.push_str(", ");
+            if rule.days.is_empty() {
+                write_weekday_part(&mut out, rule);
             } else {
-                format!("day {}", days_text(&rule.days))
-            };
-            format!("monthly, {}, {which}", every(rule.interval, "month", start))
+                out.push_str("day ");
+                write_days(&mut out, &rule.days);
+            }
         }
         CycleField::Known(Cycle::Yearly) => {
-            let which = if rule.days.is_empty() {
-                format!(
-                    "{} of {}",
-                    weekday_part(&rule.wdays),
-                    month_name(rule.month)
-                )
+            out.push_str("yearly, ");
+            write_every(&mut out, rule.interval, "year", start);
+            out.push_str(", ");
+            if rule.days.is_empty() {
+                write_weekday_part(&mut out, rule);
+                out.push_str(" of ");
+                write_month(&mut out, rule.month);
             } else {
-                format!("{} {}", month_name(rule.month), days_text(&rule.days))
-            };
-            format!("yearly, {}, {which}", every(rule.interval, "year", start))
+                write_month(&mut out, rule.month);
+                out.push(' ');
+                write_days(&mut out, &rule.days);
+            }
         }
-    };
-    let window = if rule.window_start == 0 && rule.window_stop == DAY {
-        "all day".to_owned()
+    }
+    if rule.window_start == 0 && rule.window_stop == DAY {
+        let _ = write!(out, ", all day {tz})");
     } else {
-        format!(
-            "{}-{}",
-            fmt_clock(rule.window_start),
-            fmt_clock(rule.window_stop)
-        )
-    };
-    format!("'{}' ({what}, {window} {tz})", rule.name)
+        let _ = write!(
+            out,
+            ", {}-{} {tz})",
+            Clock(rule.window_start),
+            Clock(rule.window_stop)
+        );
+    }
+    out
 }
 
-fn window_text(rule: &Rule, window: &Window, local: &LocalNow) -> String {
-    let now = format!(
-        "{} {}",
-        weekday_name(local.date),
-        fmt_hm(local.second_of_day())
-    );
-    let now_dated = format!(
-        "{} {} {}",
-        weekday_name(local.date),
-        fmt_date(local.date),
-        fmt_hm(local.second_of_day())
-    );
-    match window {
-        Window::Active { .. } => format!("active, today is {now}"),
-        Window::Before { base, .. } if *base == local.date => {
-            format!(
-                "not active: today's window opens at {} (now {now})",
-                fmt_clock(rule.window_start)
-            )
-        }
-        Window::Before { base, .. } => format!(
-            "not active: next occurrence is {} {} (now {now_dated})",
-            weekday_name(*base),
-            fmt_date(*base)
+/// Appends ": <what the window test found>" to a rule's summary.
+fn write_window(out: &mut String, rule: &Rule, window: &Window, local: &LocalNow) {
+    let today = weekday_name(local.date);
+    let now = Hm(local.second_of_day());
+    let _ = match window {
+        Window::Active { .. } => write!(out, ": active, today is {today} {now}"),
+        Window::Before { base, .. } if *base == local.date => write!(
+            out,
+            ": not active: today's window opens at {} (now {today} {now})",
+            Clock(rule.window_start)
         ),
-        Window::After { base, .. } if *base == local.date => {
-            format!(
-                "not active: today's window closed at {} (now {now})",
-                fmt_clock(rule.window_stop)
-            )
-        }
-        Window::After { base, .. } => format!(
-            "not active: the occurrence Kazoo computes, {} {}, is already over (now {now_dated})",
+        Window::Before { base, .. } => write!(
+            out,
+            ": not active: next occurrence is {} {} (now {today} {} {now})",
             weekday_name(*base),
-            fmt_date(*base)
+            D(*base),
+            D(local.date)
         ),
-    }
+        Window::After { base, .. } if *base == local.date => write!(
+            out,
+            ": not active: today's window closed at {} (now {today} {now})",
+            Clock(rule.window_stop)
+        ),
+        Window::After { base, .. } => write!(
+            out,
+            ": not active: the occurrence Kazoo computes, {} {}, is already over (now {today} {} {now})",
+            weekday_name(*base),
+            D(*base),
+            D(local.date)
+        ),
+    };
 }
