@@ -10,6 +10,7 @@ mod documents;
 mod envelope;
 mod fidelity;
 mod fidelity_listing;
+mod lint;
 mod lookup;
 mod safety;
 mod simulations;

@@ -1,0 +1,1 @@
+//! Saved call tests (placeholder, filled in the next slice).
