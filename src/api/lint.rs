@@ -103,3 +103,45 @@ async fn explain(State(state): State<AppState>, scope: AccountScope) -> ApiResul
         super::offload(move || crate::routing::analysis::explain(&table, &number, on_net)).await?;
     Ok(Reply::ok(data))
 }
+
+/// `PUT /v2/accounts/{A}/callflow_tests/run`: runs every test, or those `data.tests` names
+/// (names or ids), keeps each result as the test's last result, and answers them.
+pub fn tests_router() -> Router<AppState> {
+    Router::new().route(
+        "/v2/accounts/{account_id}/callflow_tests/run",
+        axum::routing::put(run_tests),
+    )
+}
+
+#[tracing::instrument(skip_all, fields(account_id = %scope.account.id))]
+async fn run_tests(State(state): State<AppState>, scope: AccountScope) -> ApiResult<Reply> {
+    let names: Vec<String> = match scope.ctx.data.get("tests") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        Some(other) => {
+            return Err(ApiError::invalid_field(
+                SchemaError::at(
+                    "tests",
+                    "type",
+                    "Value did not match type(s): array of strings",
+                )
+                .with("value", other.clone()),
+            ))
+        }
+    };
+    let results = crate::lint::calltests::run_selected(
+        &state.pipeline,
+        &scope.account,
+        &scope.ctx.request_id,
+        &names,
+    )
+    .await?;
+    let passed = results.iter().filter(|r| r.result == "pass").count();
+    Ok(Reply::ok(json!({
+        "results": results.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
+        "summary": {"run": results.len(), "passed": passed, "failed": results.len() - passed},
+    })))
+}

@@ -108,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .merge(documents::owner_router())
         .merge(simulations::router())
         .merge(lint::router())
+        .merge(lint::tests_router())
         .merge(lookup::router())
         .route("/metrics", get(metrics))
         .merge(schemas::router())

@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod callflows;
+mod calltests;
 mod concurrency;
 mod conformance;
 mod documents;
