@@ -113,7 +113,7 @@ fn pattern() -> impl Strategy<Value = String> {
         digits.prop_map(|d| format!(r"^\*{d}(\d*)$")),
         (digits, digits).prop_map(|(a, b)| format!("^({a}|{b})$")),
         digits.prop_map(|d| format!(r"^\+?{d}(\d+)$")),
-        digits.prop_map(|d| format!(r"{d}")),
+        digits.prop_map(|d| d.to_string()),
         Just(r"^\+?1?(\d{10})$".to_string()),
         Just(r"^(\d{3,4})$".to_string()),
         Just(r"^1$2".to_string()),

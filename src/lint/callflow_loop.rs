@@ -116,8 +116,8 @@ fn path_back(
     None
 }
 
-fn longest<'a>(
-    graph: &HashMap<&'a str, Vec<(String, String, bool)>>,
+fn longest(
+    graph: &HashMap<&str, Vec<(String, String, bool)>>,
     id: &str,
     memo: &mut HashMap<String, usize>,
     on_path: &mut Vec<String>,

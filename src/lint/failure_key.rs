@@ -101,7 +101,7 @@ fn suggestion(key: &str) -> Option<String> {
     }
     HANGUP_CAUSES
         .iter()
-        .find(|c| c.contains(&upper.as_str()) && upper.len() >= 4)
+        .find(|c| c.contains(upper.as_str()) && upper.len() >= 4)
         .map(|c| c.to_string())
 }
 
