@@ -12,6 +12,7 @@ pub mod documents;
 pub mod envelope;
 pub mod error;
 pub mod extract;
+pub mod lint;
 pub mod listing;
 pub mod lookup;
 pub mod reply;
@@ -106,6 +107,8 @@ pub fn router(state: AppState) -> Router {
         .merge(documents::entries_router())
         .merge(documents::owner_router())
         .merge(simulations::router())
+        .merge(lint::router())
+        .merge(lint::tests_router())
         .merge(lookup::router())
         .route("/metrics", get(metrics))
         .merge(schemas::router())

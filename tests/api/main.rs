@@ -4,12 +4,14 @@ mod helpers;
 
 mod auth;
 mod callflows;
+mod calltests;
 mod concurrency;
 mod conformance;
 mod documents;
 mod envelope;
 mod fidelity;
 mod fidelity_listing;
+mod lint;
 mod lookup;
 mod safety;
 mod simulations;
