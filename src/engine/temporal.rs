@@ -345,7 +345,7 @@ enum Slot {
         forced_on: bool,
     },
     Built {
-        rule: Box<Rule>,
+        rule: Rule,
         start: Ymd,
         source: StartSource,
     },
@@ -507,7 +507,7 @@ fn load(
         Err(fault) => return Err((Some(rule::rule_name(&fields)), fault)),
     };
     Ok(Slot::Built {
-        rule: Box::new(rule),
+        rule,
         start,
         source,
     })
@@ -872,24 +872,25 @@ fn weekday_name(date: Ymd) -> &'static str {
     }
 }
 
-/// Writes `n` zero-padded to `width` digits; small non-negative numbers skip the formatting
+/// Every two-digit number, for writing clock times and dates without the formatting
 /// machinery (reasons are full of them).
+const PAIRS: &str = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+
+/// Writes `n` zero-padded to `width` (2 or 4) digits.
 fn pad(f: &mut fmt::Formatter<'_>, n: Int, width: usize) -> fmt::Result {
-    if !(0..1_000_000).contains(&n) || width > 6 {
-        return write!(f, "{n:0width$}");
-    }
-    let mut buf = [b'0'; 6];
-    let (mut v, mut i) = (n, buf.len());
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
+    let pair = |v: Int| {
+        PAIRS
+            .get((v * 2) as usize..(v * 2 + 2) as usize)
+            .unwrap_or("??")
+    };
+    match width {
+        2 if (0..100).contains(&n) => f.write_str(pair(n)),
+        4 if (0..10_000).contains(&n) => {
+            f.write_str(pair(n / 100))?;
+            f.write_str(pair(n % 100))
         }
+        _ => write!(f, "{n:0width$}"),
     }
-    let from = i.min(buf.len() - width);
-    f.write_str(std::str::from_utf8(&buf[from..]).unwrap_or("?"))
 }
 
 /// A date as YYYY-MM-DD.
