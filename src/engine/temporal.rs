@@ -18,6 +18,7 @@ mod rule;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
 use chrono::{DateTime, Utc};
@@ -156,12 +157,15 @@ pub fn evaluate(
         }
     };
     let local = clock::local_now(zone, now);
-    decision.local_time = Some(format!(
+    let mut local_time = String::with_capacity(32);
+    let _ = write!(
+        local_time,
         "{} {} ({})",
-        fmt_date(local.date),
-        fmt_clock_seconds(local.second_of_day()),
+        D(local.date),
+        Hms(local.second_of_day()),
         weekday_name(local.date)
-    ));
+    );
+    decision.local_time = Some(local_time);
     if let Some(action) = override_action(data) {
         decision.action = Some(action);
         return decision;
@@ -180,8 +184,8 @@ pub fn evaluate(
     match outcome {
         Outcome::Matched(i) => {
             let route = &routes[i];
-            decision.child_key = route.child_key.clone();
-            decision.matched_rule = Some(route.rule_id.clone());
+            decision.child_key = route.child_key.to_string();
+            decision.matched_rule = Some(route.rule_id.to_string());
             if route.from_rule_set {
                 decision.quirks.push(Quirk {
                     id: "rule_set_child_key",
@@ -191,7 +195,7 @@ pub fn evaluate(
                         if child_keys.contains(&RULE_SET_KEY) { "" } else { " (there is no such child, so the call falls back to '_')" }
                     ),
                 });
-            } else if !child_keys.contains(&route.child_key.as_str()) {
+            } else if !child_keys.contains(&route.child_key.as_ref()) {
                 decision.quirks.push(Quirk {
                     id: "matched_child_missing",
                     explanation: format!(
@@ -208,11 +212,11 @@ pub fn evaluate(
     decision
 }
 
-/// One entry of Kazoo's route list.
+/// One entry of Kazoo's route list (text borrowed from the node, its keys and the documents).
 #[derive(Debug, Clone)]
-struct Route {
-    rule_id: String,
-    child_key: String,
+struct Route<'a> {
+    rule_id: Cow<'a, str>,
+    child_key: Cow<'a, str>,
     /// Came from the node's `rule_set` (child key "rule_set").
     from_rule_set: bool,
 }
@@ -220,17 +224,14 @@ struct Route {
 /// `get_temporal_route/2`: ids from `data.rules`, then every child key but "_", then the
 /// members of `data.rule_set`; then every route of the first two kinds that names a rule set
 /// is replaced by the set's members (keeping the set id as child key). Duplicates stay.
-fn routes(
-    data: &Map<String, Value>,
-    child_keys: &[&str],
-    docs: &dyn super::Documents,
-) -> Vec<Route> {
-    let mut plain: Vec<(String, String)> = Vec::new();
+fn routes<'a>(
+    data: &'a Map<String, Value>,
+    child_keys: &[&'a str],
+    docs: &'a dyn super::Documents,
+) -> Vec<Route<'a>> {
+    let mut plain: Vec<Cow<'a, str>> = Vec::new();
     if let Some(Value::Array(ids)) = data.get("rules") {
-        plain.extend(ids.iter().map(|v| {
-            let id = id_text(v);
-            (id.clone(), id)
-        }));
+        plain.extend(ids.iter().map(id_text));
     }
     let mut skipped_default = false;
     for &key in child_keys {
@@ -238,7 +239,7 @@ fn routes(
             skipped_default = true;
             continue;
         }
-        plain.push((key.to_owned(), key.to_owned()));
+        plain.push(Cow::Borrowed(key));
     }
     let mut set_members = Vec::new();
     if let Some(set_id) = data.get("rule_set").and_then(rule::to_binary) {
@@ -247,20 +248,21 @@ fn routes(
         }
     }
     let mut out = Vec::with_capacity(plain.len() + set_members.len());
-    let expand = |out: &mut Vec<Route>, id: String, key: String| {
-        if key == RULE_SET_KEY {
+    for id in plain {
+        // Routes of the first two kinds lead to the child named like the route.
+        if id == RULE_SET_KEY {
             out.push(Route {
+                child_key: id.clone(),
                 rule_id: id,
-                child_key: key,
                 from_rule_set: false,
             });
-            return;
+            continue;
         }
         let members = rule_set_members(docs, &id);
         if members.is_empty() {
             out.push(Route {
-                rule_id: id.clone(),
-                child_key: id,
+                child_key: id.clone(),
+                rule_id: id,
                 from_rule_set: false,
             });
         } else {
@@ -270,23 +272,20 @@ fn routes(
                 from_rule_set: false,
             }));
         }
-    };
-    for (id, key) in plain {
-        expand(&mut out, id, key);
     }
     out.extend(set_members.into_iter().map(|m| Route {
         rule_id: m,
-        child_key: RULE_SET_KEY.to_owned(),
+        child_key: Cow::Borrowed(RULE_SET_KEY),
         from_rule_set: true,
     }));
     out
 }
 
 /// An id as text (ids should be strings; anything else is spelled out and will not be found).
-fn id_text(v: &Value) -> String {
+fn id_text(v: &Value) -> Cow<'_, str> {
     match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => Cow::Borrowed(s),
+        other => Cow::Owned(other.to_string()),
     }
 }
 
@@ -298,7 +297,7 @@ fn load_doc<'d>(docs: &'d dyn super::Documents, id: &str) -> Option<&'d Map<Stri
 }
 
 /// `get_rule_set/2`: the `temporal_rules` list of the rule set with that id, else none.
-fn rule_set_members(docs: &dyn super::Documents, id: &str) -> Vec<String> {
+fn rule_set_members<'a>(docs: &'a dyn super::Documents, id: &str) -> Vec<Cow<'a, str>> {
     match docs
         .get("temporal_rules_sets", id)
         .and_then(|d| d.get("temporal_rules"))
@@ -346,7 +345,7 @@ enum Slot {
         forced_on: bool,
     },
     Built {
-        rule: Box<Rule>,
+        rule: Rule,
         start: Ymd,
         source: StartSource,
     },
@@ -354,7 +353,7 @@ enum Slot {
 
 /// `get_temporal_rules/2` then `process_rules/3`. Kazoo loads every route before evaluating
 /// any, so a document that makes the loader crash hides even an earlier matching rule.
-fn run(ctx: &mut Ctx<'_>, routes: &[Route], docs: &dyn super::Documents) -> Outcome {
+fn run(ctx: &mut Ctx<'_>, routes: &[Route<'_>], docs: &dyn super::Documents) -> Outcome {
     let mut slots = Vec::with_capacity(routes.len());
     for route in routes {
         match load(ctx, route, docs) {
@@ -470,7 +469,7 @@ fn run(ctx: &mut Ctx<'_>, routes: &[Route], docs: &dyn super::Documents) -> Outc
 /// `maybe_build_rule/8` for one route: `Err` carries the rule name (when known) and the crash.
 fn load(
     ctx: &mut Ctx<'_>,
-    route: &Route,
+    route: &Route<'_>,
     docs: &dyn super::Documents,
 ) -> Result<Slot, (Option<String>, Fault)> {
     let Some(doc) = load_doc(docs, &route.rule_id) else {
@@ -508,7 +507,7 @@ fn load(
         Err(fault) => return Err((Some(rule::rule_name(&fields)), fault)),
     };
     Ok(Slot::Built {
-        rule: Box::new(rule),
+        rule,
         start,
         source,
     })
@@ -522,16 +521,16 @@ enum RuleResult {
 }
 
 fn check(
-    route: &Route,
+    route: &Route<'_>,
     name: Option<String>,
     outcome: CheckOutcome,
     matched: bool,
     reason: String,
 ) -> RuleCheck {
     RuleCheck {
-        rule_id: route.rule_id.clone(),
+        rule_id: route.rule_id.to_string(),
         name,
-        child_key: route.child_key.clone(),
+        child_key: route.child_key.to_string(),
         outcome,
         matched,
         reason,
@@ -571,7 +570,7 @@ fn schedule_active(rule: &Rule, start: Ymd, local: &LocalNow) -> Option<bool> {
 
 fn evaluate_rule(
     ctx: &mut Ctx<'_>,
-    route: &Route,
+    route: &Route<'_>,
     rule: &Rule,
     start: Ymd,
     source: StartSource,
@@ -666,7 +665,7 @@ fn evaluate_rule(
 
 fn fault_result(
     ctx: &mut Ctx<'_>,
-    route: &Route,
+    route: &Route<'_>,
     rule: &Rule,
     summary: &str,
     fault: Fault,
@@ -716,7 +715,7 @@ fn fault_result(
 #[allow(clippy::too_many_arguments)]
 fn detect_quirks(
     ctx: &mut Ctx<'_>,
-    route: &Route,
+    route: &Route<'_>,
     rule: &Rule,
     cycle: Cycle,
     start: Ymd,
@@ -873,24 +872,25 @@ fn weekday_name(date: Ymd) -> &'static str {
     }
 }
 
-/// Writes `n` zero-padded to `width` digits; small non-negative numbers skip the formatting
+/// Every two-digit number, for writing clock times and dates without the formatting
 /// machinery (reasons are full of them).
+const PAIRS: &str = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+
+/// Writes `n` zero-padded to `width` (2 or 4) digits.
 fn pad(f: &mut fmt::Formatter<'_>, n: Int, width: usize) -> fmt::Result {
-    if !(0..1_000_000).contains(&n) || width > 6 {
-        return write!(f, "{n:0width$}");
-    }
-    let mut buf = [b'0'; 6];
-    let (mut v, mut i) = (n, buf.len());
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
+    let pair = |v: Int| {
+        PAIRS
+            .get((v * 2) as usize..(v * 2 + 2) as usize)
+            .unwrap_or("??")
+    };
+    match width {
+        2 if (0..100).contains(&n) => f.write_str(pair(n)),
+        4 if (0..10_000).contains(&n) => {
+            f.write_str(pair(n / 100))?;
+            f.write_str(pair(n % 100))
         }
+        _ => write!(f, "{n:0width$}"),
     }
-    let from = i.min(buf.len() - width);
-    f.write_str(std::str::from_utf8(&buf[from..]).unwrap_or("?"))
 }
 
 /// A date as YYYY-MM-DD.
@@ -946,13 +946,17 @@ fn fmt_clock(secs: Int) -> String {
     Clock(secs).to_string()
 }
 
-fn fmt_clock_seconds(secs: Int) -> String {
-    format!(
-        "{:02}:{:02}:{:02}",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+/// Seconds after midnight as HH:MM:SS.
+struct Hms(Int);
+
+impl fmt::Display for Hms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        pad(f, self.0 / 3600, 2)?;
+        f.write_str(":")?;
+        pad(f, self.0 % 3600 / 60, 2)?;
+        f.write_str(":")?;
+        pad(f, self.0 % 60, 2)
+    }
 }
 
 fn write_every(out: &mut String, interval: Int, unit: &str, start: Ymd) {
