@@ -135,6 +135,14 @@ pub(crate) fn temporal_route<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action
     if decision.crashed {
         return Action::next("Kazoo's temporal_route crashes on a rule it cannot evaluate: the executor continues to `_`");
     }
+    if decision.stalled {
+        // Kazoo's date search never ends for this rule: the call sits on the node, silent,
+        // until the caller gives up.
+        rt.quirk("temporal_stalled: a rule's next date can never be found (an ordinal Kazoo does not know, or a yearly weekday no year of the interval has): Kazoo's search loops and the call waits in silence until the caller hangs up".to_string());
+        rt.caller_gone = true;
+        rt.destroyed = true;
+        return Action::stop("Kazoo's rule search never ends: the caller hangs up on the silence");
+    }
     let reason = match &decision.matched_rule {
         Some(rule) => {
             let n = decision
@@ -674,6 +682,22 @@ mod tests {
             .contains("returns to the `_` saved by the branch at step 0"));
         assert!(t.steps[0].summary.contains("'After hours' (sub)"));
         assert_eq!(t.steps[2].path, "flow.children._");
+    }
+
+    #[test]
+    fn a_rule_kazoo_searches_forever_leaves_the_caller_waiting_until_hangup() {
+        let s = Sim::new().doc(
+            "temporal_rules",
+            "odd",
+            json!({"name": "Odd", "cycle": "monthly", "ordinal": "sixth", "wdays": ["monday"]}),
+        );
+        let flow = json!({"module": "temporal_route", "data": {"rules": ["odd"]},
+            "children": {"odd": {"module": "play", "data": {"id": "open"}},
+                         "_": {"module": "play", "data": {"id": "closed"}}}});
+        let t = s.run(flow);
+        assert_eq!(walk(&t), ["temporal_route"], "{t:?}");
+        assert_eq!(t.outcome.kind, OutcomeKind::CallerHangup);
+        assert!(codes(&t).contains(&"kazoo_quirk"));
     }
 
     #[test]
