@@ -3,6 +3,11 @@
 //! (default `postgres://postgres@127.0.0.1:5432/test`; a scratch database is created).
 //! The server and the load generator share the machine, so absolute figures are a floor;
 //! the SQLite/PostgreSQL ratio is the comparable part.
+//!
+//! History's cost (docs/history.md): on each backend, creates are also measured with history
+//! switched off (no revision row, no feed position: the hidden `--bench-without-history`) and
+//! on, alternating over `HISTORY_ROUNDS` rounds on fresh databases, and the on/off ratio of
+//! the summed throughput is printed.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -73,9 +78,23 @@ where
     }
 }
 
+/// Rounds of (history off, history on) create phases per backend.
+const HISTORY_ROUNDS: usize = 3;
+
 async fn run_backend(label: &str, database_url: String) -> (Phase, Phase) {
+    run_server(label, database_url, false, true).await
+}
+
+/// Create (and, when `fetch`, fetch) phases against a fresh server on `database_url`.
+async fn run_server(
+    label: &str,
+    database_url: String,
+    without_history: bool,
+    fetch: bool,
+) -> (Phase, Phase) {
     let mut args = ServeArgs::ephemeral(&database_url).expect("default serve arguments");
     args.admin_password = Some("bench".into());
+    args.bench_without_history = without_history;
     let app = App::build(&args).await.expect("app");
     let base = format!("http://{}", app.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -124,6 +143,26 @@ async fn run_backend(label: &str, database_url: String) -> (Phase, Phase) {
         .await
     };
     let ids: Arc<Vec<String>> = Arc::new(ids.lock().unwrap().clone());
+    if !fetch {
+        println!(
+            "{label:>22} create (PUT) {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({} ok, {} failed)",
+            create.per_sec,
+            create.p50.as_secs_f64() * 1e3,
+            create.p99.as_secs_f64() * 1e3,
+            create.ok,
+            create.errors
+        );
+        let _ = stop.send(());
+        let _ = server.await;
+        let none = Phase {
+            ok: 0,
+            errors: 0,
+            per_sec: 0.0,
+            p50: Duration::ZERO,
+            p99: Duration::ZERO,
+        };
+        return (create, none);
+    }
     let fetch = {
         let (client, token, url) = (client.clone(), token.clone(), url.clone());
         phase(move |i| {
@@ -169,9 +208,10 @@ fn main() {
         .await;
         let admin = std::env::var("CALLFLOWD_BENCH_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        match callflowd::store::PgStore::scratch_database(&admin).await {
+        let postgres = callflowd::store::PgStore::scratch_database(&admin).await;
+        match &postgres {
             Ok(url) => {
-                let (pc, pf) = run_backend("postgres", url).await;
+                let (pc, pf) = run_backend("postgres", url.clone()).await;
                 println!(
                     "postgres / sqlite: create {:.2}x, fetch {:.2}x",
                     pc.per_sec / sc.per_sec,
@@ -179,6 +219,49 @@ fn main() {
                 );
             }
             Err(e) => println!("PostgreSQL unavailable ({e}); only SQLite measured"),
+        }
+
+        println!(
+            "# history's cost: creates with history off and on, {HISTORY_ROUNDS} alternating rounds per backend, fresh database each"
+        );
+        let mut backends = vec!["sqlite"];
+        if postgres.is_ok() {
+            backends.push("postgres");
+        }
+        for backend in backends {
+            let (mut off, mut on) = (0.0, 0.0);
+            for round in 0..HISTORY_ROUNDS {
+                // Alternate which goes first, so drift on a shared machine hits both.
+                let order = if round % 2 == 0 { [true, false] } else { [false, true] };
+                for without in order {
+                    let url = if backend == "sqlite" {
+                        format!(
+                            "sqlite://{}",
+                            dir.path().join(format!("history-{round}-{without}.db")).display()
+                        )
+                    } else {
+                        callflowd::store::PgStore::scratch_database(&admin)
+                            .await
+                            .expect("scratch database")
+                    };
+                    let label = format!(
+                        "{backend} history {}",
+                        if without { "off" } else { "on" }
+                    );
+                    let (create, _) = run_server(&label, url, without, false).await;
+                    if without {
+                        off += create.per_sec;
+                    } else {
+                        on += create.per_sec;
+                    }
+                }
+            }
+            println!(
+                "history on / off [{backend}]: create {:.3}x ({:.0} vs {:.0} req/s, mean of {HISTORY_ROUNDS} rounds)",
+                on / off,
+                on / HISTORY_ROUNDS as f64,
+                off / HISTORY_ROUNDS as f64
+            );
         }
     });
 }

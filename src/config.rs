@@ -92,6 +92,10 @@ pub struct SimulateArgs {
     /// Run this stored callflow instead of looking the number up.
     #[arg(long)]
     pub callflow_id: Option<String>,
+    /// Run the saved draft of the callflow (`--callflow-id`, or the one the number reaches,
+    /// when it has a draft) instead of its live version.
+    #[arg(long, conflicts_with = "callflow")]
+    pub draft: bool,
     /// Inline documents winning over stored ones (`{"menus":{"ID":{..}}}`): JSON, or a file.
     #[arg(long)]
     pub documents: Option<String>,
@@ -222,6 +226,18 @@ pub struct ServeArgs {
         default_value_t = 2_000
     )]
     pub max_patterns_per_account: usize,
+    /// Revisions kept per document: older ones are removed as new ones are written
+    /// (0: every revision is kept).
+    #[arg(long, env = "CALLFLOWD_REVISIONS_KEEP", default_value_t = 0)]
+    pub revisions_keep: u64,
+    /// Days revisions are kept: older ones are removed every hour, except each document's
+    /// latest (0: forever).
+    #[arg(long, env = "CALLFLOWD_REVISIONS_KEEP_DAYS", default_value_t = 0)]
+    pub revisions_keep_days: u64,
+    /// Benchmarks only: write no revisions and no feed positions, to measure what history
+    /// costs. History endpoints then show nothing new.
+    #[arg(long, hide = true)]
+    pub bench_without_history: bool,
     /// Password of the admin user created on first start (default: generated and printed).
     #[arg(long, env = "CALLFLOWD_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,

@@ -17,6 +17,8 @@ pub mod documents;
 pub mod domain;
 /// Callflow simulation: Kazoo's executor and modules, pure.
 pub mod engine;
+/// Revisions, diffs, the change feed and the audit: what the save pipeline wrote, read back.
+pub mod history;
 /// Lint rules, and the saved call tests that guard every write.
 pub mod lint;
 /// Which callflow a dialled number reaches.

@@ -182,6 +182,9 @@ async fn simulate(args: callflowd::config::SimulateArgs) -> anyhow::Result<()> {
     if let Some(id) = &args.callflow_id {
         data.insert("callflow_id".into(), json!(id));
     }
+    if args.draft {
+        data.insert("draft".into(), json!(true));
+    }
     if let Some(documents) = &args.documents {
         data.insert("documents".into(), json_or_file(documents)?);
     }
@@ -243,6 +246,8 @@ async fn open_pipeline(
             max_patterns_per_callflow: defaults.max_patterns_per_callflow,
             max_patterns_per_account: defaults.max_patterns_per_account,
         },
+        history: Default::default(),
+        feed: Default::default(),
     };
     Ok((pipeline, account))
 }

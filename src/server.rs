@@ -15,6 +15,10 @@
 //!   that is using its connection;
 //! - on shutdown, no new connection is accepted, idle ones close at once, busy ones get the
 //!   grace period to finish, then are dropped.
+//!
+//! A request is in progress from its head until its response body has been sent, so a
+//! streamed response (the change feed's server-sent events) is never taken for an idle
+//! connection.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -213,6 +217,32 @@ impl Drop for BusyGuard {
     }
 }
 
+/// A response body that keeps its request marked busy until it has been sent or dropped.
+struct GuardedBody {
+    inner: axum::body::Body,
+    _guard: BusyGuard,
+}
+
+impl http_body::Body for GuardedBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then stops within the grace period.
 pub async fn serve(
     listener: TcpListener,
@@ -329,8 +359,16 @@ async fn serve_connection(
             let router = router.clone();
             async move {
                 let response = router.oneshot(req.map(axum::body::Body::new)).await;
-                drop(guard);
-                response
+                // The request stays in progress until its body is sent: a long-lived body
+                // (a change-feed stream) is not an idle connection.
+                response.map(|r| {
+                    r.map(|body| {
+                        axum::body::Body::new(GuardedBody {
+                            inner: body,
+                            _guard: guard,
+                        })
+                    })
+                })
             }
         })
     };

@@ -3,7 +3,8 @@
 //! the engine run with the documents it asks for fetched from the store.
 //!
 //! Owns: parsing a simulation request (Kazoo-shaped field errors), choosing where the call
-//! enters (lookup, a stored callflow, or a validated draft), and the fetch-and-rerun loop
+//! enters (lookup, a stored callflow, a callflow's saved draft (`draft: true`), or a validated
+//! inline draft), and the fetch-and-rerun loop
 //! around the pure [`crate::engine`]. Must not know about HTTP; stores nothing.
 
 use std::collections::{HashMap, HashSet};
@@ -50,6 +51,10 @@ pub struct Request {
     pub documents: Vec<(String, String, Map<String, Value>)>,
     pub events: Vec<engine::Event>,
     pub max_steps: usize,
+    /// `draft: true`: the callflow the call enters (by `callflow_id` or by lookup) runs from
+    /// its saved draft instead of its live version (a `callflow_id` must have one; a looked-up
+    /// callflow without one runs live).
+    pub use_draft: bool,
 }
 
 /// The document types a request may carry inline and the engine reads, by the engine's type
@@ -258,10 +263,30 @@ pub fn parse(data: &Map<String, Value>, now: DateTime<Utc>) -> Result<Request, S
             }
         },
     };
+    let use_draft = match data.get("draft") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            errors.push(
+                field_error(&["draft"], "type", "Value did not match type(s): boolean")
+                    .with("target", json!("boolean"))
+                    .with("value", other.clone()),
+            );
+            false
+        }
+    };
+    if use_draft && matches!(entry, Entry::Draft(_)) {
+        errors.push(field_error(
+            &["draft"],
+            "error",
+            "draft: true runs a saved draft; give callflow_id (or a number), not callflow",
+        ));
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
     Ok(Request {
+        use_draft,
         number: number.unwrap_or_default(),
         caller,
         now,
@@ -357,11 +382,24 @@ pub async fn run_with(
             let callflow_id = route.callflow_id.to_string();
             let capture_group = route.capture_group.clone();
             let stored = load_callflow(pipeline, account_id, &callflow_id, overrides).await?;
-            let lookup = crate::routing::lookup_data(
+            let mut lookup = crate::routing::lookup_data(
                 &route,
                 Value::Object(public_view(&stored.doc, &stored.id)),
             );
-            (callflow_id, stored.doc, capture_group, lookup)
+            let mut doc = stored.doc;
+            if request.use_draft {
+                if let Some(draft) = pipeline.store.get_draft(account_id, &callflow_id).await? {
+                    doc = draft.doc;
+                    lookup["draft"] = json!(true);
+                }
+            }
+            (callflow_id, doc, capture_group, lookup)
+        }
+        Entry::Callflow(id) if request.use_draft => {
+            let draft = pipeline.draft(account_id, &id).await?;
+            let lookup = json!({"callflow_id": id, "draft": true,
+                "match": {"type": "callflow_id", "value": id}});
+            (id, draft.doc, None, lookup)
         }
         Entry::Callflow(id) => {
             touched.push(id.clone());

@@ -61,8 +61,12 @@ pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<Ap
         store.clone(),
         args.route_cache_bytes,
     ));
+    let feed = crate::history::feed::FeedSignal::new();
     if let Some(events) = store.subscribe_changes() {
-        tokio::spawn(follow_changes(events, routes.clone()));
+        tokio::spawn(follow_changes(events, routes.clone(), feed.clone()));
+    }
+    if args.revisions_keep_days > 0 {
+        crate::history::spawn_pruner(store.clone(), args.revisions_keep_days);
     }
     let pipeline = crate::documents::pipeline::Pipeline {
         store: store.clone(),
@@ -73,8 +77,14 @@ pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<Ap
             max_patterns_per_callflow: config.max_patterns_per_callflow,
             max_patterns_per_account: config.max_patterns_per_account,
         },
+        history: crate::documents::pipeline::HistoryConfig {
+            keep_revisions: (args.revisions_keep > 0).then_some(args.revisions_keep),
+            record: !args.bench_without_history,
+        },
+        feed,
     };
     Ok(AppState {
+        stopping: Arc::new(tokio::sync::watch::channel(false).0),
         pipeline,
         routes,
         store,
@@ -91,12 +101,16 @@ pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<Ap
     })
 }
 
-/// Applies other nodes' writes to this node's routing snapshots.
+/// Applies other nodes' writes to this node's routing snapshots, and wakes this node's
+/// change-feed followers (a resync wakes them too: they read from their last position, so a
+/// lost notification costs at most a poll tick).
 async fn follow_changes(
     mut events: tokio::sync::mpsc::UnboundedReceiver<store::ChangeEvent>,
     routes: Arc<crate::routing::RouteCache>,
+    feed: crate::history::feed::FeedSignal,
 ) {
     while let Some(event) = events.recv().await {
+        feed.ring();
         match event {
             store::ChangeEvent::Changed {
                 account_id,
@@ -182,6 +196,13 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        // Long-lived responses (change-feed streams) end when the stop begins, so the grace
+        // period goes to requests that can finish.
+        let stopping = self.state.stopping.clone();
+        let shutdown = async move {
+            shutdown.await;
+            stopping.send_replace(true);
+        };
         crate::server::serve(self.listener, self.router, self.limits, shutdown).await
     }
 }

@@ -4,126 +4,14 @@
 //! Needs `CALLFLOWD_TEST_POSTGRES_URL` and nginx; skipped with a notice otherwise (`.ci/run`
 //! provides both).
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod cluster;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-const PASSWORD: &str = "multi-node-secret";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_node(db_url: &str, port: u16, dir: &Path, name: &str) -> Proc {
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_callflowd"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--database-url",
-            db_url,
-        ])
-        .env("CALLFLOWD_ADMIN_PASSWORD", PASSWORD)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::from(log.try_clone().expect("clone")))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("spawn callflowd");
-    Proc(child)
-}
-
-fn nginx_config(dir: &Path, listen: u16, upstreams: &[u16]) -> String {
-    let servers: String = upstreams
-        .iter()
-        .map(|p| format!("        server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;\n"))
-        .collect();
-    let d = dir.display();
-    format!(
-        r#"user root;
-worker_processes 1;
-daemon off;
-pid {d}/nginx.pid;
-error_log {d}/nginx-error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/nginx-body;
-    proxy_temp_path {d}/nginx-proxy;
-    fastcgi_temp_path {d}/nginx-fastcgi;
-    uwsgi_temp_path {d}/nginx-uwsgi;
-    scgi_temp_path {d}/nginx-scgi;
-    upstream callflowd {{
-{servers}    }}
-    server {{
-        listen 127.0.0.1:{listen};
-        client_max_body_size 2m;
-        location / {{
-            proxy_pass http://callflowd;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_connect_timeout 1s;
-            proxy_next_upstream error timeout;
-        }}
-    }}
-}}
-"#
-    )
-}
-
-async fn wait_healthy(client: &reqwest::Client, base: &str) {
-    for _ in 0..200 {
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{base} never became healthy");
-}
-
-async fn send(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = client
-        .request(method, url)
-        .header("content-type", "application/json");
-    if let Some(t) = token {
-        req = req.header("X-Auth-Token", t);
-    }
-    if let Some(b) = body {
-        req = req.body(b.to_string());
-    }
-    match req.send().await {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            (status, r.json().await.unwrap_or(Value::Null))
-        }
-        Err(_) => (0, Value::Null),
-    }
-}
+use cluster::{free_port, nginx_config, send, start_node, wait_healthy, Proc, PASSWORD};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_behind_nginx_share_one_postgres() {

@@ -50,7 +50,7 @@ async fn create(State(state): State<AppState>, scope: AccountScope) -> ApiResult
     let data = request_object(&scope.ctx)?;
     let saved = state
         .pipeline
-        .create(Kind::Callflow, &scope.writer(), data, None)
+        .create(Kind::Callflow, &scope.writer()?, data, None)
         .await?;
     let location = format!("/v2/accounts/{}/callflows/{}", scope.account.id, saved.id);
     Ok(
@@ -96,7 +96,12 @@ async fn replace(
     let data = request_object(&scope.ctx)?;
     let saved = state
         .pipeline
-        .replace(target(&scope, &id), &scope.writer(), data, scope.if_match())
+        .replace(
+            target(&scope, &id),
+            &scope.writer()?,
+            data,
+            scope.if_match(),
+        )
         .await?;
     Ok(saved_reply(saved))
 }
@@ -110,7 +115,12 @@ async fn patch(
     let data = request_object(&scope.ctx)?;
     let saved = state
         .pipeline
-        .patch(target(&scope, &id), &scope.writer(), data, scope.if_match())
+        .patch(
+            target(&scope, &id),
+            &scope.writer()?,
+            data,
+            scope.if_match(),
+        )
         .await?;
     Ok(saved_reply(saved))
 }
@@ -125,7 +135,7 @@ async fn remove(
         .pipeline
         .delete(
             target(&scope, &id),
-            &scope.writer(),
+            &scope.writer()?,
             scope.if_match(),
             scope.hard_delete(),
         )
@@ -137,6 +147,9 @@ async fn remove(
 
 #[tracing::instrument(skip_all, fields(account_id = %scope.account.id))]
 async fn list(State(state): State<AppState>, scope: AccountScope) -> ApiResult<Reply> {
+    if super::history::wants_deleted(&scope) {
+        return super::history::deleted_listing(&state, &scope, None).await;
+    }
     let account_id = scope.account.id.clone();
     // Better than Kazoo: `?number=N` lists the callflows holding N (as dialled or normalised).
     if let Some(number) = scope.ctx.query("number") {

@@ -77,6 +77,9 @@ fn saved_reply(saved: crate::documents::pipeline::Saved) -> Reply {
 
 #[tracing::instrument(skip_all, fields(account_id = %scope.account.id, doc_type = ty.pvt_type))]
 async fn list(ty: &'static DocType, state: AppState, scope: AccountScope) -> ApiResult<Reply> {
+    if super::history::wants_deleted(&scope) {
+        return super::history::deleted_listing(&state, &scope, Some(ty)).await;
+    }
     let page = Page::from_request(&scope.ctx)?;
     let filters = listing::Filters::from_request(&scope.ctx);
     let (docs, next) = listing::collect_from(
@@ -103,7 +106,7 @@ async fn create(ty: &'static DocType, state: AppState, scope: AccountScope) -> A
     let data = request_object(&scope.ctx)?;
     let saved = state
         .pipeline
-        .create(Kind::Doc(ty), &scope.writer(), data, scope.if_match())
+        .create(Kind::Doc(ty), &scope.writer()?, data, scope.if_match())
         .await?;
     let location = format!(
         "/v2/accounts/{}/{}/{}",
@@ -140,7 +143,7 @@ async fn replace(
     let target = Target::new(Kind::Doc(ty), &scope.account.id, &id);
     let saved = state
         .pipeline
-        .replace(target, &scope.writer(), data, scope.if_match())
+        .replace(target, &scope.writer()?, data, scope.if_match())
         .await?;
     Ok(saved_reply(saved))
 }
@@ -156,7 +159,7 @@ async fn patch(
     let target = Target::new(Kind::Doc(ty), &scope.account.id, &id);
     let saved = state
         .pipeline
-        .patch(target, &scope.writer(), data, scope.if_match())
+        .patch(target, &scope.writer()?, data, scope.if_match())
         .await?;
     Ok(saved_reply(saved))
 }
@@ -173,7 +176,7 @@ async fn remove(
         .pipeline
         .delete(
             target,
-            &scope.writer(),
+            &scope.writer()?,
             scope.if_match(),
             scope.hard_delete(),
         )
@@ -279,7 +282,7 @@ async fn create_entry(
     let id = crate::domain::new_id();
     let saved = state
         .pipeline
-        .create_as(Kind::Doc(&ENTRY), &scope.writer(), &id, data)
+        .create_as(Kind::Doc(&ENTRY), &scope.writer()?, &id, data)
         .await?;
     Ok(
         Reply::created(Value::Object(public_view(&saved.doc, &saved.id)))
@@ -299,10 +302,11 @@ async fn delete_entries(
         .pipeline
         .entries_of(&scope.account.id, &list_id)
         .await?;
+    let writer = scope.writer()?;
     for e in &entries {
         state
             .pipeline
-            .purge(Kind::Doc(&ENTRY), &scope.account.id, &e.id, &e.rev)
+            .purge(Kind::Doc(&ENTRY), &writer, &e.id, &e.rev)
             .await?;
     }
     Ok(list_reply(
@@ -330,7 +334,7 @@ async fn replace_entry(
         .pipeline
         .replace(
             entry(&scope, &list_id, &id),
-            &scope.writer(),
+            &scope.writer()?,
             data,
             scope.if_match(),
         )
@@ -348,7 +352,7 @@ async fn patch_entry(
         .pipeline
         .patch(
             entry(&scope, &list_id, &id),
-            &scope.writer(),
+            &scope.writer()?,
             data,
             scope.if_match(),
         )
@@ -365,7 +369,7 @@ async fn delete_entry(
         .pipeline
         .delete(
             entry(&scope, &list_id, &id),
-            &scope.writer(),
+            &scope.writer()?,
             scope.if_match(),
             false,
         )

@@ -28,7 +28,9 @@ use super::request::parse_request;
 pub use super::request::ReqCtx;
 use super::AppState;
 
-const CORS_ALLOW_HEADERS: &str = "content-type, depth, user-agent, x-http-method-override, x-file-size, x-requested-with, if-modified-since, x-file-name, cache-control, x-auth-token, x-kazoo-cluster-id, if-match";
+/// Kazoo's list, then the headers history adds (docs/history.md): a write's commit message and
+/// where an event stream resumes.
+const CORS_ALLOW_HEADERS: &str = "content-type, depth, user-agent, x-http-method-override, x-file-size, x-requested-with, if-modified-since, x-file-name, cache-control, x-auth-token, x-kazoo-cluster-id, if-match, x-commit-message, last-event-id";
 const CORS_EXPOSE_HEADERS: &str =
     "content-type, x-auth-token, x-request-id, x-kazoo-cluster-id, location, etag";
 
@@ -140,8 +142,9 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
             let e = ApiError::method_not_allowed();
             return finish(e.status(), envelope_of(e), None, HeaderMap::new(), &method);
         }
-        // cowboy's content negotiation: JSON (or JSONP) is all callflowd provides.
-        if !accepts_json(&parts.headers) {
+        // cowboy's content negotiation: JSON (or JSONP) is all callflowd provides, except the
+        // change feed's event stream and a diff's text form.
+        if !accepts_json(&parts.headers) && !accepts_raw(parts.uri.path(), &parts.headers) {
             let e = ApiError::not_acceptable();
             return finish(e.status(), envelope_of(e), None, HeaderMap::new(), &method);
         }
@@ -233,6 +236,18 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
     parts.extensions.insert(ctx.clone());
     let response = next.run(Request::from_parts(parts, Body::empty())).await;
 
+    if response.extensions().get::<super::reply::Raw>().is_some() {
+        let mut response = response;
+        let headers = response.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            headers.insert("x-request-id", v);
+        }
+        if cors {
+            add_cors(headers, allowed, requested_method.as_deref());
+        }
+        return response;
+    }
+
     let (resp_parts, _) = response.into_parts();
     let envelope = match resp_parts.extensions.get::<Envelope>() {
         Some(env) => env.clone(),
@@ -316,6 +331,18 @@ fn allowed_methods(path: &str) -> &'static str {
     match rest {
         ["accounts", _] => "OPTIONS, GET, PUT",
         ["accounts", _, "callflows"] => "OPTIONS, GET, PUT",
+        ["accounts", _, "callflows", "drafts"] => "OPTIONS, GET, PUT",
+        ["accounts", _, "callflows", _, "draft"] => "OPTIONS, GET, POST, PATCH, DELETE",
+        ["accounts", _, "callflows", _, "draft", "publish"] => "OPTIONS, PUT",
+        ["accounts", _, "audit" | "changes"] => "OPTIONS, GET",
+        ["accounts", _, _, _, "revisions"]
+        | ["accounts", _, _, _, "revisions", _]
+        | ["accounts", _, _, _, "revisions", _, "diff"]
+        | ["accounts", _, "lists", _, "entries", _, "revisions"]
+        | ["accounts", _, "lists", _, "entries", _, "revisions", _]
+        | ["accounts", _, "lists", _, "entries", _, "revisions", _, "diff"] => "OPTIONS, GET",
+        ["accounts", _, _, _, "rollback"]
+        | ["accounts", _, "lists", _, "entries", _, "rollback"] => "OPTIONS, PUT",
         ["accounts", _, "callflows", _] => "OPTIONS, GET, POST, PATCH, DELETE",
         ["accounts", _, "search" | "lookup"] => "OPTIONS, GET",
         ["accounts", _, kind] if crate::documents::by_segment(kind).is_some() => {
@@ -365,6 +392,21 @@ fn accepts_json(headers: &HeaderMap) -> bool {
                     | "application/javascript"
             )
         })
+}
+
+/// Whether the path offers a non-JSON form the `Accept` header asks for: the change feed's
+/// `text/event-stream`, a diff's `text/plain`.
+fn accepts_raw(path: &str, headers: &HeaderMap) -> bool {
+    let wanted = |kind: &str| {
+        headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.to_ascii_lowercase().contains(kind))
+    };
+    let path = path.trim_end_matches('/');
+    (path.ends_with("/changes") && wanted("text/event-stream"))
+        || (path.ends_with("/diff") && wanted("text/plain"))
 }
 
 fn preflight(request_id: &str, allowed: &str, requested: Option<&str>) -> Response {

@@ -312,6 +312,19 @@ impl From<crate::documents::pipeline::Error> for ApiError {
             Error::TestsFailed(data) => {
                 Self::new(StatusCode::BAD_REQUEST, "callflow_tests_failed", Some(data))
             }
+            Error::NoRevision(n) => Self::new(
+                StatusCode::NOT_FOUND,
+                "bad_identifier",
+                Some(json!({"cause": n, "message": "revision not found"})),
+            ),
+            Error::WrongType(n) => Self::invalid_field(
+                SchemaError::at(
+                    "revision",
+                    "enum",
+                    "the revision is of another document type",
+                )
+                .with("cause", json!(n)),
+            ),
             Error::Store(e) => e.into(),
             Error::Internal(e) => Self::Internal(e),
         }

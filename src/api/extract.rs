@@ -143,15 +143,31 @@ impl FromRequestParts<AppState> for AccountScope {
 }
 
 impl AccountScope {
-    /// Who is writing, as the save pipeline stamps it.
-    pub fn writer(&self) -> crate::documents::pipeline::Writer {
-        crate::documents::pipeline::Writer {
+    /// Who is writing, as the save pipeline stamps it, with the commit message (envelope
+    /// `commit_message`, else the `X-Commit-Message` header) and whether this is a dry run
+    /// (`dry_run=true` in the query string or the envelope; never read from `data`, which is
+    /// the document).
+    pub fn writer(&self) -> Result<crate::documents::pipeline::Writer, ApiError> {
+        Ok(crate::documents::pipeline::Writer {
             account: self.account.clone(),
             request_id: self.ctx.request_id.clone(),
             auth_account_id: self.caller.account.id.clone(),
             auth_user_id: self.caller.claims.owner_id.clone(),
             skip_tests: self.ctx.flag("skip_tests") == Some(true),
-        }
+            message: commit_message(&self.ctx)?,
+            dry_run: self.dry_run(),
+        })
+    }
+
+    /// `dry_run=true` in the query string or the envelope.
+    pub fn dry_run(&self) -> bool {
+        let is_true = |v: &serde_json::Value| match v {
+            serde_json::Value::Bool(b) => *b,
+            serde_json::Value::String(s) => s.eq_ignore_ascii_case("true"),
+            _ => false,
+        };
+        self.ctx.query_value("dry_run").is_some_and(|v| is_true(&v))
+            || self.ctx.envelope.get("dry_run").is_some_and(is_true)
     }
 
     /// The raw `If-Match` header, if sent.
@@ -163,4 +179,43 @@ impl AccountScope {
     pub fn hard_delete(&self) -> bool {
         self.ctx.flag("should_soft_delete") == Some(false)
     }
+}
+
+/// The longest commit message kept.
+pub const MAX_COMMIT_MESSAGE: usize = 1000;
+
+/// A write's commit message: the envelope's `commit_message`, else `X-Commit-Message`; a
+/// string of at most [`MAX_COMMIT_MESSAGE`] characters (blank counts as none).
+fn commit_message(ctx: &ReqCtx) -> Result<Option<String>, ApiError> {
+    use crate::schema::SchemaError;
+    use serde_json::{json, Value};
+    let text = match ctx.envelope.get("commit_message") {
+        None | Some(Value::Null) => ctx.header("x-commit-message").map(str::to_string),
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            return Err(ApiError::invalid_field(
+                SchemaError::at(
+                    "commit_message",
+                    "type",
+                    "Value did not match type(s): string",
+                )
+                .with("target", json!("string"))
+                .with("value", other.clone()),
+            ))
+        }
+    };
+    let text = text.map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+    if let Some(t) = &text {
+        if t.chars().count() > MAX_COMMIT_MESSAGE {
+            return Err(ApiError::invalid_field(
+                SchemaError::at(
+                    "commit_message",
+                    "maxLength",
+                    format!("String must not be more than {MAX_COMMIT_MESSAGE} characters"),
+                )
+                .with("target", json!(MAX_COMMIT_MESSAGE)),
+            ));
+        }
+    }
+    Ok(text)
 }

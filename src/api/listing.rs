@@ -524,6 +524,28 @@ pub async fn collect_from(
     page: &Page,
     filters: &Filters,
 ) -> ApiResult<(Vec<StoredCallflow>, Option<String>)> {
+    collect_rows(state, account_id, doc_type, false, page, filters).await
+}
+
+/// [`collect_from`] over the soft-deleted documents instead of the live ones.
+pub async fn collect_deleted(
+    state: &AppState,
+    account_id: &str,
+    doc_type: Option<&str>,
+    page: &Page,
+    filters: &Filters,
+) -> ApiResult<(Vec<StoredCallflow>, Option<String>)> {
+    collect_rows(state, account_id, doc_type, true, page, filters).await
+}
+
+async fn collect_rows(
+    state: &AppState,
+    account_id: &str,
+    doc_type: Option<&str>,
+    deleted: bool,
+    page: &Page,
+    filters: &Filters,
+) -> ApiResult<(Vec<StoredCallflow>, Option<String>)> {
     let mut pager = Pager::new(page);
     let IdStart::From(mut start) = id_start(page) else {
         return Ok((Vec::new(), None));
@@ -537,6 +559,12 @@ pub async fn collect_from(
     'batches: loop {
         let ask = batch.saturating_add(i64::from(skip_first));
         let rows = match doc_type {
+            _ if deleted => {
+                state
+                    .store
+                    .list_deleted(account_id, doc_type, start.as_deref(), ask, page.descending)
+                    .await?
+            }
             None => {
                 state
                     .store

@@ -9,9 +9,11 @@ pub mod auth;
 pub mod basic;
 pub mod callflows;
 pub mod documents;
+pub mod drafts;
 pub mod envelope;
 pub mod error;
 pub mod extract;
+pub mod history;
 pub mod lint;
 pub mod listing;
 pub mod lookup;
@@ -94,6 +96,8 @@ pub struct AppState {
     pub throttle: Arc<crate::auth::throttle::LoginThrottle>,
     /// The last health probe: when, and whether the store was usable.
     pub health: Arc<tokio::sync::Mutex<Option<(std::time::Instant, bool)>>>,
+    /// Set when the server begins to stop: long-lived responses (change-feed streams) end.
+    pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// The complete HTTP service.
@@ -103,6 +107,8 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(accounts::router())
         .merge(callflows::router())
+        .merge(drafts::router())
+        .merge(history::router())
         .merge(documents::router())
         .merge(documents::entries_router())
         .merge(documents::owner_router())

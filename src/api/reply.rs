@@ -1,6 +1,7 @@
 //! The outbound half of Kazoo's envelope as handlers produce it: a [`Reply`] (status, the
 //! handler's part of the body, extra headers), carried to the envelope layer as an
-//! [`Envelope`] extension.
+//! [`Envelope`] extension. A response marked [`Raw`] (a text diff, an event stream) keeps its
+//! own body and content type.
 
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -83,4 +84,16 @@ impl IntoResponse for Reply {
         response.extensions_mut().insert(self.envelope);
         response
     }
+}
+
+/// Marks a response whose body is not an envelope (text, an event stream): the envelope layer
+/// passes it through, adding only the request-wide headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Raw;
+
+/// A response sent as it is (see [`Raw`]).
+pub fn raw(response: impl IntoResponse) -> Response {
+    let mut response = response.into_response();
+    response.extensions_mut().insert(Raw);
+    response
 }

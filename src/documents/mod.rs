@@ -7,6 +7,7 @@
 
 use serde_json::{json, Map, Value};
 
+pub mod drafts;
 pub mod pipeline;
 
 /// A value a document type keeps unique per account.

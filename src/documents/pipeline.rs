@@ -9,6 +9,13 @@
 //! compiled and kept unique; references recorded; routes refreshed) and users (write-only
 //! `password` kept as hashes). Must not know about HTTP: callers hand in a [`Writer`] and the
 //! raw `If-Match` value, and map [`Error`] to their answers.
+//!
+//! History lives here too, as writes: every save records who made it and why (the
+//! [`Writer`]'s message) in the revision and the change feed; a dry run ([`Writer::dry_run`])
+//! runs the whole write, store transaction and uniqueness checks included, then rolls it
+//! back; [`Pipeline::rollback`] saves an earlier revision again (restoring a deleted
+//! document); drafts and their publishing are in [`super::drafts`]. Every write passes the
+//! gate ([`Pipeline::gate`]) where the call tests will run.
 
 use std::sync::Arc;
 
@@ -16,10 +23,12 @@ use serde_json::{json, Map, Value};
 
 use crate::domain::callflow::{self as cf, metadata_candidates};
 use crate::domain::numbers::dial_plan;
+use crate::history::feed::FeedSignal;
 use crate::routing::RouteCache;
 use crate::schema::{SchemaError, SchemaErrors, SchemaSet};
 use crate::store::{
     Account, CallflowWrite, ChangeOp, DocumentWrite, DynStore, StoreError, StoredCallflow,
+    WriteMeta,
 };
 
 use super::DocType;
@@ -45,6 +54,12 @@ pub enum Error {
     /// The password hasher's queue is full.
     #[error("the password hasher is busy")]
     Busy,
+    /// The document has no revision with this number (never written, or pruned).
+    #[error("no revision {0}")]
+    NoRevision(String),
+    /// A rollback to a revision of another document type.
+    #[error("revision {0} is not of this document type")]
+    WrongType(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -73,7 +88,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn pvt_type(self) -> &'static str {
+    pub fn pvt_type(self) -> &'static str {
         match self {
             Kind::Callflow => "callflow",
             Kind::Doc(ty) => ty.pvt_type,
@@ -113,6 +128,10 @@ pub struct Writer {
     pub auth_user_id: Option<String>,
     /// `?skip_tests=true`: gating call tests do not run (recorded on the document).
     pub skip_tests: bool,
+    /// Why: kept with the revision and the change (`commit_message` / `X-Commit-Message`).
+    pub message: Option<String>,
+    /// Run every check of the write, then keep nothing (`?dry_run=true`).
+    pub dry_run: bool,
 }
 
 /// The limits a callflow save enforces (Kazoo has none).
@@ -133,6 +152,25 @@ pub struct Saved {
     pub tests: Option<Value>,
 }
 
+/// What the history keeps of each write.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryConfig {
+    /// Revisions kept per document (`None`: every one).
+    pub keep_revisions: Option<u64>,
+    /// Write revisions and feed positions at all. Off only to measure what history costs
+    /// (`benches/http.rs`); nothing but the benchmark turns it off.
+    pub record: bool,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            keep_revisions: None,
+            record: true,
+        }
+    }
+}
+
 /// The save pipeline, cheap to clone.
 #[derive(Clone)]
 pub struct Pipeline {
@@ -140,11 +178,23 @@ pub struct Pipeline {
     pub schemas: SchemaSet,
     pub routes: Arc<RouteCache>,
     pub limits: Limits,
+    pub history: HistoryConfig,
+    /// Rung after every committed write, for change-feed followers.
+    pub feed: FeedSignal,
 }
 
 impl Pipeline {
     /// The live document of this kind (and parent), else [`Error::NotFound`].
     pub async fn load(&self, target: Target<'_>) -> Result<StoredCallflow> {
+        match self.load_any(target).await? {
+            d if !d.deleted => Ok(d),
+            _ => Err(Error::NotFound(target.id.to_string())),
+        }
+    }
+
+    /// The document of this kind (and parent), soft-deleted or live, else
+    /// [`Error::NotFound`].
+    pub async fn load_any(&self, target: Target<'_>) -> Result<StoredCallflow> {
         let account_id = target.account_id;
         let stored = match target.kind {
             Kind::Callflow => self
@@ -165,7 +215,7 @@ impl Pipeline {
                 .map(|(_, stored)| stored),
         };
         match stored {
-            Some(d) if !d.deleted && belongs(&d, target.parent) => Ok(d),
+            Some(d) if belongs(&d, target.parent) => Ok(d),
             _ => Err(Error::NotFound(target.id.to_string())),
         }
     }
@@ -260,13 +310,13 @@ impl Pipeline {
         if let Kind::Doc(ty) = target.kind {
             if ty.pvt_type == "list" {
                 for entry in self.entries_of(account_id, target.id).await? {
-                    self.purge(target.kind, account_id, &entry.id, &entry.rev)
+                    self.purge(target.kind, writer, &entry.id, &entry.rev)
                         .await?;
                 }
             }
         }
         if hard {
-            self.purge(target.kind, account_id, target.id, &stored.rev)
+            self.purge(target.kind, writer, target.id, &stored.rev)
                 .await?;
         } else {
             let mut doc = pending;
@@ -286,27 +336,82 @@ impl Pipeline {
         Ok(stored)
     }
 
-    /// Removes a document for good, in a task of its own (a client leaving half-way cannot
-    /// stop it), refreshing routes after a callflow.
-    pub async fn purge(&self, kind: Kind, account_id: &str, id: &str, rev: &str) -> Result<()> {
+    /// Removes a document for good, with its revisions, in a task of its own (a client
+    /// leaving half-way cannot stop it), refreshing routes after a callflow.
+    pub async fn purge(&self, kind: Kind, writer: &Writer, id: &str, rev: &str) -> Result<()> {
+        let meta = self.meta(writer);
         let (this, account_id, id, rev) = (
             self.clone(),
-            account_id.to_string(),
+            writer.account.id.clone(),
             id.to_string(),
             rev.to_string(),
         );
         tokio::spawn(async move {
-            match kind {
-                Kind::Callflow => {
-                    this.store.purge_callflow(&account_id, &id, &rev).await?;
+            let store_kind = match kind {
+                Kind::Callflow => "callflow",
+                Kind::Doc(_) => "document",
+            };
+            this.store
+                .purge_as(store_kind, &account_id, &id, &rev, &meta)
+                .await?;
+            if !meta.dry_run {
+                this.feed.ring();
+                if let Kind::Callflow = kind {
                     this.refresh_routes(&account_id, &id).await;
                 }
-                Kind::Doc(_) => this.store.purge_document(&account_id, &id, &rev).await?,
             }
             Ok::<_, Error>(())
         })
         .await
         .map_err(anyhow::Error::from)?
+    }
+
+    /// How the store records a write by `writer`.
+    pub fn meta(&self, writer: &Writer) -> WriteMeta {
+        WriteMeta {
+            auth_account_id: Some(writer.auth_account_id.clone()),
+            auth_user_id: writer.auth_user_id.clone(),
+            message: writer.message.clone(),
+            dry_run: writer.dry_run,
+            keep_revisions: self.history.keep_revisions,
+            without_history: !self.history.record,
+            consume_draft: None,
+        }
+    }
+
+    /// Saves revision `number` of a document again, as a new revision, after the full
+    /// validation a replace gets (schema, uniqueness in the write transaction, the gate).
+    /// On a soft-deleted document this is a restore: the document is live again. The stored
+    /// private fields are kept (credentials included); `If-Match` is checked against the
+    /// current revision.
+    pub async fn rollback(
+        &self,
+        target: Target<'_>,
+        writer: &Writer,
+        number: i64,
+        if_match: Option<&str>,
+    ) -> Result<Saved> {
+        let stored = self.load_any(target).await?;
+        check_if_match(if_match, &stored.rev)?;
+        let revision = self
+            .store
+            .revision(target.account_id, target.id, number)
+            .await?
+            .ok_or_else(|| Error::NoRevision(number.to_string()))?;
+        if revision.info.doc_type != target.kind.pvt_type() {
+            return Err(Error::WrongType(number.to_string()));
+        }
+        let public = self
+            .validate(target.kind, &writer.account, cf::public_part(&revision.doc))
+            .await?;
+        let op = if stored.deleted {
+            ChangeOp::Restore
+        } else {
+            ChangeOp::Rollback
+        };
+        let mut stored = stored;
+        stored.doc.remove("pvt_deleted");
+        self.save_as(target.kind, writer, stored, public, op).await
     }
 
     /// The live entries of a list, ordered by id.
@@ -377,6 +482,19 @@ impl Pipeline {
         stored: StoredCallflow,
         public: Map<String, Value>,
     ) -> Result<Saved> {
+        self.save_as(kind, writer, stored, public, ChangeOp::Update)
+            .await
+    }
+
+    /// [`Pipeline::save_update`] recorded as `op`.
+    async fn save_as(
+        &self,
+        kind: Kind,
+        writer: &Writer,
+        stored: StoredCallflow,
+        public: Map<String, Value>,
+        op: ChangeOp,
+    ) -> Result<Saved> {
         let mut doc = cf::private_part(&stored.doc);
         doc.extend(public);
         if let Kind::Doc(ty) = kind {
@@ -387,14 +505,7 @@ impl Pipeline {
         let passed =
             crate::lint::calltests::gate(self, writer, kind, &stored.id, &mut doc, false).await?;
         let saved = self
-            .commit(
-                kind,
-                writer,
-                &stored.id,
-                Some(stored.rev),
-                doc,
-                ChangeOp::Update,
-            )
+            .commit(kind, writer, &stored.id, Some(stored.rev), doc, op)
             .await?;
         Ok(passed.attach(self, writer, saved).await)
     }
@@ -500,7 +611,7 @@ impl Pipeline {
     /// Writes in a task of its own, so a client that leaves half-way cannot stop the write or
     /// the routing refresh after the commit. A clash on a unique value becomes the type's
     /// Kazoo error.
-    async fn commit(
+    pub(super) async fn commit(
         &self,
         kind: Kind,
         writer: &Writer,
@@ -509,6 +620,37 @@ impl Pipeline {
         doc: Map<String, Value>,
         op: ChangeOp,
     ) -> Result<Saved> {
+        self.commit_with(kind, writer, id, expected_rev, doc, op, self.meta(writer))
+            .await
+    }
+
+    /// The checks a write must pass besides validation and uniqueness. The call tests of the
+    /// lint and call tests issue run here (a failing gated test will refuse the write as a
+    /// validation error); a dry run passes through here too, so it runs them. None exist
+    /// yet: every write passes.
+    pub async fn gate(
+        &self,
+        _kind: Kind,
+        _account: &Account,
+        _doc: &Map<String, Value>,
+        _op: ChangeOp,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// [`Pipeline::commit`] recorded as `meta` says.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn commit_with(
+        &self,
+        kind: Kind,
+        writer: &Writer,
+        id: &str,
+        expected_rev: Option<String>,
+        doc: Map<String, Value>,
+        op: ChangeOp,
+        meta: WriteMeta,
+    ) -> Result<Saved> {
+        self.gate(kind, &writer.account, &doc, op).await?;
         let this = self.clone();
         let new_rev = cf::next_revision(expected_rev.as_deref(), &doc);
         let (account_id, request_id, id) = (
@@ -537,8 +679,11 @@ impl Pipeline {
                         request_id,
                         max_account_patterns: Some(this.limits.max_patterns_per_account),
                     };
-                    this.store.write_callflow(&write).await?;
-                    this.refresh_routes(&write.account_id, &write.id).await;
+                    this.store.write_callflow_as(&write, &meta).await?;
+                    if !meta.dry_run {
+                        this.feed.ring();
+                        this.refresh_routes(&write.account_id, &write.id).await;
+                    }
                     Ok(Saved {
                         id: write.id,
                         rev: write.new_rev,
@@ -559,13 +704,18 @@ impl Pipeline {
                         op,
                         request_id,
                     };
-                    match this.store.write_document(&write).await {
-                        Ok(()) => Ok(Saved {
-                            id: write.id,
-                            rev: write.new_rev,
-                            doc: write.doc,
-                            tests: None,
-                        }),
+                    match this.store.write_document_as(&write, &meta).await {
+                        Ok(_) => {
+                            if !meta.dry_run {
+                                this.feed.ring();
+                            }
+                            Ok(Saved {
+                                id: write.id,
+                                rev: write.new_rev,
+                                doc: write.doc,
+                                tests: None,
+                            })
+                        }
                         Err(StoreError::KeyTaken(conflicts)) => {
                             Err(Error::Invalid(key_errors(ty, conflicts)))
                         }
@@ -637,7 +787,12 @@ pub fn requested_id(data: &Map<String, Value>) -> String {
 
 /// The private fields Kazoo refreshes on every save (`crossbar_doc:update_pvt_parameters`);
 /// a stored `pvt_type` is kept, else `pvt_type` is set.
-fn stamp_private(doc: &mut Map<String, Value>, writer: &Writer, first_save: bool, pvt_type: &str) {
+pub(super) fn stamp_private(
+    doc: &mut Map<String, Value>,
+    writer: &Writer,
+    first_save: bool,
+    pvt_type: &str,
+) {
     let now = crate::domain::now_gregorian();
     let account_id = &writer.account.id;
     doc.insert(

@@ -324,8 +324,11 @@ impl Passed {
         saved
     }
 
-    /// After the write committed: keep the results.
+    /// After the write committed: keep the results (not for a dry run, which keeps nothing).
     pub async fn keep(&self, pipeline: &Pipeline, writer: &Writer) {
+        if writer.dry_run {
+            return;
+        }
         if let Err(error) = record(
             pipeline,
             &writer.account.id,

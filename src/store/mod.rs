@@ -56,12 +56,20 @@ pub struct StoredCallflow {
     pub doc: Map<String, Value>,
 }
 
-/// What a write does, recorded in the revision history and the change feed.
+/// What a write does, recorded in the revision history and the change feed (its `kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeOp {
     Create,
     Update,
     Delete,
+    /// Removed for good (`should_soft_delete=false`), its revisions with it.
+    Purge,
+    /// A new revision equal to an earlier one of a live document.
+    Rollback,
+    /// A soft-deleted document made live again from one of its revisions.
+    Restore,
+    /// A callflow draft made live.
+    Publish,
 }
 
 impl ChangeOp {
@@ -70,8 +78,139 @@ impl ChangeOp {
             ChangeOp::Create => "create",
             ChangeOp::Update => "update",
             ChangeOp::Delete => "delete",
+            ChangeOp::Purge => "purge",
+            ChangeOp::Rollback => "rollback",
+            ChangeOp::Restore => "restore",
+            ChangeOp::Publish => "publish",
         }
     }
+}
+
+/// The revision number of a CouchDB-style rev (`N-hash`): its generation, counted per
+/// document (0 when the rev has another shape).
+pub fn rev_number(rev: &str) -> i64 {
+    rev.split('-')
+        .next()
+        .and_then(|n| n.parse::<i64>().ok())
+        .unwrap_or(0)
+}
+
+/// The document type the change feed and the audit give a callflow's draft.
+pub const DRAFT_TYPE: &str = "callflow_draft";
+
+/// How a write is recorded beyond the document itself: who made it and why, and whether it is
+/// kept at all. The default records a full revision and a feed position, by nobody in
+/// particular.
+#[derive(Debug, Clone, Default)]
+pub struct WriteMeta {
+    /// The account of the credentials that wrote.
+    pub auth_account_id: Option<String>,
+    /// The user behind the token, if any.
+    pub auth_user_id: Option<String>,
+    /// The commit message (`commit_message` or `X-Commit-Message`).
+    pub message: Option<String>,
+    /// Run every statement and check of the write, then roll the transaction back
+    /// (`?dry_run=true`): the answer is the real one, the store is left as it was.
+    pub dry_run: bool,
+    /// Revisions kept per document once the write is done (`None`: every one).
+    pub keep_revisions: Option<u64>,
+    /// Write no revision row and take no feed position: the store as it was before history
+    /// existed. Only for measuring what history costs (`benches/http.rs`).
+    pub without_history: bool,
+    /// A publish: the callflow's draft, which must still be at this rev, is removed in the same
+    /// transaction ([`StoreError::Conflict`] when it moved or went).
+    pub consume_draft: Option<String>,
+}
+
+/// One revision of a document, without its body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RevisionInfo {
+    pub doc_id: String,
+    pub doc_type: String,
+    /// Per-document revision number (the generation of `rev`).
+    pub number: i64,
+    pub rev: String,
+    /// The write's kind (`create`, `update`, `delete`, `rollback`, ...).
+    pub op: String,
+    pub request_id: Option<String>,
+    pub auth_account_id: Option<String>,
+    pub auth_user_id: Option<String>,
+    pub message: Option<String>,
+    /// Gregorian seconds.
+    pub written_at: i64,
+}
+
+/// One revision of a document with its full body (private fields included).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revision {
+    pub info: RevisionInfo,
+    pub doc: Map<String, Value>,
+}
+
+/// One committed write as the change feed and the audit show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// Feed position: commit order, one apart (see docs/history.md).
+    pub pos: i64,
+    pub account_id: String,
+    pub doc_type: String,
+    pub doc_id: String,
+    pub rev: String,
+    /// The document's revision number after the write.
+    pub number: Option<i64>,
+    pub op: String,
+    pub auth_account_id: Option<String>,
+    pub auth_user_id: Option<String>,
+    pub request_id: Option<String>,
+    pub message: Option<String>,
+    /// Gregorian seconds.
+    pub written_at: i64,
+}
+
+/// What an audit read selects: the writes of an account and its descendants, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub account_id: String,
+    /// Only this document type (`callflow`, `device`, ..., `callflow_draft`).
+    pub doc_type: Option<String>,
+    /// Only this document.
+    pub doc_id: Option<String>,
+    /// Only writes by this user.
+    pub user_id: Option<String>,
+    /// Written at or after (Gregorian seconds).
+    pub from: Option<i64>,
+    /// Written at or before (Gregorian seconds).
+    pub to: Option<i64>,
+    /// Feed positions at or below this one.
+    pub at_or_before: Option<i64>,
+    pub limit: i64,
+}
+
+/// A callflow's working draft.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draft {
+    pub callflow_id: String,
+    pub rev: String,
+    /// The live revision the draft started from (`None`: the callflow does not exist yet).
+    pub base_rev: Option<String>,
+    pub doc: Map<String, Value>,
+    /// Gregorian seconds.
+    pub modified: i64,
+}
+
+/// A write of a callflow's draft.
+#[derive(Debug, Clone)]
+pub struct DraftWrite {
+    pub account_id: String,
+    pub callflow_id: String,
+    /// `None`: a new draft (none may exist), else the draft's current rev.
+    pub expected_rev: Option<String>,
+    pub new_rev: String,
+    pub base_rev: Option<String>,
+    pub doc: Map<String, Value>,
+    /// The draft is of a callflow that does not exist yet: its id must be free in the account.
+    pub new_callflow: bool,
+    pub request_id: String,
 }
 
 /// One callflow write: the new full document and its routing keys.
@@ -230,6 +369,22 @@ fn is_unavailable(db: &dyn sqlx::error::DatabaseError) -> bool {
     }
 }
 
+/// Test hook shared by both backends: while on, every write fails between its document write
+/// and its revision write (the transaction then rolls back). Used by the history tests to show
+/// a document and its revision are never visible one without the other.
+#[derive(Debug, Clone, Default)]
+pub struct FaultSwitch(Arc<std::sync::atomic::AtomicBool>);
+
+impl FaultSwitch {
+    pub fn set(&self, on: bool) {
+        self.0.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// Runs a store write to its end even if the request that asked for it is dropped (a client
 /// that times out or resets): a transaction, once started, commits or rolls back on its own
 /// task instead of being abandoned half-way.
@@ -297,13 +452,37 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a document, its routing keys, a revision and a change record atomically. A
     /// create fails with [`StoreError::Conflict`] when any document of the account has the id.
     /// Returns the change's position in the change feed.
-    async fn write_callflow(&self, write: &CallflowWrite) -> StoreResult<i64>;
+    async fn write_callflow(&self, write: &CallflowWrite) -> StoreResult<i64> {
+        self.write_callflow_as(write, &WriteMeta::default()).await
+    }
+    /// [`Store::write_callflow`], recorded as `meta` says (a dry run commits nothing).
+    async fn write_callflow_as(&self, write: &CallflowWrite, meta: &WriteMeta) -> StoreResult<i64>;
     /// Hard delete (Kazoo's `should_soft_delete=false`); returns the change's feed position.
     async fn purge_callflow(
         &self,
         account_id: &str,
         id: &str,
         expected_rev: &str,
+    ) -> StoreResult<i64> {
+        self.purge_as(
+            "callflow",
+            account_id,
+            id,
+            expected_rev,
+            &WriteMeta::default(),
+        )
+        .await
+    }
+    /// Removes a document for good (`kind`: `callflow`, or any other document), with its
+    /// revisions (and a callflow's draft); the change feed records the purge. Returns the
+    /// change's feed position.
+    async fn purge_as(
+        &self,
+        kind: &str,
+        account_id: &str,
+        id: &str,
+        expected_rev: &str,
+        meta: &WriteMeta,
     ) -> StoreResult<i64>;
     /// Live callflows holding exactly `number`.
     async fn callflows_with_number(
@@ -372,14 +551,85 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a document, its unique keys and a revision atomically. A create fails with
     /// [`StoreError::Conflict`] when the id is used by any document of the account (callflows
     /// and users included).
-    async fn write_document(&self, write: &DocumentWrite) -> StoreResult<()>;
+    async fn write_document(&self, write: &DocumentWrite) -> StoreResult<()> {
+        self.write_document_as(write, &WriteMeta::default())
+            .await
+            .map(|_| ())
+    }
+    /// [`Store::write_document`], recorded as `meta` says; returns the feed position.
+    async fn write_document_as(&self, write: &DocumentWrite, meta: &WriteMeta) -> StoreResult<i64>;
     /// Hard delete of a document.
     async fn purge_document(
         &self,
         account_id: &str,
         id: &str,
         expected_rev: &str,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<()> {
+        self.purge_as(
+            "document",
+            account_id,
+            id,
+            expected_rev,
+            &WriteMeta::default(),
+        )
+        .await
+        .map(|_| ())
+    }
+    /// Soft-deleted documents of one type (`None`: callflows) ordered by id, starting at
+    /// `start` (inclusive), at most `limit`.
+    async fn list_deleted(
+        &self,
+        account_id: &str,
+        doc_type: Option<&str>,
+        start: Option<&str>,
+        limit: i64,
+        descending: bool,
+    ) -> StoreResult<Vec<StoredCallflow>>;
+    /// A document's revisions, newest first: those numbered at most `at_or_below` (all when
+    /// `None`), at most `limit`.
+    async fn revisions(
+        &self,
+        account_id: &str,
+        doc_id: &str,
+        at_or_below: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<RevisionInfo>>;
+    /// One revision of a document, with its body.
+    async fn revision(
+        &self,
+        account_id: &str,
+        doc_id: &str,
+        number: i64,
+    ) -> StoreResult<Option<Revision>>;
+    /// Removes revisions written before `before` (Gregorian seconds), except each document's
+    /// latest; returns how many went.
+    async fn prune_revisions(&self, before: i64) -> StoreResult<u64>;
+    /// The changes of an account after feed position `after`, in feed (commit) order, at most
+    /// `limit`.
+    async fn changes_since(
+        &self,
+        account_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<Change>>;
+    /// The writes an audit asks for, newest first.
+    async fn audit(&self, query: &AuditQuery) -> StoreResult<Vec<Change>>;
+    /// A callflow's draft.
+    async fn get_draft(&self, account_id: &str, callflow_id: &str) -> StoreResult<Option<Draft>>;
+    /// Every draft of an account, ordered by callflow id.
+    async fn list_drafts(&self, account_id: &str) -> StoreResult<Vec<Draft>>;
+    /// Saves a draft ([`StoreError::Conflict`] when it moved, exists already on a create, or a
+    /// new callflow's id is taken); records the change. Returns the feed position.
+    async fn write_draft(&self, write: &DraftWrite, meta: &WriteMeta) -> StoreResult<i64>;
+    /// Discards a draft at `expected_rev`; records the change.
+    async fn delete_draft(
+        &self,
+        account_id: &str,
+        callflow_id: &str,
+        expected_rev: &str,
+        request_id: &str,
+        meta: &WriteMeta,
+    ) -> StoreResult<i64>;
     /// The committed numbers and patterns of one callflow (empty when deleted).
     async fn callflow_route_keys(
         &self,

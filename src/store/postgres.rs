@@ -10,7 +10,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::mpsc;
 
 use super::sql::{discard_if_in_transaction, Backend};
-use super::{ChangeEvent, StoreError};
+use super::{ChangeEvent, FaultSwitch, StoreError};
 
 /// The NOTIFY channel every write announces itself on.
 const CHANNEL: &str = "callflowd_changes";
@@ -21,6 +21,8 @@ pub struct PgStore {
     write: PgPool,
     /// Tags this process's notifications so it can skip its own.
     origin: String,
+    /// Test hook: see [`FaultSwitch`].
+    faults: FaultSwitch,
 }
 
 impl PgStore {
@@ -39,7 +41,14 @@ impl PgStore {
             read: pool.clone(),
             write: pool,
             origin: crate::domain::new_id(),
+            faults: FaultSwitch::default(),
         })
+    }
+
+    /// Test hook: the switch that makes writes fail before their revision (see
+    /// [`FaultSwitch`]).
+    pub fn faults_for_test(&self) -> FaultSwitch {
+        self.faults.clone()
     }
 
     /// Creates an empty database next to the one `admin_url` names and returns its URL
@@ -134,6 +143,10 @@ impl Backend for PgStore {
             )));
         }
         Ok(())
+    }
+
+    fn fail_revision_writes(&self) -> bool {
+        self.faults.is_on()
     }
 
     /// Listens for other processes' writes. The listener reconnects by itself; each time it

@@ -12,8 +12,9 @@ use sqlx::{
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::{
-    detached, Account, CallflowWrite, ChangeEvent, DocumentWrite, KeyConflict, KeyKind, RouteKey,
-    Store, StoreError, StoreResult, StoredCallflow, UniqueConflict, User,
+    detached, rev_number, Account, AuditQuery, CallflowWrite, Change, ChangeEvent, DocumentWrite,
+    Draft, DraftWrite, KeyConflict, KeyKind, Revision, RevisionInfo, RouteKey, Store, StoreError,
+    StoreResult, StoredCallflow, UniqueConflict, User, WriteMeta, DRAFT_TYPE,
 };
 use crate::domain::{now_gregorian, numbers::search_key, owners, search};
 
@@ -62,6 +63,9 @@ pub(super) trait Backend: Clone + Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// See [`Store::subscribe_changes`].
     fn change_events(&self) -> Option<UnboundedReceiver<ChangeEvent>>;
+    /// Test hook: when set, every write fails after its document is written and before its
+    /// revision is, proving the two commit or vanish together (see `FaultSwitch`).
+    fn fail_revision_writes(&self) -> bool;
 }
 
 /// Pool hook (before a connection is handed out and after it is given back): a connection
@@ -129,8 +133,6 @@ const INSERT_DOCUMENT_KEY: &str =
     "INSERT INTO document_keys (account_id, key_kind, value, doc_id) VALUES ($1, $2, $3, $4)";
 const DOCUMENT_KEY_HOLDER: &str = "SELECT doc_id FROM document_keys \
      WHERE account_id = $1 AND key_kind = $2 AND value = $3 AND doc_id <> $4";
-const INSERT_DOCUMENT_REVISION: &str = "INSERT INTO document_revisions \
-     (account_id, doc_id, rev, op, doc, request_id, written_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 const ID_IN_USE: &str =
     "SELECT (SELECT COUNT(*) FROM documents WHERE account_id = $1 AND id = $2) \
      + (SELECT COUNT(*) FROM callflows WHERE account_id = $1 AND id = $2) \
@@ -250,13 +252,44 @@ const UPSERT_CALLFLOW: &str = "INSERT INTO callflows \
      ON CONFLICT (account_id, id) DO UPDATE SET rev = excluded.rev, name = excluded.name, \
      deleted = excluded.deleted, doc = excluded.doc, modified = excluded.modified";
 const DELETE_CALLFLOW: &str = "DELETE FROM callflows WHERE account_id = $1 AND id = $2";
-const INSERT_REVISION: &str = "INSERT INTO callflow_revisions \
-     (account_id, callflow_id, rev, op, doc, request_id, written_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
-const INSERT_CHANGE: &str = "INSERT INTO changes (account_id, callflow_id, rev, op, written_at) \
-     VALUES ($1, $2, $3, $4, $5) RETURNING seq";
-const INSERT_DOCUMENT_CHANGE: &str = "INSERT INTO changes \
-     (account_id, callflow_id, rev, op, written_at, doc_type) VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq";
+
+// History: revisions, the feed, drafts (docs/history.md).
+
+const INSERT_REVISION: &str = "INSERT INTO revisions \
+     (account_id, doc_id, number, doc_type, rev, op, doc, request_id, auth_account_id, \
+      auth_user_id, message, written_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+/// Retention by count: a document's revisions numbered `$3` or below.
+const PRUNE_DOCUMENT_REVISIONS: &str =
+    "DELETE FROM revisions WHERE account_id = $1 AND doc_id = $2 AND number <= $3";
+const DELETE_DOCUMENT_REVISIONS: &str =
+    "DELETE FROM revisions WHERE account_id = $1 AND doc_id = $2";
+/// Retention by age: revisions written before `$1`, except each document's latest.
+const PRUNE_OLD_REVISIONS: &str = "DELETE FROM revisions WHERE written_at < $1 AND number < \
+     (SELECT MAX(r.number) FROM revisions r \
+      WHERE r.account_id = revisions.account_id AND r.doc_id = revisions.doc_id)";
+/// The next feed position. Taken as the last step of a write transaction: the row stays
+/// locked until the transaction ends, so positions are handed out in commit order, and a
+/// rolled-back write gives its position back.
+const NEXT_POSITION: &str = "UPDATE feed SET seq = seq + 1 WHERE id = 1 RETURNING seq";
+const INSERT_CHANGE: &str = "INSERT INTO changes \
+     (account_id, callflow_id, rev, op, written_at, doc_type, pos, number, auth_account_id, \
+      auth_user_id, request_id, message) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING seq";
+const REVISION_COLUMNS: &str = "doc_id, doc_type, number, rev, op, request_id, auth_account_id, \
+     auth_user_id, message, written_at";
+const CHANGE_COLUMNS: &str = "pos, account_id, doc_type, callflow_id AS doc_id, rev, number, op, \
+     auth_account_id, auth_user_id, request_id, message, written_at";
+const DRAFT_COLUMNS: &str = "callflow_id, rev, base_rev, doc, modified";
+const DRAFT_REV: &str = "SELECT rev FROM drafts WHERE account_id = $1 AND callflow_id = $2";
+const INSERT_DRAFT: &str = "INSERT INTO drafts \
+     (account_id, callflow_id, rev, base_rev, doc, modified) VALUES ($1, $2, $3, $4, $5, $6)";
+const UPDATE_DRAFT: &str = "UPDATE drafts SET rev = $3, base_rev = $4, doc = $5, modified = $6 \
+     WHERE account_id = $1 AND callflow_id = $2";
+const DELETE_DRAFT: &str = "DELETE FROM drafts WHERE account_id = $1 AND callflow_id = $2";
+/// A publish takes the draft it made live, at the rev it read.
+const CONSUME_DRAFT: &str = "DELETE FROM drafts \
+     WHERE account_id = $1 AND callflow_id = $2 AND rev = $3 RETURNING callflow_id";
 
 const PATTERN_COUNTS: &str = "SELECT COUNT(*) FILTER (WHERE callflow_id <> $2) AS others, \
      COUNT(*) FILTER (WHERE callflow_id = $2) AS own FROM callflow_patterns WHERE account_id = $1";
@@ -442,6 +475,150 @@ struct RouteKeysRow {
 }
 
 #[derive(sqlx::FromRow)]
+struct RevisionRow {
+    doc_id: String,
+    doc_type: String,
+    number: i64,
+    rev: String,
+    op: String,
+    request_id: Option<String>,
+    auth_account_id: Option<String>,
+    auth_user_id: Option<String>,
+    message: Option<String>,
+    written_at: i64,
+}
+
+impl From<RevisionRow> for RevisionInfo {
+    fn from(r: RevisionRow) -> Self {
+        RevisionInfo {
+            doc_id: r.doc_id,
+            doc_type: r.doc_type,
+            number: r.number,
+            rev: r.rev,
+            op: r.op,
+            request_id: r.request_id,
+            auth_account_id: r.auth_account_id,
+            auth_user_id: r.auth_user_id,
+            message: r.message,
+            written_at: r.written_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct FullRevisionRow {
+    #[sqlx(flatten)]
+    info: RevisionRow,
+    doc: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct ChangeRow {
+    pos: i64,
+    account_id: String,
+    doc_type: String,
+    doc_id: String,
+    rev: String,
+    number: Option<i64>,
+    op: String,
+    auth_account_id: Option<String>,
+    auth_user_id: Option<String>,
+    request_id: Option<String>,
+    message: Option<String>,
+    written_at: i64,
+}
+
+impl From<ChangeRow> for Change {
+    fn from(r: ChangeRow) -> Self {
+        Change {
+            pos: r.pos,
+            account_id: r.account_id,
+            doc_type: r.doc_type,
+            doc_id: r.doc_id,
+            rev: r.rev,
+            number: r.number,
+            op: r.op,
+            auth_account_id: r.auth_account_id,
+            auth_user_id: r.auth_user_id,
+            request_id: r.request_id,
+            message: r.message,
+            written_at: r.written_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct DraftRow {
+    callflow_id: String,
+    rev: String,
+    base_rev: Option<String>,
+    doc: String,
+    modified: i64,
+}
+
+impl TryFrom<DraftRow> for Draft {
+    type Error = StoreError;
+
+    fn try_from(r: DraftRow) -> Result<Self, StoreError> {
+        Ok(Draft {
+            callflow_id: r.callflow_id,
+            rev: r.rev,
+            base_rev: r.base_rev,
+            doc: parse_doc(&r.doc)?,
+            modified: r.modified,
+        })
+    }
+}
+
+/// What a write leaves in the history besides the document: its revision (when it has a body
+/// to keep) and its change record.
+struct Record<'a> {
+    account_id: &'a str,
+    doc_id: &'a str,
+    doc_type: &'a str,
+    rev: &'a str,
+    op: &'a str,
+    /// The stored body of the new revision; `None` for writes that keep no revision (purges,
+    /// drafts).
+    doc_text: Option<&'a str>,
+    request_id: Option<&'a str>,
+    now: i64,
+}
+
+/// A value bound into a statement built at run time.
+enum Param {
+    Text(String),
+    Int(i64),
+}
+
+/// `SELECT ... FROM {table} WHERE account_id = $1 AND deleted = 1 ...`: soft-deleted
+/// documents ordered by id; `$2` the limit, `$3` the start id (when `from`), and for the
+/// documents table the type as the last parameter.
+fn deleted_statement(documents: bool, from: bool, descending: bool) -> String {
+    let table = if documents { "documents" } else { "callflows" };
+    let mut sql =
+        format!("SELECT id, rev, deleted, doc FROM {table} WHERE account_id = $1 AND deleted = 1");
+    let mut next = 3;
+    if from {
+        sql.push_str(if descending {
+            " AND id <= $3"
+        } else {
+            " AND id >= $3"
+        });
+        next = 4;
+    }
+    if documents {
+        sql.push_str(&format!(" AND doc_type = ${next}"));
+    }
+    sql.push_str(if descending {
+        " ORDER BY id DESC LIMIT $2"
+    } else {
+        " ORDER BY id ASC LIMIT $2"
+    });
+    sql
+}
+
+#[derive(sqlx::FromRow)]
 struct PatternCounts {
     /// Patterns the account's other callflows hold.
     others: i64,
@@ -510,6 +687,7 @@ where
     for<'q> Option<&'q str>: Encode<'q, B::Db>,
     for<'q> String: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
     for<'q> Option<String>: Encode<'q, B::Db>,
+    for<'q> Option<i64>: Encode<'q, B::Db>,
     for<'q> i64: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
     usize: ColumnIndex<<B::Db as Database>::Row>,
     for<'s> &'s str: ColumnIndex<<B::Db as Database>::Row>,
@@ -543,7 +721,7 @@ where
         Ok(found)
     }
 
-    async fn try_write(store: &B, write: &CallflowWrite) -> StoreResult<i64> {
+    async fn try_write(store: &B, write: &CallflowWrite, meta: &WriteMeta) -> StoreResult<i64> {
         let mut tx = store.begin_write().await?;
         let current: Option<String> = sqlx::query_scalar(CALLFLOW_REV)
             .bind(&write.account_id)
@@ -644,33 +822,125 @@ where
                 query.execute(&mut *tx).await?;
             }
         }
-        sqlx::query(INSERT_REVISION)
-            .bind(&write.account_id)
-            .bind(&write.id)
-            .bind(&write.new_rev)
-            .bind(write.op.as_str())
-            .bind(&text)
-            .bind(&write.request_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        let seq: i64 = sqlx::query_scalar(INSERT_CHANGE)
-            .bind(&write.account_id)
-            .bind(&write.id)
-            .bind(&write.new_rev)
-            .bind(write.op.as_str())
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-        store
-            .announce(&mut tx, &write.account_id, "callflow", &write.id, seq)
-            .await?;
-        tx.commit().await?;
-        Ok(seq)
+        if let Some(draft_rev) = &meta.consume_draft {
+            let taken: Option<String> = sqlx::query_scalar(CONSUME_DRAFT)
+                .bind(&write.account_id)
+                .bind(&write.id)
+                .bind(draft_rev)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if taken.is_none() {
+                return Err(StoreError::Conflict);
+            }
+        }
+        let record = Record {
+            account_id: &write.account_id,
+            doc_id: &write.id,
+            doc_type: "callflow",
+            rev: &write.new_rev,
+            op: write.op.as_str(),
+            doc_text: Some(&text),
+            request_id: Some(&write.request_id),
+            now,
+        };
+        let pos = Self::record(store, &mut tx, &record, meta).await?;
+        Self::end(tx, meta).await?;
+        Ok(pos)
     }
 
-    async fn write_callflow(store: &B, write: &CallflowWrite) -> StoreResult<i64> {
-        match Self::try_write(store, write).await {
+    /// Writes the revision (unless the write keeps none), applies count retention, takes the
+    /// next feed position (the last step: see [`NEXT_POSITION`]), records the change and
+    /// announces it. Returns the feed position (the change's row id when history is off).
+    async fn record(
+        store: &B,
+        conn: &mut Conn<B>,
+        record: &Record<'_>,
+        meta: &WriteMeta,
+    ) -> StoreResult<i64> {
+        if store.fail_revision_writes() {
+            return Err(StoreError::Other(anyhow::anyhow!(
+                "injected failure before the revision write"
+            )));
+        }
+        let number = rev_number(record.rev);
+        if let (Some(text), false) = (record.doc_text, meta.without_history) {
+            sqlx::query(INSERT_REVISION)
+                .bind(record.account_id)
+                .bind(record.doc_id)
+                .bind(number)
+                .bind(record.doc_type)
+                .bind(record.rev)
+                .bind(record.op)
+                .bind(text)
+                .bind(record.request_id)
+                .bind(meta.auth_account_id.as_deref())
+                .bind(meta.auth_user_id.as_deref())
+                .bind(meta.message.as_deref())
+                .bind(record.now)
+                .execute(&mut *conn)
+                .await?;
+            if let Some(keep) = meta.keep_revisions.filter(|k| *k > 0) {
+                let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+                sqlx::query(PRUNE_DOCUMENT_REVISIONS)
+                    .bind(record.account_id)
+                    .bind(record.doc_id)
+                    .bind(number.saturating_sub(keep))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        // A dry run takes no feed position: the counter is left alone, as the change and its
+        // announcement would be rolled back anyway.
+        if meta.dry_run {
+            return Ok(0);
+        }
+        let pos: Option<i64> = if meta.without_history {
+            None
+        } else {
+            Some(
+                sqlx::query_scalar(NEXT_POSITION)
+                    .fetch_one(&mut *conn)
+                    .await?,
+            )
+        };
+        let seq: i64 = sqlx::query_scalar(INSERT_CHANGE)
+            .bind(record.account_id)
+            .bind(record.doc_id)
+            .bind(record.rev)
+            .bind(record.op)
+            .bind(record.now)
+            .bind(record.doc_type)
+            .bind(pos)
+            .bind(number)
+            .bind(meta.auth_account_id.as_deref())
+            .bind(meta.auth_user_id.as_deref())
+            .bind(record.request_id)
+            .bind(meta.message.as_deref())
+            .fetch_one(&mut *conn)
+            .await?;
+        let pos = pos.unwrap_or(seq);
+        store
+            .announce(conn, record.account_id, record.doc_type, record.doc_id, pos)
+            .await?;
+        Ok(pos)
+    }
+
+    /// Commits, or for a dry run rolls back (every check has run; nothing stays).
+    async fn end(tx: Transaction<'static, B::Db>, meta: &WriteMeta) -> StoreResult<()> {
+        if meta.dry_run {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    async fn write_callflow(
+        store: &B,
+        write: &CallflowWrite,
+        meta: &WriteMeta,
+    ) -> StoreResult<i64> {
+        match Self::try_write(store, write, meta).await {
             // A concurrent writer committed the same key between our check and our insert:
             // report who holds it now, as the pre-check would have.
             Err(StoreError::UniqueViolation(_)) => {
@@ -686,50 +956,226 @@ where
         }
     }
 
-    async fn purge_callflow(
+    /// Removes a callflow (`kind` `callflow`) or another document for good, with its
+    /// revisions (and a callflow's draft).
+    async fn purge(
         store: &B,
+        kind: &str,
         account_id: &str,
         id: &str,
         expected_rev: &str,
+        meta: &WriteMeta,
     ) -> StoreResult<i64> {
         let mut tx = store.begin_write().await?;
-        let current: Option<String> = sqlx::query_scalar(CALLFLOW_REV)
-            .bind(account_id)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        match current {
-            None => return Err(StoreError::NotFound),
-            Some(rev) if rev != expected_rev => return Err(StoreError::Conflict),
-            _ => {}
-        }
-        for delete in [
-            DELETE_NUMBERS,
-            DELETE_PATTERNS,
-            DELETE_REFERENCES,
-            DELETE_SEARCH_KEYS,
-            DELETE_OWNERS,
-            DELETE_CALLFLOW,
-        ] {
+        let doc_type = if kind == "callflow" {
+            let current: Option<String> = sqlx::query_scalar(CALLFLOW_REV)
+                .bind(account_id)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            match current {
+                None => return Err(StoreError::NotFound),
+                Some(rev) if rev != expected_rev => return Err(StoreError::Conflict),
+                _ => "callflow".to_string(),
+            }
+        } else {
+            let current: Option<(String, String)> = sqlx::query_as(DOCUMENT_REV_AND_TYPE)
+                .bind(account_id)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            match current {
+                None => return Err(StoreError::NotFound),
+                Some((rev, _)) if rev != expected_rev => return Err(StoreError::Conflict),
+                Some((_, doc_type)) => doc_type,
+            }
+        };
+        let deletes: &[&str] = if kind == "callflow" {
+            &[
+                DELETE_NUMBERS,
+                DELETE_PATTERNS,
+                DELETE_REFERENCES,
+                DELETE_SEARCH_KEYS,
+                DELETE_OWNERS,
+                DELETE_CALLFLOW,
+                DELETE_DRAFT,
+                DELETE_DOCUMENT_REVISIONS,
+            ]
+        } else {
+            &[
+                DELETE_DOCUMENT_KEYS,
+                DELETE_SEARCH_KEYS,
+                DELETE_OWNERS,
+                DELETE_DOCUMENT,
+                DELETE_DOCUMENT_REVISIONS,
+            ]
+        };
+        for delete in deletes {
             sqlx::query(delete)
                 .bind(account_id)
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
         }
-        let seq: i64 = sqlx::query_scalar(INSERT_CHANGE)
+        let record = Record {
+            account_id,
+            doc_id: id,
+            doc_type: &doc_type,
+            rev: expected_rev,
+            op: "purge",
+            doc_text: None,
+            request_id: None,
+            now: now_gregorian(),
+        };
+        let pos = Self::record(store, &mut tx, &record, meta).await?;
+        Self::end(tx, meta).await?;
+        Ok(pos)
+    }
+
+    /// Saves a callflow's draft and records the change (no revision: a draft is a working
+    /// copy, its history starts when it is published).
+    async fn write_draft(store: &B, write: &DraftWrite, meta: &WriteMeta) -> StoreResult<i64> {
+        let mut tx = store.begin_write().await?;
+        let current: Option<String> = sqlx::query_scalar(DRAFT_REV)
+            .bind(&write.account_id)
+            .bind(&write.callflow_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        match (&write.expected_rev, current) {
+            (None, Some(_)) => return Err(StoreError::Conflict),
+            (None, None) if write.new_callflow => {
+                Self::check_id_free(&mut tx, &write.account_id, &write.callflow_id).await?
+            }
+            (Some(_), None) => return Err(StoreError::NotFound),
+            (Some(expected), Some(rev)) if *expected != rev => return Err(StoreError::Conflict),
+            _ => {}
+        }
+        let now = now_gregorian();
+        let statement = if write.expected_rev.is_some() {
+            UPDATE_DRAFT
+        } else {
+            INSERT_DRAFT
+        };
+        sqlx::query(statement)
+            .bind(&write.account_id)
+            .bind(&write.callflow_id)
+            .bind(&write.new_rev)
+            .bind(write.base_rev.as_deref())
+            .bind(doc_text(&write.doc))
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match StoreError::from(e) {
+                // Another writer created the draft meanwhile.
+                StoreError::UniqueViolation(_) => StoreError::Conflict,
+                other => other,
+            })?;
+        let op = if write.expected_rev.is_some() {
+            "update"
+        } else {
+            "create"
+        };
+        let record = Record {
+            account_id: &write.account_id,
+            doc_id: &write.callflow_id,
+            doc_type: DRAFT_TYPE,
+            rev: &write.new_rev,
+            op,
+            doc_text: None,
+            request_id: Some(&write.request_id),
+            now,
+        };
+        let pos = Self::record(store, &mut tx, &record, meta).await?;
+        Self::end(tx, meta).await?;
+        Ok(pos)
+    }
+
+    /// Discards a draft at `expected_rev` and records the change.
+    async fn delete_draft(
+        store: &B,
+        account_id: &str,
+        callflow_id: &str,
+        expected_rev: &str,
+        request_id: Option<&str>,
+        meta: &WriteMeta,
+    ) -> StoreResult<i64> {
+        let mut tx = store.begin_write().await?;
+        let taken: Option<String> = sqlx::query_scalar(CONSUME_DRAFT)
             .bind(account_id)
-            .bind(id)
+            .bind(callflow_id)
             .bind(expected_rev)
-            .bind("purge")
-            .bind(now_gregorian())
-            .fetch_one(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
-        store
-            .announce(&mut tx, account_id, "callflow", id, seq)
-            .await?;
-        tx.commit().await?;
-        Ok(seq)
+        if taken.is_none() {
+            let current: Option<String> = sqlx::query_scalar(DRAFT_REV)
+                .bind(account_id)
+                .bind(callflow_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            return Err(match current {
+                None => StoreError::NotFound,
+                Some(_) => StoreError::Conflict,
+            });
+        }
+        let record = Record {
+            account_id,
+            doc_id: callflow_id,
+            doc_type: DRAFT_TYPE,
+            rev: expected_rev,
+            op: "delete",
+            doc_text: None,
+            request_id,
+            now: now_gregorian(),
+        };
+        let pos = Self::record(store, &mut tx, &record, meta).await?;
+        Self::end(tx, meta).await?;
+        Ok(pos)
+    }
+
+    /// The writes an audit selects (see [`AuditQuery`]), newest first.
+    async fn audit(store: &B, query: &AuditQuery) -> StoreResult<Vec<Change>> {
+        // The account and every account below it (their `tree` lists it).
+        let mut sql = format!(
+            "SELECT {CHANGE_COLUMNS} FROM changes WHERE pos IS NOT NULL AND account_id IN \
+             (SELECT id FROM accounts WHERE id = $1 OR tree LIKE $2)"
+        );
+        let mut params = vec![
+            Param::Text(query.account_id.clone()),
+            Param::Text(format!("%\"{}\"%", query.account_id)),
+        ];
+        let mut filter = |sql: &mut String, column: &str, op: &str, value: Param| {
+            params.push(value);
+            sql.push_str(&format!(" AND {column} {op} ${}", params.len()));
+        };
+        if let Some(t) = &query.doc_type {
+            filter(&mut sql, "doc_type", "=", Param::Text(t.clone()));
+        }
+        if let Some(id) = &query.doc_id {
+            filter(&mut sql, "callflow_id", "=", Param::Text(id.clone()));
+        }
+        if let Some(user) = &query.user_id {
+            filter(&mut sql, "auth_user_id", "=", Param::Text(user.clone()));
+        }
+        if let Some(from) = query.from {
+            filter(&mut sql, "written_at", ">=", Param::Int(from));
+        }
+        if let Some(to) = query.to {
+            filter(&mut sql, "written_at", "<=", Param::Int(to));
+        }
+        if let Some(pos) = query.at_or_before {
+            filter(&mut sql, "pos", "<=", Param::Int(pos));
+        }
+        params.push(Param::Int(query.limit));
+        sql.push_str(&format!(" ORDER BY pos DESC LIMIT ${}", params.len()));
+        let mut q = sqlx::query_as::<_, ChangeRow>(&sql);
+        for p in params {
+            q = match p {
+                Param::Text(t) => q.bind(t),
+                Param::Int(i) => q.bind(i),
+            };
+        }
+        let rows = q.fetch_all(store.read()).await?;
+        Ok(rows.into_iter().map(Change::from).collect())
     }
 
     /// One id space per account, as one CouchDB database per account: a create fails with
@@ -881,7 +1327,11 @@ where
         Ok(found)
     }
 
-    async fn try_write_document(store: &B, write: &DocumentWrite) -> StoreResult<()> {
+    async fn try_write_document(
+        store: &B,
+        write: &DocumentWrite,
+        meta: &WriteMeta,
+    ) -> StoreResult<i64> {
         let mut tx = store.begin_write().await?;
         let current: Option<String> = sqlx::query_scalar(DOCUMENT_REV)
             .bind(&write.account_id)
@@ -937,34 +1387,27 @@ where
                     .await?;
             }
         }
-        sqlx::query(INSERT_DOCUMENT_REVISION)
-            .bind(&write.account_id)
-            .bind(&write.id)
-            .bind(&write.new_rev)
-            .bind(write.op.as_str())
-            .bind(&text)
-            .bind(&write.request_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        let seq: i64 = sqlx::query_scalar(INSERT_DOCUMENT_CHANGE)
-            .bind(&write.account_id)
-            .bind(&write.id)
-            .bind(&write.new_rev)
-            .bind(write.op.as_str())
-            .bind(now)
-            .bind(&write.doc_type)
-            .fetch_one(&mut *tx)
-            .await?;
-        store
-            .announce(&mut tx, &write.account_id, &write.doc_type, &write.id, seq)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let record = Record {
+            account_id: &write.account_id,
+            doc_id: &write.id,
+            doc_type: &write.doc_type,
+            rev: &write.new_rev,
+            op: write.op.as_str(),
+            doc_text: Some(&text),
+            request_id: Some(&write.request_id),
+            now,
+        };
+        let pos = Self::record(store, &mut tx, &record, meta).await?;
+        Self::end(tx, meta).await?;
+        Ok(pos)
     }
 
-    async fn write_document(store: &B, write: &DocumentWrite) -> StoreResult<()> {
-        match Self::try_write_document(store, write).await {
+    async fn write_document(
+        store: &B,
+        write: &DocumentWrite,
+        meta: &WriteMeta,
+    ) -> StoreResult<i64> {
+        match Self::try_write_document(store, write, meta).await {
             // A concurrent writer took a unique value (or the id) between our check and our
             // insert: report who holds it now.
             Err(StoreError::UniqueViolation(_)) => {
@@ -978,51 +1421,6 @@ where
             }
             other => other,
         }
-    }
-
-    async fn purge_document(
-        store: &B,
-        account_id: &str,
-        id: &str,
-        expected_rev: &str,
-    ) -> StoreResult<()> {
-        let mut tx = store.begin_write().await?;
-        let current: Option<(String, String)> = sqlx::query_as(DOCUMENT_REV_AND_TYPE)
-            .bind(account_id)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let doc_type = match current {
-            None => return Err(StoreError::NotFound),
-            Some((rev, _)) if rev != expected_rev => return Err(StoreError::Conflict),
-            Some((_, doc_type)) => doc_type,
-        };
-        for delete in [
-            DELETE_DOCUMENT_KEYS,
-            DELETE_SEARCH_KEYS,
-            DELETE_OWNERS,
-            DELETE_DOCUMENT,
-        ] {
-            sqlx::query(delete)
-                .bind(account_id)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let seq: i64 = sqlx::query_scalar(INSERT_DOCUMENT_CHANGE)
-            .bind(account_id)
-            .bind(id)
-            .bind(expected_rev)
-            .bind("purge")
-            .bind(now_gregorian())
-            .bind(&doc_type)
-            .fetch_one(&mut *tx)
-            .await?;
-        store
-            .announce(&mut tx, account_id, &doc_type, id, seq)
-            .await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     async fn health(store: &B) -> StoreResult<()> {
@@ -1134,6 +1532,18 @@ where
                 .bind(&user.id)
                 .execute(&mut *tx)
                 .await?;
+            let text = doc_text(&doc);
+            let record = Record {
+                account_id: &created.id,
+                doc_id: &user.id,
+                doc_type: "user",
+                rev: &rev,
+                op: "create",
+                doc_text: Some(&text),
+                request_id: None,
+                now,
+            };
+            Self::record(store, &mut tx, &record, &WriteMeta::default()).await?;
         }
         tx.commit().await?;
         Ok(created)
@@ -1167,6 +1577,7 @@ where
     for<'q> Option<&'q str>: Encode<'q, B::Db>,
     for<'q> String: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
     for<'q> Option<String>: Encode<'q, B::Db>,
+    for<'q> Option<i64>: Encode<'q, B::Db>,
     for<'q> i64: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
     usize: ColumnIndex<<B::Db as Database>::Row>,
     for<'s> &'s str: ColumnIndex<<B::Db as Database>::Row>,
@@ -1328,25 +1739,31 @@ where
         callflows(query.fetch_all(self.read()).await?)
     }
 
-    async fn write_callflow(&self, write: &CallflowWrite) -> StoreResult<i64> {
-        let (this, write) = (self.clone(), write.clone());
-        detached(async move { Sql::write_callflow(&this, &write).await }).await
+    async fn write_callflow_as(&self, write: &CallflowWrite, meta: &WriteMeta) -> StoreResult<i64> {
+        let (this, write, meta) = (self.clone(), write.clone(), meta.clone());
+        detached(async move { Sql::write_callflow(&this, &write, &meta).await }).await
     }
 
-    async fn purge_callflow(
+    async fn purge_as(
         &self,
+        kind: &str,
         account_id: &str,
         id: &str,
         expected_rev: &str,
+        meta: &WriteMeta,
     ) -> StoreResult<i64> {
         let this = self.clone();
-        let (account_id, id, expected_rev) = (
+        let (kind, account_id, id, expected_rev, meta) = (
+            kind.to_string(),
             account_id.to_string(),
             id.to_string(),
             expected_rev.to_string(),
+            meta.clone(),
         );
-        detached(async move { Sql::purge_callflow(&this, &account_id, &id, &expected_rev).await })
-            .await
+        detached(
+            async move { Sql::purge(&this, &kind, &account_id, &id, &expected_rev, &meta).await },
+        )
+        .await
     }
 
     async fn callflows_referencing(
@@ -1446,25 +1863,170 @@ where
         callflows(query.fetch_all(self.read()).await?)
     }
 
-    async fn write_document(&self, write: &DocumentWrite) -> StoreResult<()> {
-        let (this, write) = (self.clone(), write.clone());
-        detached(async move { Sql::write_document(&this, &write).await }).await
+    async fn write_document_as(&self, write: &DocumentWrite, meta: &WriteMeta) -> StoreResult<i64> {
+        let (this, write, meta) = (self.clone(), write.clone(), meta.clone());
+        detached(async move { Sql::write_document(&this, &write, &meta).await }).await
     }
 
-    async fn purge_document(
+    async fn list_deleted(
         &self,
         account_id: &str,
-        id: &str,
-        expected_rev: &str,
-    ) -> StoreResult<()> {
-        let this = self.clone();
-        let (account_id, id, expected_rev) = (
-            account_id.to_string(),
-            id.to_string(),
-            expected_rev.to_string(),
+        doc_type: Option<&str>,
+        start: Option<&str>,
+        limit: i64,
+        descending: bool,
+    ) -> StoreResult<Vec<StoredCallflow>> {
+        let statement = deleted_statement(doc_type.is_some(), start.is_some(), descending);
+        let mut query = sqlx::query_as(&statement).bind(account_id).bind(limit);
+        if let Some(start) = start {
+            query = query.bind(start);
+        }
+        if let Some(doc_type) = doc_type {
+            query = query.bind(doc_type);
+        }
+        callflows(query.fetch_all(self.read()).await?)
+    }
+
+    async fn revisions(
+        &self,
+        account_id: &str,
+        doc_id: &str,
+        at_or_below: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<RevisionInfo>> {
+        let statement = format!(
+            "SELECT {REVISION_COLUMNS} FROM revisions WHERE account_id = $1 AND doc_id = $2 \
+             AND number <= $3 ORDER BY number DESC LIMIT $4"
         );
-        detached(async move { Sql::purge_document(&this, &account_id, &id, &expected_rev).await })
+        let rows: Vec<RevisionRow> = sqlx::query_as(&statement)
+            .bind(account_id)
+            .bind(doc_id)
+            .bind(at_or_below.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(self.read())
+            .await?;
+        Ok(rows.into_iter().map(RevisionInfo::from).collect())
+    }
+
+    async fn revision(
+        &self,
+        account_id: &str,
+        doc_id: &str,
+        number: i64,
+    ) -> StoreResult<Option<Revision>> {
+        let statement = format!(
+            "SELECT {REVISION_COLUMNS}, doc FROM revisions \
+             WHERE account_id = $1 AND doc_id = $2 AND number = $3"
+        );
+        let row: Option<FullRevisionRow> = sqlx::query_as(&statement)
+            .bind(account_id)
+            .bind(doc_id)
+            .bind(number)
+            .fetch_optional(self.read())
+            .await?;
+        row.map(|r| {
+            Ok(Revision {
+                doc: parse_doc(&r.doc)?,
+                info: r.info.into(),
+            })
+        })
+        .transpose()
+    }
+
+    async fn prune_revisions(&self, before: i64) -> StoreResult<u64> {
+        let this = self.clone();
+        detached(async move {
+            let mut tx = this.begin_write().await?;
+            let gone: Vec<String> =
+                sqlx::query_scalar(&format!("{PRUNE_OLD_REVISIONS} RETURNING doc_id"))
+                    .bind(before)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            tx.commit().await?;
+            Ok(gone.len() as u64)
+        })
+        .await
+    }
+
+    async fn changes_since(
+        &self,
+        account_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<Change>> {
+        let statement = format!(
+            "SELECT {CHANGE_COLUMNS} FROM changes WHERE account_id = $1 AND pos > $2 \
+             ORDER BY pos LIMIT $3"
+        );
+        let rows: Vec<ChangeRow> = sqlx::query_as(&statement)
+            .bind(account_id)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(self.read())
+            .await?;
+        Ok(rows.into_iter().map(Change::from).collect())
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> StoreResult<Vec<Change>> {
+        Sql::audit(self, query).await
+    }
+
+    async fn get_draft(&self, account_id: &str, callflow_id: &str) -> StoreResult<Option<Draft>> {
+        let statement = format!(
+            "SELECT {DRAFT_COLUMNS} FROM drafts WHERE account_id = $1 AND callflow_id = $2"
+        );
+        let row: Option<DraftRow> = sqlx::query_as(&statement)
+            .bind(account_id)
+            .bind(callflow_id)
+            .fetch_optional(self.read())
+            .await?;
+        row.map(Draft::try_from).transpose()
+    }
+
+    async fn list_drafts(&self, account_id: &str) -> StoreResult<Vec<Draft>> {
+        let statement = format!(
+            "SELECT {DRAFT_COLUMNS} FROM drafts WHERE account_id = $1 ORDER BY callflow_id"
+        );
+        let rows: Vec<DraftRow> = sqlx::query_as(&statement)
+            .bind(account_id)
+            .fetch_all(self.read())
+            .await?;
+        rows.into_iter().map(Draft::try_from).collect()
+    }
+
+    async fn write_draft(&self, write: &DraftWrite, meta: &WriteMeta) -> StoreResult<i64> {
+        let (this, write, meta) = (self.clone(), write.clone(), meta.clone());
+        detached(async move { Sql::write_draft(&this, &write, &meta).await }).await
+    }
+
+    async fn delete_draft(
+        &self,
+        account_id: &str,
+        callflow_id: &str,
+        expected_rev: &str,
+        request_id: &str,
+        meta: &WriteMeta,
+    ) -> StoreResult<i64> {
+        let this = self.clone();
+        let (account_id, callflow_id, expected_rev, request_id, meta) = (
+            account_id.to_string(),
+            callflow_id.to_string(),
+            expected_rev.to_string(),
+            request_id.to_string(),
+            meta.clone(),
+        );
+        detached(async move {
+            Sql::delete_draft(
+                &this,
+                &account_id,
+                &callflow_id,
+                &expected_rev,
+                Some(&request_id),
+                &meta,
+            )
             .await
+        })
+        .await
     }
 
     async fn callflows_with_number(

@@ -11,7 +11,7 @@ use sqlx::sqlite::{
 };
 
 use super::sql::{discard_if_in_transaction, Backend};
-use super::{ChangeEvent, StoreError};
+use super::{ChangeEvent, FaultSwitch, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -20,6 +20,8 @@ pub struct SqliteStore {
     /// Test hook: a page cap applied to every writer connection (0: none). See
     /// [`SqliteStore::limit_pages_for_test`].
     page_limit: Arc<AtomicU64>,
+    /// Test hook: see [`FaultSwitch`].
+    faults: FaultSwitch,
 }
 
 impl SqliteStore {
@@ -63,11 +65,18 @@ impl SqliteStore {
             read,
             write,
             page_limit,
+            faults: FaultSwitch::default(),
         })
     }
 }
 
 impl SqliteStore {
+    /// Test hook: the switch that makes writes fail before their revision (see
+    /// [`FaultSwitch`]).
+    pub fn faults_for_test(&self) -> FaultSwitch {
+        self.faults.clone()
+    }
+
     /// Test hook: caps the database file at `pages` pages on the writer connection, so the next
     /// write that needs more space fails with SQLite's "database or disk is full", exactly as
     /// a full disk would (`None` lifts the cap). The cap also applies to connections opened later, so it lasts until lifted.
@@ -141,5 +150,9 @@ impl Backend for SqliteStore {
 
     fn change_events(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<ChangeEvent>> {
         None
+    }
+
+    fn fail_revision_writes(&self) -> bool {
+        self.faults.is_on()
     }
 }

@@ -11,6 +11,7 @@ mod documents;
 mod envelope;
 mod fidelity;
 mod fidelity_listing;
+mod history;
 mod lint;
 mod lookup;
 mod safety;
