@@ -234,10 +234,11 @@ pub struct ServeArgs {
     /// latest (0: forever).
     #[arg(long, env = "CALLFLOWD_REVISIONS_KEEP_DAYS", default_value_t = 0)]
     pub revisions_keep_days: u64,
-    /// Benchmarks only: write no revisions and no feed positions, to measure what history
-    /// costs. History endpoints then show nothing new.
+    /// Benchmarks only: record writes as before history existed (revision and change rows, no
+    /// feed position, nobody and no message), to measure what history costs. The feed and the
+    /// audit then show nothing new.
     #[arg(long, hide = true)]
-    pub bench_without_history: bool,
+    pub bench_history_as_before: bool,
     /// Password of the admin user created on first start (default: generated and printed).
     #[arg(long, env = "CALLFLOWD_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,

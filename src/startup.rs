@@ -79,7 +79,7 @@ pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<Ap
         },
         history: crate::documents::pipeline::HistoryConfig {
             keep_revisions: (args.revisions_keep > 0).then_some(args.revisions_keep),
-            record: !args.bench_without_history,
+            record: !args.bench_history_as_before,
         },
         feed,
     };

@@ -67,6 +67,28 @@ UPDATE changes SET pos = seq, number = CASE WHEN rev ~ '^[0-9]{1,18}-' THEN spli
 CREATE UNIQUE INDEX changes_by_pos ON changes (pos);
 CREATE INDEX changes_by_account ON changes (account_id, pos);
 
+-- PostgreSQL hands a change its position when the transaction commits: this deferred trigger
+-- runs inside COMMIT, takes the next value from the `feed` row and writes it into the change.
+-- The row lock is held from there to the end of the commit, so positions follow commit order;
+-- and it is taken inside the commit itself, with no client round trip while it is held
+-- (PostgreSQL already serialises the commits of transactions that NOTIFY, as every write
+-- does). SQLite, with its single writer, takes the position with a plain statement instead.
+-- Changes without a revision number (`number` NULL) get no position: the benchmark's writes
+-- recorded as before history existed.
+CREATE FUNCTION callflowd_feed_position() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    next_pos BIGINT;
+BEGIN
+    UPDATE feed SET seq = seq + 1 WHERE id = 1 RETURNING seq INTO next_pos;
+    UPDATE changes SET pos = next_pos WHERE seq = NEW.seq;
+    RETURN NULL;
+END;
+$$;
+CREATE CONSTRAINT TRIGGER changes_feed_position AFTER INSERT ON changes
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW WHEN (NEW.pos IS NULL AND NEW.number IS NOT NULL)
+    EXECUTE FUNCTION callflowd_feed_position();
+
 -- One working draft per callflow, beside the live document: validated on save, never routed.
 -- `base_rev` is the live revision the draft started from (NULL: a callflow not created yet).
 CREATE TABLE drafts (

@@ -157,8 +157,9 @@ pub struct Saved {
 pub struct HistoryConfig {
     /// Revisions kept per document (`None`: every one).
     pub keep_revisions: Option<u64>,
-    /// Write revisions and feed positions at all. Off only to measure what history costs
-    /// (`benches/http.rs`); nothing but the benchmark turns it off.
+    /// Record who, why and a feed position with each write. Off (writes recorded as before
+    /// history existed) only to measure what history costs (`benches/http.rs`); nothing but the
+    /// benchmark turns it off.
     pub record: bool,
 }
 
@@ -374,7 +375,7 @@ impl Pipeline {
             message: writer.message.clone(),
             dry_run: writer.dry_run,
             keep_revisions: self.history.keep_revisions,
-            without_history: !self.history.record,
+            legacy_history: !self.history.record,
             consume_draft: None,
         }
     }

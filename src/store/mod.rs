@@ -114,9 +114,10 @@ pub struct WriteMeta {
     pub dry_run: bool,
     /// Revisions kept per document once the write is done (`None`: every one).
     pub keep_revisions: Option<u64>,
-    /// Write no revision row and take no feed position: the store as it was before history
-    /// existed. Only for measuring what history costs (`benches/http.rs`).
-    pub without_history: bool,
+    /// Record the write as callflowd did before history existed: the revision and a change
+    /// row, but no feed position and nobody and no message. Only for measuring what history
+    /// costs (`benches/http.rs`); such changes are in neither the feed nor the audit.
+    pub legacy_history: bool,
     /// A publish: the callflow's draft, which must still be at this rev, is removed in the same
     /// transaction ([`StoreError::Conflict`] when it moved or went).
     pub consume_draft: Option<String>,

@@ -9,7 +9,7 @@ use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::mpsc;
 
-use super::sql::{discard_if_in_transaction, Backend};
+use super::sql::{discard_if_in_transaction, Backend, FeedEntry, INSERT_CHANGE};
 use super::{ChangeEvent, FaultSwitch, StoreError};
 
 /// The NOTIFY channel every write announces itself on.
@@ -147,6 +147,34 @@ impl Backend for PgStore {
 
     fn fail_revision_writes(&self) -> bool {
         self.faults.is_on()
+    }
+
+    /// The change row and the `NOTIFY`; the position is taken at commit by the deferred
+    /// trigger `changes_feed_position` (migration 8), so no round trip happens while the
+    /// `feed` row is locked. Answers the change's row id (the position is not known yet).
+    async fn feed_step(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        e: &FeedEntry<'_>,
+    ) -> Result<i64, sqlx::Error> {
+        let seq: i64 = sqlx::query_scalar(INSERT_CHANGE)
+            .bind(e.account_id)
+            .bind(e.doc_id)
+            .bind(e.rev)
+            .bind(e.op)
+            .bind(e.now)
+            .bind(e.doc_type)
+            .bind(None::<i64>)
+            .bind(e.number)
+            .bind(e.auth_account_id)
+            .bind(e.auth_user_id)
+            .bind(e.request_id)
+            .bind(e.message)
+            .fetch_one(&mut *tx)
+            .await?;
+        self.announce(tx, e.account_id, e.doc_type, e.doc_id, seq)
+            .await?;
+        Ok(seq)
     }
 
     /// Listens for other processes' writes. The listener reconnects by itself; each time it

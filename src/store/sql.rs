@@ -66,6 +66,32 @@ pub(super) trait Backend: Clone + Send + Sync + 'static {
     /// Test hook: when set, every write fails after its document is written and before its
     /// revision is, proving the two commit or vanish together (see `FaultSwitch`).
     fn fail_revision_writes(&self) -> bool;
+    /// The last step of a write transaction: records the change with the next feed position
+    /// and announces it to other processes. The position comes from the `feed` row
+    /// ([`NEXT_POSITION`]), whose lock is held until the transaction ends, so every other
+    /// writer waits for it: the backend takes it as late as it can (SQLite here, PostgreSQL
+    /// inside the commit). Returns the position, or the change's row id when the position is
+    /// only taken at commit.
+    async fn feed_step(
+        &self,
+        tx: &mut <Self::Db as Database>::Connection,
+        entry: &FeedEntry<'_>,
+    ) -> Result<i64, sqlx::Error>;
+}
+
+/// A committed write as the change feed records it (see [`Backend::feed_step`]).
+pub(super) struct FeedEntry<'a> {
+    pub account_id: &'a str,
+    pub doc_id: &'a str,
+    pub doc_type: &'a str,
+    pub rev: &'a str,
+    pub op: &'a str,
+    pub now: i64,
+    pub number: i64,
+    pub auth_account_id: Option<&'a str>,
+    pub auth_user_id: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+    pub message: Option<&'a str>,
 }
 
 /// Pool hook (before a connection is handed out and after it is given back): a connection
@@ -271,8 +297,8 @@ const PRUNE_OLD_REVISIONS: &str = "DELETE FROM revisions WHERE written_at < $1 A
 /// The next feed position. Taken as the last step of a write transaction: the row stays
 /// locked until the transaction ends, so positions are handed out in commit order, and a
 /// rolled-back write gives its position back.
-const NEXT_POSITION: &str = "UPDATE feed SET seq = seq + 1 WHERE id = 1 RETURNING seq";
-const INSERT_CHANGE: &str = "INSERT INTO changes \
+pub(super) const NEXT_POSITION: &str = "UPDATE feed SET seq = seq + 1 WHERE id = 1 RETURNING seq";
+pub(super) const INSERT_CHANGE: &str = "INSERT INTO changes \
      (account_id, callflow_id, rev, op, written_at, doc_type, pos, number, auth_account_id, \
       auth_user_id, request_id, message) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING seq";
@@ -848,9 +874,10 @@ where
         Ok(pos)
     }
 
-    /// Writes the revision (unless the write keeps none), applies count retention, takes the
-    /// next feed position (the last step: see [`NEXT_POSITION`]), records the change and
-    /// announces it. Returns the feed position (the change's row id when history is off).
+    /// Writes the revision (unless the write keeps none), applies count retention, then, as
+    /// the transaction's last step, takes the next feed position, records the change and
+    /// announces it ([`Backend::feed_step`]). Returns the feed position (the change's row id
+    /// when history is recorded as before it existed; 0 for a dry run, which takes none).
     async fn record(
         store: &B,
         conn: &mut Conn<B>,
@@ -863,7 +890,15 @@ where
             )));
         }
         let number = rev_number(record.rev);
-        if let (Some(text), false) = (record.doc_text, meta.without_history) {
+        // As before history: nobody and no message recorded, no revision number in the change.
+        let legacy = meta.legacy_history;
+        let who = |v: &Option<String>| v.as_deref().filter(|_| !legacy).map(str::to_string);
+        let (auth_account_id, auth_user_id, message) = (
+            who(&meta.auth_account_id),
+            who(&meta.auth_user_id),
+            who(&meta.message),
+        );
+        if let Some(text) = record.doc_text {
             sqlx::query(INSERT_REVISION)
                 .bind(record.account_id)
                 .bind(record.doc_id)
@@ -873,9 +908,9 @@ where
                 .bind(record.op)
                 .bind(text)
                 .bind(record.request_id)
-                .bind(meta.auth_account_id.as_deref())
-                .bind(meta.auth_user_id.as_deref())
-                .bind(meta.message.as_deref())
+                .bind(auth_account_id.as_deref())
+                .bind(auth_user_id.as_deref())
+                .bind(message.as_deref())
                 .bind(record.now)
                 .execute(&mut *conn)
                 .await?;
@@ -889,40 +924,46 @@ where
                     .await?;
             }
         }
-        // A dry run takes no feed position: the counter is left alone, as the change and its
-        // announcement would be rolled back anyway.
+        // A dry run takes no feed position: the counter is left alone (no writer waits on a
+        // dry run) and no sequence value is drawn, as the change would be rolled back anyway.
         if meta.dry_run {
             return Ok(0);
         }
-        let pos: Option<i64> = if meta.without_history {
-            None
-        } else {
-            Some(
-                sqlx::query_scalar(NEXT_POSITION)
-                    .fetch_one(&mut *conn)
-                    .await?,
-            )
+        if legacy {
+            let seq: i64 = sqlx::query_scalar(INSERT_CHANGE)
+                .bind(record.account_id)
+                .bind(record.doc_id)
+                .bind(record.rev)
+                .bind(record.op)
+                .bind(record.now)
+                .bind(record.doc_type)
+                .bind(None::<i64>)
+                .bind(None::<i64>)
+                .bind(None::<&str>)
+                .bind(None::<&str>)
+                .bind(None::<&str>)
+                .bind(None::<&str>)
+                .fetch_one(&mut *conn)
+                .await?;
+            store
+                .announce(conn, record.account_id, record.doc_type, record.doc_id, seq)
+                .await?;
+            return Ok(seq);
+        }
+        let entry = FeedEntry {
+            account_id: record.account_id,
+            doc_id: record.doc_id,
+            doc_type: record.doc_type,
+            rev: record.rev,
+            op: record.op,
+            now: record.now,
+            number,
+            auth_account_id: auth_account_id.as_deref(),
+            auth_user_id: auth_user_id.as_deref(),
+            request_id: record.request_id,
+            message: message.as_deref(),
         };
-        let seq: i64 = sqlx::query_scalar(INSERT_CHANGE)
-            .bind(record.account_id)
-            .bind(record.doc_id)
-            .bind(record.rev)
-            .bind(record.op)
-            .bind(record.now)
-            .bind(record.doc_type)
-            .bind(pos)
-            .bind(number)
-            .bind(meta.auth_account_id.as_deref())
-            .bind(meta.auth_user_id.as_deref())
-            .bind(record.request_id)
-            .bind(meta.message.as_deref())
-            .fetch_one(&mut *conn)
-            .await?;
-        let pos = pos.unwrap_or(seq);
-        store
-            .announce(conn, record.account_id, record.doc_type, record.doc_id, pos)
-            .await?;
-        Ok(pos)
+        Ok(store.feed_step(conn, &entry).await?)
     }
 
     /// Commits, or for a dry run rolls back (every check has run; nothing stays).
