@@ -94,7 +94,8 @@ fn ten_thousand_realistic_patterns_are_analysed_in_under_ten_seconds() {
         reports.len(),
         elapsed.as_secs_f64()
     );
-    assert!(elapsed.as_secs_f64() < 10.0, "took {elapsed:?}");
+    // The time is reported, not asserted (tests never assert on timings): BENCHMARKS.md
+    // records it against the 10 s target, with the machine and the command.
     // The generator's DID blocks capture 4 digits under the 10-digit catch-all: proved shadowed.
     let did = reports
         .iter()
