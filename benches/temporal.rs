@@ -11,11 +11,12 @@ use serde_json::{json, Map, Value};
 use callflowd::engine::temporal::evaluate;
 use callflowd::engine::Documents;
 
-struct Docs(HashMap<(String, String), Map<String, Value>>);
+/// Documents by type, then id (looked up without allocating, as a store snapshot would be).
+struct Docs(HashMap<String, HashMap<String, Map<String, Value>>>);
 
 impl Documents for Docs {
     fn get(&self, doc_type: &str, id: &str) -> Option<&Map<String, Value>> {
-        self.0.get(&(doc_type.to_owned(), id.to_owned()))
+        self.0.get(doc_type)?.get(id)
     }
     fn owned_by(&self, _: &str, _: &str) -> Vec<&Map<String, Value>> {
         Vec::new()
@@ -38,9 +39,11 @@ fn obj(v: Value) -> Map<String, Value> {
 const START: i64 = 63_461_059_200; // 2011-01-01 00:00 UTC in gregorian seconds
 
 fn docs() -> Docs {
-    let mut m = HashMap::new();
+    let mut m: HashMap<String, HashMap<String, Map<String, Value>>> = HashMap::new();
     let mut rule = |id: &str, doc: Value| {
-        m.insert(("temporal_rules".to_owned(), id.to_owned()), obj(doc));
+        m.entry("temporal_rules".to_owned())
+            .or_default()
+            .insert(id.to_owned(), obj(doc));
     };
     rule(
         "christmas",
@@ -62,10 +65,12 @@ fn docs() -> Docs {
         "inventory",
         json!({"name": "Inventory day", "cycle": "monthly", "ordinal": "last", "wdays": ["friday"], "start_date": START}),
     );
-    m.insert(
-        ("temporal_rules_sets".to_owned(), "holidays".to_owned()),
-        obj(json!({"name": "Holidays", "temporal_rules": ["christmas", "thanksgiving"]})),
-    );
+    m.entry("temporal_rules_sets".to_owned())
+        .or_default()
+        .insert(
+            "holidays".to_owned(),
+            obj(json!({"name": "Holidays", "temporal_rules": ["christmas", "thanksgiving"]})),
+        );
     Docs(m)
 }
 

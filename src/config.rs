@@ -29,6 +29,43 @@ pub enum Command {
     /// Simulate what a call would do, step by step (stores nothing). Prints the same data as
     /// `PUT /v2/accounts/{A}/simulations`, as JSON or as a tree.
     Simulate(SimulateArgs),
+    /// Lint one callflow (stored, or a draft file) or the whole account; exit code 1 when a
+    /// finding is an error.
+    Lint(LintArgs),
+    /// Run the account's saved call tests (all, or those named); exit code 1 when one fails.
+    Test(TestArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LintArgs {
+    /// Account id (32 characters).
+    #[arg(long)]
+    pub account: String,
+    /// A stored callflow to lint (default: every callflow of the account).
+    #[arg(conflicts_with = "callflow")]
+    pub callflow_id: Option<String>,
+    /// A draft callflow to lint (a JSON file: the document, or an envelope around it).
+    #[arg(long)]
+    pub callflow: Option<PathBuf>,
+    /// Print the JSON report instead of one line per finding.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TestArgs {
+    /// Account id (32 characters).
+    #[arg(long)]
+    pub account: String,
+    /// Test names (or ids) to run; all when none is given.
+    pub names: Vec<String>,
+    /// Print the JSON results instead of one line per test.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -19,6 +19,8 @@ pub mod domain;
 pub mod engine;
 /// Revisions, diffs, the change feed and the audit: what the save pipeline wrote, read back.
 pub mod history;
+/// Lint rules, and the saved call tests that guard every write.
+pub mod lint;
 /// Which callflow a dialled number reaches.
 pub mod routing;
 /// Schema registry and the Kazoo validation dialect.

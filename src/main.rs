@@ -126,6 +126,16 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Simulate(args) => simulate(args).await?,
+        Command::Lint(args) => {
+            if !lint(args).await? {
+                std::process::exit(1);
+            }
+        }
+        Command::Test(args) => {
+            if !test(args).await? {
+                std::process::exit(1);
+            }
+        }
     }
     Ok(())
 }
@@ -182,29 +192,7 @@ async fn simulate(args: callflowd::config::SimulateArgs) -> anyhow::Result<()> {
         data.insert("max_steps".into(), json!(max));
     }
 
-    let store = callflowd::store::open(&args.store.database_url)
-        .await
-        .with_context(|| format!("opening {}", args.store.database_url))?;
-    let account = store
-        .get_account(&args.account)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no account {}", args.account))?;
-    let defaults = callflowd::api::ApiConfig::default();
-    let pipeline = callflowd::documents::pipeline::Pipeline {
-        store: store.clone(),
-        schemas: callflowd::schema::SchemaSet::embedded()?,
-        routes: std::sync::Arc::new(callflowd::routing::RouteCache::new(
-            store.clone(),
-            callflowd::routing::cache::DEFAULT_BUDGET_BYTES,
-        )),
-        limits: callflowd::documents::pipeline::Limits {
-            max_numbers_per_callflow: defaults.max_numbers_per_callflow,
-            max_patterns_per_callflow: defaults.max_patterns_per_callflow,
-            max_patterns_per_account: defaults.max_patterns_per_account,
-        },
-        history: Default::default(),
-        feed: Default::default(),
-    };
+    let (pipeline, account) = open_pipeline(&args.store, &args.account).await?;
     let invalid = |errors: callflowd::schema::SchemaErrors| -> anyhow::Error {
         anyhow::anyhow!(
             "the simulation request is invalid: {}",
@@ -228,6 +216,146 @@ async fn simulate(args: callflowd::config::SimulateArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&result)?);
     }
     Ok(())
+}
+
+/// The store, the save pipeline and the account a CLI command works on.
+async fn open_pipeline(
+    store_args: &callflowd::config::StoreArgs,
+    account_id: &str,
+) -> anyhow::Result<(
+    callflowd::documents::pipeline::Pipeline,
+    callflowd::store::Account,
+)> {
+    let store = callflowd::store::open(&store_args.database_url)
+        .await
+        .with_context(|| format!("opening {}", redacted(&store_args.database_url)))?;
+    let account = store
+        .get_account(account_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no account {account_id}"))?;
+    let defaults = callflowd::api::ApiConfig::default();
+    let pipeline = callflowd::documents::pipeline::Pipeline {
+        store: store.clone(),
+        schemas: callflowd::schema::SchemaSet::embedded()?,
+        routes: std::sync::Arc::new(callflowd::routing::RouteCache::new(
+            store.clone(),
+            callflowd::routing::cache::DEFAULT_BUDGET_BYTES,
+        )),
+        limits: callflowd::documents::pipeline::Limits {
+            max_numbers_per_callflow: defaults.max_numbers_per_callflow,
+            max_patterns_per_callflow: defaults.max_patterns_per_callflow,
+            max_patterns_per_account: defaults.max_patterns_per_account,
+        },
+        history: Default::default(),
+        feed: Default::default(),
+    };
+    Ok((pipeline, account))
+}
+
+fn cli_error(e: callflowd::documents::pipeline::Error) -> anyhow::Error {
+    match e {
+        callflowd::documents::pipeline::Error::Invalid(errors) => anyhow::anyhow!(
+            "invalid: {}",
+            serde_json::to_string_pretty(&errors.to_json()).unwrap_or_default()
+        ),
+        callflowd::documents::pipeline::Error::NotFound(id) => anyhow::anyhow!("no callflow {id}"),
+        other => other.into(),
+    }
+}
+
+/// `callflowd lint`: true when no finding is an error.
+async fn lint(args: callflowd::config::LintArgs) -> anyhow::Result<bool> {
+    use callflowd::documents::pipeline::{Kind, Target};
+    let (pipeline, account) = open_pipeline(&args.store, &args.account).await?;
+    let findings = if let Some(path) = &args.callflow {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut draft: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("parsing {} as JSON", path.display()))?;
+        if let Some(inner) = draft.get("data").filter(|d| d.is_object()).cloned() {
+            draft = inner;
+        }
+        let serde_json::Value::Object(draft) = draft else {
+            anyhow::bail!("{} does not hold a JSON object", path.display());
+        };
+        let id = if draft.contains_key("_id") || draft.contains_key("id") {
+            callflowd::documents::pipeline::requested_id(&draft)
+        } else {
+            callflowd::simulation::DRAFT_ID.to_string()
+        };
+        let doc = pipeline
+            .validate(Kind::Callflow, &account, draft)
+            .await
+            .map_err(cli_error)?;
+        callflowd::lint::lint_callflow(&pipeline, &account.id, &id, doc)
+            .await
+            .map_err(cli_error)?
+    } else if let Some(id) = &args.callflow_id {
+        let stored = pipeline
+            .load(Target::new(Kind::Callflow, &account.id, id))
+            .await
+            .map_err(cli_error)?;
+        callflowd::lint::lint_callflow(&pipeline, &account.id, id, stored.doc)
+            .await
+            .map_err(cli_error)?
+    } else {
+        callflowd::lint::lint_account(&pipeline, &account.id)
+            .await
+            .map_err(cli_error)?
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&callflowd::lint::report(&findings))?
+        );
+    } else {
+        for f in &findings {
+            let severity = serde_json::to_value(f.severity)?;
+            println!(
+                "{} {} {} {}: {}",
+                severity.as_str().unwrap_or("?"),
+                f.rule,
+                f.callflow_id,
+                f.path,
+                f.message
+            );
+            if let Some(fix) = &f.fix {
+                println!("    fix: {fix}");
+            }
+        }
+        let errors = findings
+            .iter()
+            .filter(|f| f.severity == callflowd::lint::Severity::Error)
+            .count();
+        println!("{} findings, {errors} errors", findings.len());
+    }
+    Ok(!findings
+        .iter()
+        .any(|f| f.severity == callflowd::lint::Severity::Error))
+}
+
+/// `callflowd test`: true when every test selected passed.
+async fn test(args: callflowd::config::TestArgs) -> anyhow::Result<bool> {
+    let (pipeline, account) = open_pipeline(&args.store, &args.account).await?;
+    let request_id = format!("cli-{}", callflowd::auth::random_hex(8));
+    let results =
+        callflowd::lint::calltests::run_selected(&pipeline, &account, &request_id, &args.names)
+            .await
+            .map_err(cli_error)?;
+    if args.json {
+        let all: Vec<_> = results.iter().map(|r| r.to_json()).collect();
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    } else {
+        for r in &results {
+            match &r.divergence {
+                Some(d) => println!("{} {}: {d}", r.result, r.name),
+                None => println!("{} {}", r.result, r.name),
+            }
+        }
+        let passed = results.iter().filter(|r| r.result == "pass").count();
+        println!("{} tests, {passed} passed", results.len());
+    }
+    Ok(results.iter().all(|r| r.result == "pass"))
 }
 
 /// A database URL fit for logs: the password replaced.

@@ -57,12 +57,22 @@ pub struct Request {
     pub use_draft: bool,
 }
 
-/// The document types a request may carry inline (their URL names) and the engine reads.
-fn stored_type(url_type: &str) -> Option<&'static str> {
-    if url_type == "callflows" {
-        return Some("callflow");
+/// The document types a request may carry inline and the engine reads, by the engine's type
+/// names (the URL names, plus `list_entries` for a list's entries).
+fn kind_of(url_type: &str) -> Option<Kind> {
+    match url_type {
+        "callflows" => Some(Kind::Callflow),
+        "list_entries" => Some(Kind::Doc(&crate::documents::ENTRY)),
+        other => crate::documents::by_segment(other).map(Kind::Doc),
     }
-    crate::documents::by_segment(url_type).map(|t| t.pvt_type)
+}
+
+/// The stored `pvt_type` of an engine type name.
+fn stored_type(url_type: &str) -> Option<&'static str> {
+    kind_of(url_type).map(|kind| match kind {
+        Kind::Callflow => "callflow",
+        Kind::Doc(ty) => ty.pvt_type,
+    })
 }
 
 fn field_error(path: &[&str], rule: &str, message: impl Into<String>) -> SchemaError {
@@ -296,15 +306,44 @@ pub async fn run(
     account: &Account,
     request: Request,
 ) -> Result<Value, pipeline::Error> {
+    Ok(run_with(pipeline, account, request, &Overrides::default())
+        .await?
+        .0)
+}
+
+/// A write not yet committed, as a simulation must see it: documents that replace the stored
+/// ones (already validated), ids that no longer exist, and the routing snapshot with the
+/// write's numbers and patterns.
+#[derive(Default)]
+pub struct Overrides {
+    /// `(URL type, id, document)`.
+    pub documents: Vec<(String, String, Map<String, Value>)>,
+    pub removed: HashSet<String>,
+    pub routes: Option<Arc<RouteTable>>,
+}
+
+/// [`run`] against the store as `overrides` changes it; also answers the ids of every
+/// document the run read or looked for (callflows, the documents its nodes named, the
+/// documents found by owner), so callers can tell which writes could change its outcome.
+pub async fn run_with(
+    pipeline: &Pipeline,
+    account: &Account,
+    request: Request,
+    overrides: &Overrides,
+) -> Result<(Value, Vec<String>), pipeline::Error> {
     let account_id = account.id.as_str();
+    let mut touched: Vec<String> = Vec::new();
     // Inline documents, validated as a save of their type would be.
     let mut inline = DocumentSet::new();
     let mut inline_keys = HashSet::new();
+    for (url_type, id, doc) in &overrides.documents {
+        inline_keys.insert((url_type.clone(), id.clone()));
+        inline.insert(url_type, id, doc.clone());
+    }
     let mut invalid = SchemaErrors::default();
     for (url_type, id, doc) in request.documents {
-        let kind = match crate::documents::by_segment(&url_type) {
-            Some(ty) => Kind::Doc(ty),
-            None => Kind::Callflow,
+        let Some(kind) = kind_of(&url_type) else {
+            continue;
         };
         match pipeline.validate(kind, account, doc).await {
             Ok(doc) => {
@@ -326,7 +365,10 @@ pub async fn run(
         return Err(pipeline::Error::Invalid(invalid));
     }
 
-    let table: Arc<RouteTable> = pipeline.routes.table(account_id).await?;
+    let table: Arc<RouteTable> = match &overrides.routes {
+        Some(t) => t.clone(),
+        None => pipeline.routes.table(account_id).await?,
+    };
     let allow_no_match = request.caller.on_net();
     let (start_id, start_doc, capture_group, lookup) = match request.entry {
         Entry::Lookup => {
@@ -335,13 +377,11 @@ pub async fn run(
                     "no callflow of the account takes {}",
                     request.number
                 ));
-                return Ok(respond(Value::Null, &trace));
+                return Ok((respond(Value::Null, &trace), touched));
             };
             let callflow_id = route.callflow_id.to_string();
             let capture_group = route.capture_group.clone();
-            let stored = pipeline
-                .load(Target::new(Kind::Callflow, account_id, &callflow_id))
-                .await?;
+            let stored = load_callflow(pipeline, account_id, &callflow_id, overrides).await?;
             let mut lookup = crate::routing::lookup_data(
                 &route,
                 Value::Object(public_view(&stored.doc, &stored.id)),
@@ -362,9 +402,8 @@ pub async fn run(
             (id, draft.doc, None, lookup)
         }
         Entry::Callflow(id) => {
-            let stored = pipeline
-                .load(Target::new(Kind::Callflow, account_id, &id))
-                .await?;
+            touched.push(id.clone());
+            let stored = load_callflow(pipeline, account_id, &id, overrides).await?;
             let lookup = json!({"callflow_id": id, "match": {"type": "callflow_id", "value": id}});
             (id, stored.doc, None, lookup)
         }
@@ -436,13 +475,62 @@ pub async fn run(
                 .collect();
             (trace, wanted)
         };
+        for need in &wanted {
+            match need {
+                Need::Doc { id, .. } => touched.push(id.clone()),
+                Need::OwnedBy { owner_id, .. } => touched.push(owner_id.clone()),
+                Need::All { doc_type } => touched.push(format!("type:{doc_type}")),
+                Need::Account => {}
+            }
+        }
         if wanted.is_empty() || round >= MAX_ROUNDS {
             break trace;
         }
-        fetch(pipeline, account_id, &wanted, &inline_keys, &mut docs).await?;
+        fetch(
+            pipeline,
+            account_id,
+            &wanted,
+            &inline_keys,
+            &overrides.removed,
+            &mut docs,
+        )
+        .await?;
         fetched.extend(wanted);
     };
-    Ok(respond(lookup, &trace))
+    touched.push(start_id.clone());
+    for step in &trace.steps {
+        touched.push(step.callflow_id.clone());
+    }
+    touched.sort();
+    touched.dedup();
+    Ok((respond(lookup, &trace), touched))
+}
+
+/// The callflow a run enters: the pending write's version when there is one.
+async fn load_callflow(
+    pipeline: &Pipeline,
+    account_id: &str,
+    id: &str,
+    overrides: &Overrides,
+) -> Result<crate::store::StoredCallflow, pipeline::Error> {
+    if overrides.removed.contains(id) {
+        return Err(pipeline::Error::NotFound(id.to_string()));
+    }
+    if let Some((_, _, doc)) = overrides
+        .documents
+        .iter()
+        .find(|(t, i, _)| t == "callflows" && i == id)
+    {
+        return Ok(crate::store::StoredCallflow {
+            id: id.to_string(),
+            rev: String::new(),
+            deleted: false,
+            doc: doc.clone(),
+        });
+    }
+    pipeline
+        .load(Target::new(Kind::Callflow, account_id, id))
+        .await
 }
 
 /// The stored documents with the inline ones on top.
@@ -462,13 +550,14 @@ async fn fetch(
     account_id: &str,
     wanted: &[Need],
     inline: &HashSet<(String, String)>,
+    removed: &HashSet<String>,
     docs: &mut DocumentSet,
 ) -> Result<(), StoreError> {
     let mut by_id: HashMap<String, String> = HashMap::new();
     for need in wanted {
         match need {
             Need::Doc { doc_type, id } => {
-                if !inline.contains(&(doc_type.clone(), id.clone())) {
+                if !inline.contains(&(doc_type.clone(), id.clone())) && !removed.contains(id) {
                     by_id.insert(id.clone(), doc_type.clone());
                 }
             }
@@ -481,7 +570,7 @@ async fn fetch(
                     .documents_owned_by(account_id, stored, owner_id)
                     .await?
                 {
-                    if !hotdesked {
+                    if !hotdesked && !removed.contains(&doc.id) {
                         docs.insert(doc_type, &doc.id, with_id(doc.doc, &doc.id));
                     }
                 }
@@ -501,7 +590,7 @@ async fn fetch(
                         .list_documents(account_id, stored, None, i64::MAX, false)
                         .await?
                 };
-                for doc in all {
+                for doc in all.into_iter().filter(|d| !removed.contains(&d.id)) {
                     docs.insert(doc_type, &doc.id, with_id(doc.doc, &doc.id));
                 }
             }

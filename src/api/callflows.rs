@@ -56,6 +56,7 @@ async fn create(State(state): State<AppState>, scope: AccountScope) -> ApiResult
     Ok(
         Reply::created(Value::Object(public_view(&saved.doc, &saved.id)))
             .with_revision(&saved.rev)
+            .with_call_tests(saved.tests.clone())
             .with_header(header::LOCATION, location),
     )
 }
@@ -81,7 +82,9 @@ async fn fetch(
 }
 
 fn saved_reply(saved: crate::documents::pipeline::Saved) -> Reply {
-    Reply::ok(Value::Object(public_view(&saved.doc, &saved.id))).with_revision(&saved.rev)
+    Reply::ok(Value::Object(public_view(&saved.doc, &saved.id)))
+        .with_revision(&saved.rev)
+        .with_call_tests(saved.tests.clone())
 }
 
 #[tracing::instrument(skip_all, fields(account_id = %scope.account.id))]

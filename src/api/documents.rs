@@ -70,7 +70,9 @@ fn deleted_reply(stored: &StoredCallflow) -> Reply {
 }
 
 fn saved_reply(saved: crate::documents::pipeline::Saved) -> Reply {
-    Reply::ok(Value::Object(public_view(&saved.doc, &saved.id))).with_revision(&saved.rev)
+    Reply::ok(Value::Object(public_view(&saved.doc, &saved.id)))
+        .with_revision(&saved.rev)
+        .with_call_tests(saved.tests.clone())
 }
 
 #[tracing::instrument(skip_all, fields(account_id = %scope.account.id, doc_type = ty.pvt_type))]
@@ -113,6 +115,7 @@ async fn create(ty: &'static DocType, state: AppState, scope: AccountScope) -> A
     Ok(
         Reply::created(Value::Object(public_view(&saved.doc, &saved.id)))
             .with_revision(&saved.rev)
+            .with_call_tests(saved.tests.clone())
             .with_header(header::LOCATION, location),
     )
 }
@@ -281,7 +284,11 @@ async fn create_entry(
         .pipeline
         .create_as(Kind::Doc(&ENTRY), &scope.writer()?, &id, data)
         .await?;
-    Ok(Reply::created(Value::Object(public_view(&saved.doc, &saved.id))).with_revision(&saved.rev))
+    Ok(
+        Reply::created(Value::Object(public_view(&saved.doc, &saved.id)))
+            .with_revision(&saved.rev)
+            .with_call_tests(saved.tests.clone()),
+    )
 }
 
 /// `DELETE .../entries`: every entry of the list, removed for good; answers the old rows.

@@ -309,6 +309,9 @@ impl From<crate::documents::pipeline::Error> for ApiError {
             Error::Stale => Self::precondition_failed(),
             Error::SchemaMissing(name) => Self::schema_missing(name),
             Error::Busy => Self::too_many_requests(1),
+            Error::TestsFailed(data) => {
+                Self::new(StatusCode::BAD_REQUEST, "callflow_tests_failed", Some(data))
+            }
             Error::NoRevision(n) => Self::new(
                 StatusCode::NOT_FOUND,
                 "bad_identifier",

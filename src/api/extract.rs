@@ -153,6 +153,7 @@ impl AccountScope {
             request_id: self.ctx.request_id.clone(),
             auth_account_id: self.caller.account.id.clone(),
             auth_user_id: self.caller.claims.owner_id.clone(),
+            skip_tests: self.ctx.flag("skip_tests") == Some(true),
             message: commit_message(&self.ctx)?,
             dry_run: self.dry_run(),
         })

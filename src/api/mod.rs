@@ -14,6 +14,7 @@ pub mod envelope;
 pub mod error;
 pub mod extract;
 pub mod history;
+pub mod lint;
 pub mod listing;
 pub mod lookup;
 pub mod reply;
@@ -112,6 +113,8 @@ pub fn router(state: AppState) -> Router {
         .merge(documents::entries_router())
         .merge(documents::owner_router())
         .merge(simulations::router())
+        .merge(lint::router())
+        .merge(lint::tests_router())
         .merge(lookup::router())
         .route("/metrics", get(metrics))
         .merge(schemas::router())

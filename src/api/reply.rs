@@ -59,6 +59,14 @@ impl Reply {
         self
     }
 
+    /// The call tests a write ran, under an envelope key Kazoo clients ignore.
+    pub fn with_call_tests(self, tests: Option<Value>) -> Self {
+        match tests {
+            Some(t) => self.with_field("callflow_tests", t),
+            None => self,
+        }
+    }
+
     pub fn with_header(mut self, name: HeaderName, value: String) -> Self {
         self.headers.push((name, value));
         self

@@ -290,6 +290,20 @@ fn resource_row(id: &str, doc: &Map<String, Value>) -> Value {
     )
 }
 
+/// A call test's listing row: its name, whether it gates writes, and its last result.
+fn call_test_row(id: &str, doc: &Map<String, Value>) -> Value {
+    let mut out = row(id, doc, &[("name", None), ("gate", Some(json!(false)))]);
+    if let Value::Object(m) = &mut out {
+        let last = doc
+            .get("pvt_last_result")
+            .and_then(|r| r.get("result"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        m.insert("last_result".into(), last);
+    }
+    out
+}
+
 /// `kzd_users`: the username is kept lower-cased.
 fn prepare_user(doc: &mut Map<String, Value>) {
     if let Some(name) = doc.get("username").and_then(Value::as_str) {
@@ -475,7 +489,19 @@ pub static TYPES: &[DocType] = &[
         unique: &[],
         prepare: no_prepare,
     },
+    // Keep last: `CALL_TESTS` points here.
+    DocType {
+        segment: "callflow_tests",
+        pvt_type: "callflow_test",
+        schema: "callflow_tests",
+        summary: call_test_row,
+        unique: &[],
+        prepare: no_prepare,
+    },
 ];
+
+/// Saved call tests: ours, not Kazoo's (see [`crate::lint::calltests`]).
+pub static CALL_TESTS: &DocType = &TYPES[11];
 
 /// A list's entries (`cb_lists`): served only under their list, `/lists/{ID}/entries`.
 pub static ENTRY: DocType = DocType {

@@ -48,6 +48,9 @@ pub enum Error {
     /// The type's schema is not loaded (a `--schemas-dir` without it).
     #[error("schema {0} is missing")]
     SchemaMissing(&'static str),
+    /// Gating call tests would fail after the write: their names and first divergences.
+    #[error("gating call tests failed")]
+    TestsFailed(Value),
     /// The password hasher's queue is full.
     #[error("the password hasher is busy")]
     Busy,
@@ -123,6 +126,8 @@ pub struct Writer {
     pub auth_account_id: String,
     /// The user behind the token, if any (`pvt_auth_user_id`).
     pub auth_user_id: Option<String>,
+    /// `?skip_tests=true`: gating call tests do not run (recorded on the document).
+    pub skip_tests: bool,
     /// Why: kept with the revision and the change (`commit_message` / `X-Commit-Message`).
     pub message: Option<String>,
     /// Run every check of the write, then keep nothing (`?dry_run=true`).
@@ -143,6 +148,8 @@ pub struct Saved {
     pub id: String,
     pub rev: String,
     pub doc: Map<String, Value>,
+    /// The call tests the write ran (see [`crate::lint::calltests::gate`]).
+    pub tests: Option<Value>,
 }
 
 /// What the history keeps of each write.
@@ -247,8 +254,11 @@ impl Pipeline {
         }
         doc.insert("_id".into(), json!(id));
         stamp_private(&mut doc, writer, true, kind.pvt_type());
-        self.commit(kind, writer, id, None, doc, ChangeOp::Create)
-            .await
+        let passed = crate::lint::calltests::gate(self, writer, kind, id, &mut doc, false).await?;
+        let saved = self
+            .commit(kind, writer, id, None, doc, ChangeOp::Create)
+            .await?;
+        Ok(passed.attach(self, writer, saved).await)
     }
 
     /// Full replace: the request validated first, then the stored document checked against
@@ -294,6 +304,10 @@ impl Pipeline {
         let stored = self.load(target).await?;
         check_if_match(if_match, &stored.rev)?;
         let account_id = target.account_id;
+        let mut pending = stored.doc.clone();
+        let passed =
+            crate::lint::calltests::gate(self, writer, target.kind, target.id, &mut pending, true)
+                .await?;
         if let Kind::Doc(ty) = target.kind {
             if ty.pvt_type == "list" {
                 for entry in self.entries_of(account_id, target.id).await? {
@@ -306,7 +320,7 @@ impl Pipeline {
             self.purge(target.kind, writer, target.id, &stored.rev)
                 .await?;
         } else {
-            let mut doc = stored.doc.clone();
+            let mut doc = pending;
             doc.insert("pvt_deleted".into(), json!(true));
             stamp_private(&mut doc, writer, false, target.kind.pvt_type());
             self.commit(
@@ -319,6 +333,7 @@ impl Pipeline {
             )
             .await?;
         }
+        passed.keep(self, writer).await;
         Ok(stored)
     }
 
@@ -488,8 +503,12 @@ impl Pipeline {
             credentials(ty, Some(&stored.doc), &mut doc).await?;
         }
         stamp_private(&mut doc, writer, false, kind.pvt_type());
-        self.commit(kind, writer, &stored.id, Some(stored.rev), doc, op)
-            .await
+        let passed =
+            crate::lint::calltests::gate(self, writer, kind, &stored.id, &mut doc, false).await?;
+        let saved = self
+            .commit(kind, writer, &stored.id, Some(stored.rev), doc, op)
+            .await?;
+        Ok(passed.attach(self, writer, saved).await)
     }
 
     /// Validation off the async workers: the type's schema with defaults applied, and for
@@ -670,6 +689,7 @@ impl Pipeline {
                         id: write.id,
                         rev: write.new_rev,
                         doc: write.doc,
+                        tests: None,
                     })
                 }
                 Kind::Doc(ty) => {
@@ -694,6 +714,7 @@ impl Pipeline {
                                 id: write.id,
                                 rev: write.new_rev,
                                 doc: write.doc,
+                                tests: None,
                             })
                         }
                         Err(StoreError::KeyTaken(conflicts)) => {

@@ -124,7 +124,7 @@ pub(crate) fn named<'d>(
 /// A compiled data regex (check_cid, hunt_allow, lists, metaflow patterns), from the routing
 /// dialect's process-wide cache. `None`: it does not compile (Kazoo's `re:run` raises, which
 /// each caller handles as Kazoo does).
-pub(crate) fn regex(pattern_text: &str) -> Option<regex::Regex> {
+pub(crate) fn regex(pattern_text: &str) -> Option<std::sync::Arc<regex::Regex>> {
     pattern::cached(pattern_text)
 }
 

@@ -159,7 +159,23 @@ pub fn parse_events(values: &[Value]) -> Result<Vec<Event>, EventError> {
         .collect()
 }
 
-const KINDS: &str = "dtmf, no_input, bridge, hangup, pivot, function, nomorobo, webhook, queue, queue_wait, fax_detect, record, park, channel, camp";
+const KINDS: [&str; 15] = [
+    "dtmf",
+    "no_input",
+    "bridge",
+    "hangup",
+    "pivot",
+    "function",
+    "nomorobo",
+    "webhook",
+    "queue",
+    "queue_wait",
+    "fax_detect",
+    "record",
+    "park",
+    "channel",
+    "camp",
+];
 
 fn word<'v>(obj: &'v Map<String, Value>, key: &str) -> Result<&'v str, EventError> {
     obj.get(key)
@@ -217,8 +233,10 @@ impl Event {
         };
         let kind = obj
             .keys()
-            .find(|k| KINDS.split(", ").any(|known| known == k.as_str()))
-            .ok_or_else(|| EventError::new(format!("an event needs one of: {KINDS}")))?;
+            .find(|k| KINDS.contains(&k.as_str()))
+            .ok_or_else(|| {
+                EventError::new(format!("an event needs one of: {}", KINDS.join(", ")))
+            })?;
         let allowed: &[&str] = match kind.as_str() {
             "dtmf" => &["dtmf", "leg"],
             "bridge" => &["bridge", "cause", "code"],

@@ -209,7 +209,7 @@ pub(crate) enum Action<'a> {
     /// `hard_stop`: the executor exits and the call is hung up.
     HardStop { reason: String },
     /// `transfer`, `control_usurped`, or a module that leaves the executor idle.
-    End(Ending),
+    End(Box<Ending>),
 }
 
 impl<'a> Action<'a> {
@@ -233,6 +233,11 @@ impl<'a> Action<'a> {
             key: key.into(),
             reason: reason.into(),
         }
+    }
+
+    /// `transfer` / `control_usurped` / idle: the run ends with this outcome.
+    pub fn end(ending: Ending) -> Self {
+        Action::End(Box::new(ending))
     }
 
     pub fn stop(reason: impl Into<String>) -> Self {
@@ -297,6 +302,8 @@ pub(crate) struct Run<'a> {
     budget: i64,
     stack: Vec<(FlowRef<'a>, usize)>,
     over_limit: bool,
+    /// The current node's latest row (metaflow rows may follow it).
+    row: usize,
 }
 
 impl<'a> Run<'a> {
@@ -331,6 +338,7 @@ impl<'a> Run<'a> {
             budget: BRANCH_BUDGET,
             stack: Vec::new(),
             over_limit: false,
+            row: 0,
         }
     }
 
@@ -396,7 +404,7 @@ impl<'a> Run<'a> {
     pub fn assume(&mut self, what: impl Into<String>) {
         self.warn(
             "default_assumed",
-            format!("no event left in the script: {}", what.into()),
+            format!("nothing in the script for this wait: {}", what.into()),
         );
     }
 
@@ -411,8 +419,19 @@ impl<'a> Run<'a> {
         );
     }
 
-    pub fn script_exhausted(&self) -> bool {
-        self.cursor >= self.call.events.len() || self.over_limit
+    /// How many events have been taken so far (a loop that takes none is not progressing).
+    pub fn taken(&self) -> usize {
+        self.cursor
+    }
+
+    /// Whether the next event is caller input a digit collection can take (digits, silence
+    /// or a hangup). Loops that only a hangup leaves use it to stop when the script has
+    /// nothing more for them.
+    pub fn input_next(&self) -> bool {
+        matches!(
+            self.peek(),
+            Some(Event::Dtmf { leg: None, .. } | Event::NoInput | Event::Hangup)
+        )
     }
 
     /// Peeks at the next event without taking it.
@@ -465,11 +484,12 @@ impl<'a> Run<'a> {
         let idx = self.cursor;
         self.cursor += 1;
         let json = self.call.events[idx].to_json();
-        if let Some(last) = self.steps.last() {
-            if last.event.is_some() {
-                let mut more = blank_step(&last.module, &last.callflow_id, &last.path, last.depth);
+        if let Some(base) = self.steps.get(self.row) {
+            if base.event.is_some() || self.row + 1 != self.steps.len() {
+                let mut more = blank_step(&base.module, &base.callflow_id, &base.path, base.depth);
                 more.summary = "(continued)".into();
                 self.steps.push(more);
+                self.row = self.steps.len() - 1;
                 if self.steps.len() >= self.call.max_steps {
                     self.over_limit = true;
                 }
@@ -601,7 +621,7 @@ enum Finish {
     Exit(String),
     /// `stop(Cause)` with nothing to return to: Kazoo hangs up with that cause.
     Cause(String, String),
-    Ending(Ending),
+    Ending(Box<Ending>),
     Loop(String),
     StepLimit,
 }
@@ -684,6 +704,9 @@ fn execute<'a>(rt: &mut Run<'a>, root: FlowRef<'a>) -> Finish {
                     Err(f) => return f,
                 }
             }
+            Shape::Broken(_) if rt.steps.len() >= rt.call.max_steps || rt.over_limit => {
+                return Finish::StepLimit;
+            }
             Shape::Broken(why) => {
                 let why = why.to_string();
                 rt.steps
@@ -705,8 +728,9 @@ fn execute<'a>(rt: &mut Run<'a>, root: FlowRef<'a>) -> Finish {
             &current.path,
             rt.stack.len(),
         ));
+        rt.row = rt.steps.len() - 1;
         let action = launch(rt, &current, &module);
-        let step_at = rt.steps.len() - 1;
+        let step_at = rt.row;
         match action {
             Action::Continue { key, reason } => {
                 match resolve(rt, &current, &key, reason, step_at) {
@@ -880,7 +904,10 @@ fn launch<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>, module: &str) -> Action<'a> 
 fn conclude(rt: &mut Run<'_>, finish: Finish) -> Outcome {
     let step = rt.step_index();
     let (kind, endpoint, cause, detail) = match finish {
-        Finish::Ending(e) => (e.kind, e.endpoint, e.cause, e.detail),
+        Finish::Ending(e) => {
+            let e = *e;
+            (e.kind, e.endpoint, e.cause, e.detail)
+        }
         Finish::Loop(msg) => (OutcomeKind::Loop, None, None, msg),
         Finish::StepLimit => (
             OutcomeKind::StepLimit,

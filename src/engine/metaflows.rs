@@ -426,7 +426,7 @@ fn metaflow_module<'a>(
                 format!("transferred to {target} by a metaflow"),
             )
             .at(Endpoint::new("number", Some(&target), None));
-            (summary, Effect::Leave(Action::End(ending)))
+            (summary, Effect::Leave(Action::end(ending)))
         }
         "intercept" => {
             let kind = text(d, "target_type").unwrap_or("device");
@@ -441,7 +441,7 @@ fn metaflow_module<'a>(
                 format!("intercepted by {kind} {name}"),
             )
             .at(Endpoint::new(kind, id, doc.and_then(data::doc_name)));
-            (summary, Effect::Leave(Action::End(ending)))
+            (summary, Effect::Leave(Action::end(ending)))
         }
         "move" => {
             let owner = text(d, "owner_id")
@@ -458,7 +458,7 @@ fn metaflow_module<'a>(
                 owner.as_deref(),
                 doc.and_then(data::doc_name),
             ));
-            (summary, Effect::Leave(Action::End(ending)))
+            (summary, Effect::Leave(Action::end(ending)))
         }
         "callflow" => {
             let number = first_capture.or_else(|| hit.collected.clone());
@@ -662,5 +662,29 @@ mod tests {
             .run(flow);
         assert_eq!(walk(&t).last().map(String::as_str), Some("metaflow.say"));
         assert_eq!(t.steps.last().unwrap().callflow_id, "system");
+    }
+
+    #[test]
+    fn several_in_bridge_presses_each_land_on_the_bridging_node() {
+        let flow = json!({"module": "device", "data": {"id": "d1"}});
+        let t = sim()
+            .events(json!([
+                {"bridge": "answered"},
+                {"dtmf": "*2", "leg": "a"},
+                {"dtmf": "*32001", "leg": "a"}
+            ]))
+            .run(flow);
+        assert_eq!(
+            walk(&t),
+            [
+                "device",
+                "device",
+                "metaflow.say",
+                "device",
+                "metaflow.transfer"
+            ]
+        );
+        assert_eq!(t.steps[3].event_index, Some(2));
+        assert!(t.steps[2].summary.contains("says \"hi\""));
     }
 }

@@ -18,6 +18,9 @@ mod rule;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
+
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
@@ -154,18 +157,22 @@ pub fn evaluate(
         }
     };
     let local = clock::local_now(zone, now);
-    decision.local_time = Some(format!(
+    let mut local_time = String::with_capacity(32);
+    let _ = write!(
+        local_time,
         "{} {} ({})",
-        fmt_date(local.date),
-        fmt_clock_seconds(local.second_of_day()),
+        D(local.date),
+        Hms(local.second_of_day()),
         weekday_name(local.date)
-    ));
+    );
+    decision.local_time = Some(local_time);
     if let Some(action) = override_action(data) {
         decision.action = Some(action);
         return decision;
     }
     let mut ctx = Ctx {
         zone,
+        start_memo: None,
         local,
         timezone: &decision.timezone,
         checks: Vec::with_capacity(routes.len()),
@@ -177,8 +184,8 @@ pub fn evaluate(
     match outcome {
         Outcome::Matched(i) => {
             let route = &routes[i];
-            decision.child_key = route.child_key.clone();
-            decision.matched_rule = Some(route.rule_id.clone());
+            decision.child_key = route.child_key.to_string();
+            decision.matched_rule = Some(route.rule_id.to_string());
             if route.from_rule_set {
                 decision.quirks.push(Quirk {
                     id: "rule_set_child_key",
@@ -188,7 +195,7 @@ pub fn evaluate(
                         if child_keys.contains(&RULE_SET_KEY) { "" } else { " (there is no such child, so the call falls back to '_')" }
                     ),
                 });
-            } else if !child_keys.contains(&route.child_key.as_str()) {
+            } else if !child_keys.contains(&route.child_key.as_ref()) {
                 decision.quirks.push(Quirk {
                     id: "matched_child_missing",
                     explanation: format!(
@@ -205,11 +212,11 @@ pub fn evaluate(
     decision
 }
 
-/// One entry of Kazoo's route list.
+/// One entry of Kazoo's route list (text borrowed from the node, its keys and the documents).
 #[derive(Debug, Clone)]
-struct Route {
-    rule_id: String,
-    child_key: String,
+struct Route<'a> {
+    rule_id: Cow<'a, str>,
+    child_key: Cow<'a, str>,
     /// Came from the node's `rule_set` (child key "rule_set").
     from_rule_set: bool,
 }
@@ -217,17 +224,14 @@ struct Route {
 /// `get_temporal_route/2`: ids from `data.rules`, then every child key but "_", then the
 /// members of `data.rule_set`; then every route of the first two kinds that names a rule set
 /// is replaced by the set's members (keeping the set id as child key). Duplicates stay.
-fn routes(
-    data: &Map<String, Value>,
-    child_keys: &[&str],
-    docs: &dyn super::Documents,
-) -> Vec<Route> {
-    let mut plain: Vec<(String, String)> = Vec::new();
+fn routes<'a>(
+    data: &'a Map<String, Value>,
+    child_keys: &[&'a str],
+    docs: &'a dyn super::Documents,
+) -> Vec<Route<'a>> {
+    let mut plain: Vec<Cow<'a, str>> = Vec::new();
     if let Some(Value::Array(ids)) = data.get("rules") {
-        plain.extend(ids.iter().map(|v| {
-            let id = id_text(v);
-            (id.clone(), id)
-        }));
+        plain.extend(ids.iter().map(id_text));
     }
     let mut skipped_default = false;
     for &key in child_keys {
@@ -235,7 +239,7 @@ fn routes(
             skipped_default = true;
             continue;
         }
-        plain.push((key.to_owned(), key.to_owned()));
+        plain.push(Cow::Borrowed(key));
     }
     let mut set_members = Vec::new();
     if let Some(set_id) = data.get("rule_set").and_then(rule::to_binary) {
@@ -244,20 +248,21 @@ fn routes(
         }
     }
     let mut out = Vec::with_capacity(plain.len() + set_members.len());
-    let expand = |out: &mut Vec<Route>, id: String, key: String| {
-        if key == RULE_SET_KEY {
+    for id in plain {
+        // Routes of the first two kinds lead to the child named like the route.
+        if id == RULE_SET_KEY {
             out.push(Route {
+                child_key: id.clone(),
                 rule_id: id,
-                child_key: key,
                 from_rule_set: false,
             });
-            return;
+            continue;
         }
         let members = rule_set_members(docs, &id);
         if members.is_empty() {
             out.push(Route {
-                rule_id: id.clone(),
-                child_key: id,
+                child_key: id.clone(),
+                rule_id: id,
                 from_rule_set: false,
             });
         } else {
@@ -267,23 +272,20 @@ fn routes(
                 from_rule_set: false,
             }));
         }
-    };
-    for (id, key) in plain {
-        expand(&mut out, id, key);
     }
     out.extend(set_members.into_iter().map(|m| Route {
         rule_id: m,
-        child_key: RULE_SET_KEY.to_owned(),
+        child_key: Cow::Borrowed(RULE_SET_KEY),
         from_rule_set: true,
     }));
     out
 }
 
 /// An id as text (ids should be strings; anything else is spelled out and will not be found).
-fn id_text(v: &Value) -> String {
+fn id_text(v: &Value) -> Cow<'_, str> {
     match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => Cow::Borrowed(s),
+        other => Cow::Owned(other.to_string()),
     }
 }
 
@@ -294,12 +296,12 @@ fn load_doc<'d>(docs: &'d dyn super::Documents, id: &str) -> Option<&'d Map<Stri
         .or_else(|| docs.get("temporal_rules_sets", id))
 }
 
-/// `get_rule_set/2`: the `temporal_rules` list of the document with that id, else none.
-fn rule_set_members(docs: &dyn super::Documents, id: &str) -> Vec<String> {
-    let doc = docs
+/// `get_rule_set/2`: the `temporal_rules` list of the rule set with that id, else none.
+fn rule_set_members<'a>(docs: &'a dyn super::Documents, id: &str) -> Vec<Cow<'a, str>> {
+    match docs
         .get("temporal_rules_sets", id)
-        .or_else(|| docs.get("temporal_rules", id));
-    match doc.and_then(|d| d.get("temporal_rules")) {
+        .and_then(|d| d.get("temporal_rules"))
+    {
         Some(Value::Array(ids)) => ids.iter().map(id_text).collect(),
         _ => Vec::new(),
     }
@@ -318,6 +320,8 @@ fn override_action(data: &Map<String, Value>) -> Option<&'static str> {
 
 struct Ctx<'a> {
     zone: Zone,
+    /// The last start-date conversion (rules of one account usually share a start date).
+    start_memo: Option<(Int, Res<Ymd>)>,
     local: LocalNow,
     timezone: &'a str,
     checks: Vec<RuleCheck>,
@@ -341,7 +345,7 @@ enum Slot {
         forced_on: bool,
     },
     Built {
-        rule: Box<Rule>,
+        rule: Rule,
         start: Ymd,
         source: StartSource,
     },
@@ -349,7 +353,7 @@ enum Slot {
 
 /// `get_temporal_rules/2` then `process_rules/3`. Kazoo loads every route before evaluating
 /// any, so a document that makes the loader crash hides even an earlier matching rule.
-fn run(ctx: &mut Ctx<'_>, routes: &[Route], docs: &dyn super::Documents) -> Outcome {
+fn run(ctx: &mut Ctx<'_>, routes: &[Route<'_>], docs: &dyn super::Documents) -> Outcome {
     let mut slots = Vec::with_capacity(routes.len());
     for route in routes {
         match load(ctx, route, docs) {
@@ -464,26 +468,33 @@ fn run(ctx: &mut Ctx<'_>, routes: &[Route], docs: &dyn super::Documents) -> Outc
 
 /// `maybe_build_rule/8` for one route: `Err` carries the rule name (when known) and the crash.
 fn load(
-    ctx: &Ctx<'_>,
-    route: &Route,
+    ctx: &mut Ctx<'_>,
+    route: &Route<'_>,
     docs: &dyn super::Documents,
 ) -> Result<Slot, (Option<String>, Fault)> {
     let Some(doc) = load_doc(docs, &route.rule_id) else {
         return Ok(Slot::NotFound);
     };
-    let name = rule::rule_name(doc);
-    let (seconds, source) = match rule::start_seconds(doc) {
+    let fields = rule::Fields::of(doc);
+    let name = rule::rule_name(&fields);
+    let (seconds, source) = match rule::start_seconds(&fields) {
         Some(s) => (s, StartSource::Document),
         None => (ctx.local.secs, StartSource::Missing),
     };
-    let start = clock::start_date(ctx.zone, seconds).map_err(|f| (Some(name.clone()), f))?;
+    let converted = match ctx.start_memo {
+        Some((memo_seconds, result)) if memo_seconds == seconds => result,
+        _ => {
+            let result = clock::start_date(ctx.zone, seconds);
+            ctx.start_memo = Some((seconds, result));
+            result
+        }
+    };
+    let start = converted.map_err(|f| (Some(name.clone()), f))?;
     let start_midnight = date_to_gregorian_days(start)
         .map(|d| d * DAY)
         .map_err(|f| (Some(name.clone()), f))?;
     if start_midnight > ctx.local.secs {
-        let forced_on = rule::build(doc)
-            .map(|r| r.enabled == Some(true))
-            .unwrap_or(false);
+        let forced_on = fields.enabled() == Some(true);
         return Ok(Slot::StartsLater {
             name,
             start,
@@ -491,9 +502,12 @@ fn load(
             forced_on,
         });
     }
-    let rule = rule::build(doc).map_err(|f| (Some(name), f))?;
+    let rule = match rule::build(&fields, name) {
+        Ok(rule) => rule,
+        Err(fault) => return Err((Some(rule::rule_name(&fields)), fault)),
+    };
     Ok(Slot::Built {
-        rule: Box::new(rule),
+        rule,
         start,
         source,
     })
@@ -507,16 +521,16 @@ enum RuleResult {
 }
 
 fn check(
-    route: &Route,
+    route: &Route<'_>,
     name: Option<String>,
     outcome: CheckOutcome,
     matched: bool,
     reason: String,
 ) -> RuleCheck {
     RuleCheck {
-        rule_id: route.rule_id.clone(),
+        rule_id: route.rule_id.to_string(),
         name,
-        child_key: route.child_key.clone(),
+        child_key: route.child_key.to_string(),
         outcome,
         matched,
         reason,
@@ -556,7 +570,7 @@ fn schedule_active(rule: &Rule, start: Ymd, local: &LocalNow) -> Option<bool> {
 
 fn evaluate_rule(
     ctx: &mut Ctx<'_>,
-    route: &Route,
+    route: &Route<'_>,
     rule: &Rule,
     start: Ymd,
     source: StartSource,
@@ -626,7 +640,8 @@ fn evaluate_rule(
     };
     let local = ctx.local;
     let active = window.is_active();
-    let reason = format!("{summary}: {}", window_text(rule, &window, &local));
+    let mut reason = summary;
+    write_window(&mut reason, rule, &window, &local);
     ctx.checks.push(check(
         route,
         name,
@@ -650,7 +665,7 @@ fn evaluate_rule(
 
 fn fault_result(
     ctx: &mut Ctx<'_>,
-    route: &Route,
+    route: &Route<'_>,
     rule: &Rule,
     summary: &str,
     fault: Fault,
@@ -700,7 +715,7 @@ fn fault_result(
 #[allow(clippy::too_many_arguments)]
 fn detect_quirks(
     ctx: &mut Ctx<'_>,
-    route: &Route,
+    route: &Route<'_>,
     rule: &Rule,
     cycle: Cycle,
     start: Ymd,
@@ -822,6 +837,8 @@ fn fault_text(fault: Fault) -> &'static str {
 }
 
 // ---- words ------------------------------------------------------------------------------
+// Reasons are written straight into one buffer per rule (the explanation is part of every
+// answer, so it must stay cheap).
 
 const WEEKDAYS: [&str; 7] = [
     "Monday",
@@ -855,179 +872,269 @@ fn weekday_name(date: Ymd) -> &'static str {
     }
 }
 
+/// Every two-digit number, for writing clock times and dates without the formatting
+/// machinery (reasons are full of them).
+const PAIRS: &str = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+
+/// Writes `n` zero-padded to `width` (2 or 4) digits.
+fn pad(f: &mut fmt::Formatter<'_>, n: Int, width: usize) -> fmt::Result {
+    let pair = |v: Int| {
+        PAIRS
+            .get((v * 2) as usize..(v * 2 + 2) as usize)
+            .unwrap_or("??")
+    };
+    match width {
+        2 if (0..100).contains(&n) => f.write_str(pair(n)),
+        4 if (0..10_000).contains(&n) => {
+            f.write_str(pair(n / 100))?;
+            f.write_str(pair(n % 100))
+        }
+        _ => write!(f, "{n:0width$}"),
+    }
+}
+
+/// A date as YYYY-MM-DD.
+struct D(Ymd);
+
+impl fmt::Display for D {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        pad(f, self.0.y, 4)?;
+        f.write_str("-")?;
+        pad(f, self.0.m, 2)?;
+        f.write_str("-")?;
+        pad(f, self.0.d, 2)
+    }
+}
+
+/// Seconds after midnight as HH:MM (HH:MM:SS when there are seconds).
+struct Clock(Int);
+
+impl fmt::Display for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let s = self.0.abs();
+        if s % 60 == 0 {
+            write!(f, "{sign}{:02}:{:02}", s / 3600, s % 3600 / 60)
+        } else {
+            write!(
+                f,
+                "{sign}{:02}:{:02}:{:02}",
+                s / 3600,
+                s % 3600 / 60,
+                s % 60
+            )
+        }
+    }
+}
+
+/// Seconds after midnight as HH:MM (the "now" of a reason).
+struct Hm(Int);
+
+impl fmt::Display for Hm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        pad(f, self.0 / 3600, 2)?;
+        f.write_str(":")?;
+        pad(f, self.0 % 3600 / 60, 2)
+    }
+}
+
 fn fmt_date(date: Ymd) -> String {
-    format!("{:04}-{:02}-{:02}", date.y, date.m, date.d)
+    D(date).to_string()
 }
 
-/// A window bound in seconds after midnight as HH:MM (HH:MM:SS when it has seconds).
 fn fmt_clock(secs: Int) -> String {
-    let sign = if secs < 0 { "-" } else { "" };
-    let s = secs.abs();
-    if s % 60 == 0 {
-        format!("{sign}{:02}:{:02}", s / 3600, s % 3600 / 60)
-    } else {
-        format!("{sign}{:02}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60)
+    Clock(secs).to_string()
+}
+
+/// Seconds after midnight as HH:MM:SS.
+struct Hms(Int);
+
+impl fmt::Display for Hms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        pad(f, self.0 / 3600, 2)?;
+        f.write_str(":")?;
+        pad(f, self.0 % 3600 / 60, 2)?;
+        f.write_str(":")?;
+        pad(f, self.0 % 60, 2)
     }
 }
 
-fn fmt_clock_seconds(secs: Int) -> String {
-    format!(
-        "{:02}:{:02}:{:02}",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-fn fmt_hm(secs: Int) -> String {
-    format!("{:02}:{:02}", secs / 3600, secs % 3600 / 60)
-}
-
-fn every(interval: Int, unit: &str, start: Ymd) -> String {
+fn write_every(out: &mut String, interval: Int, unit: &str, start: Ymd) {
     if interval == 1 {
-        format!("every {unit}")
+        let _ = write!(out, "every {unit}");
     } else {
-        format!("every {interval} {unit}s from {}", fmt_date(start))
+        let _ = write!(out, "every {interval} {unit}s from {}", D(start));
     }
 }
 
-fn weekday_list(wdays: &[Int]) -> String {
+fn write_weekdays(out: &mut String, wdays: &[Int]) {
     if wdays == [1, 2, 3, 4, 5, 6, 7] {
-        return "every day of the week".to_owned();
+        out.push_str("every day of the week");
+        return;
     }
     let name = |d: Int| SHORT_WEEKDAYS.get((d - 1) as usize).copied().unwrap_or("?");
-    let mut parts: Vec<String> = Vec::new();
     let mut i = 0;
     while i < wdays.len() {
         let mut j = i;
         while j + 1 < wdays.len() && wdays[j + 1] == wdays[j] + 1 {
             j += 1;
         }
+        if i > 0 {
+            out.push(',');
+        }
         if j - i >= 2 {
-            parts.push(format!("{}-{}", name(wdays[i]), name(wdays[j])));
+            let _ = write!(out, "{}-{}", name(wdays[i]), name(wdays[j]));
         } else {
-            parts.extend(wdays[i..=j].iter().map(|&d| name(d).to_owned()));
+            for (k, &d) in wdays[i..=j].iter().enumerate() {
+                if k > 0 {
+                    out.push(',');
+                }
+                out.push_str(name(d));
+            }
         }
         i = j + 1;
     }
-    parts.join(",")
 }
 
-fn ordinal_text(o: &Ordinal) -> String {
+fn write_ordinal(out: &mut String, o: &Ordinal) {
     match o {
-        Ordinal::Nth(n) => ["first", "second", "third", "fourth", "fifth"]
-            .get(*n as usize)
-            .copied()
-            .unwrap_or("?")
-            .to_owned(),
-        Ordinal::Every => "every".to_owned(),
-        Ordinal::Last => "last".to_owned(),
-        Ordinal::Other(s) => format!("'{s}'"),
+        Ordinal::Nth(n) => out.push_str(
+            ["first", "second", "third", "fourth", "fifth"]
+                .get(*n as usize)
+                .copied()
+                .unwrap_or("?"),
+        ),
+        Ordinal::Every => out.push_str("every"),
+        Ordinal::Last => out.push_str("last"),
+        Ordinal::Other(s) => {
+            let _ = write!(out, "'{s}'");
+        }
     }
 }
 
-fn month_name(m: Int) -> String {
+fn write_month(out: &mut String, m: Int) {
     match m {
-        1..=12 => MONTHS[(m - 1) as usize].to_owned(),
-        other => format!("month {other}"),
+        1..=12 => out.push_str(MONTHS[(m - 1) as usize]),
+        other => {
+            let _ = write!(out, "month {other}");
+        }
     }
 }
 
-fn days_text(days: &[Int]) -> String {
-    days.iter()
-        .map(|d| d.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
+fn write_days(out: &mut String, days: &[Int]) {
+    for (k, d) in days.iter().enumerate() {
+        if k > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{d}");
+    }
+}
+
+fn write_weekday_part(out: &mut String, rule: &Rule) {
+    match rule.wdays.as_slice() {
+        [one] => {
+            write_ordinal(out, &rule.ordinal);
+            out.push(' ');
+            out.push_str(WEEKDAYS.get((one - 1) as usize).copied().unwrap_or("?"));
+        }
+        many => {
+            out.push_str("weekdays ");
+            write_weekdays(out, many);
+            out.push_str(" (Kazoo needs exactly one)");
+        }
+    }
 }
 
 /// "'Weekdays' (weekly, every week, mon-fri, 09:00-17:00 America/New_York)".
 fn describe(rule: &Rule, start: Ymd, tz: &str) -> String {
-    let weekday_part = |wdays: &[Int]| match wdays {
-        [one] => format!(
-            "{} {}",
-            ordinal_text(&rule.ordinal),
-            WEEKDAYS.get((one - 1) as usize).copied().unwrap_or("?")
-        ),
-        many => format!("weekdays {} (Kazoo needs exactly one)", weekday_list(many)),
-    };
-    let what = match &rule.cycle {
-        CycleField::Empty => "no cycle".to_owned(),
-        CycleField::Other(s) => format!("cycle '{s}'"),
-        CycleField::Known(Cycle::Date) => format!("on {}", fmt_date(start)),
-        CycleField::Known(Cycle::Daily) => format!("daily, {}", every(rule.interval, "day", start)),
-        CycleField::Known(Cycle::Weekly) => format!(
-            "weekly, {}, {}",
-            every(rule.interval, "week", start),
-            weekday_list(&rule.wdays)
-        ),
+    let mut out = String::with_capacity(160);
+    let _ = write!(out, "'{}' (", rule.name);
+    match &rule.cycle {
+        CycleField::Empty => out.push_str("no cycle"),
+        CycleField::Other(s) => {
+            let _ = write!(out, "cycle '{s}'");
+        }
+        CycleField::Known(Cycle::Date) => {
+            let _ = write!(out, "on {}", D(start));
+        }
+        CycleField::Known(Cycle::Daily) => {
+            out.push_str("daily, ");
+            write_every(&mut out, rule.interval, "day", start);
+        }
+        CycleField::Known(Cycle::Weekly) => {
+            out.push_str("weekly, ");
+            write_every(&mut out, rule.interval, "week", start);
+            out.push_str(", ");
+            write_weekdays(&mut out, &rule.wdays);
+        }
         CycleField::Known(Cycle::Monthly) => {
-            let which = if rule.days.is_empty() {
-                weekday_part(&rule.wdays)
+            out.push_str("monthly, ");
+            write_every(&mut out, rule.interval, "month", start);
+            out.push_str(", ");
+            if rule.days.is_empty() {
+                write_weekday_part(&mut out, rule);
             } else {
-                format!("day {}", days_text(&rule.days))
-            };
-            format!("monthly, {}, {which}", every(rule.interval, "month", start))
+                out.push_str("day ");
+                write_days(&mut out, &rule.days);
+            }
         }
         CycleField::Known(Cycle::Yearly) => {
-            let which = if rule.days.is_empty() {
-                format!(
-                    "{} of {}",
-                    weekday_part(&rule.wdays),
-                    month_name(rule.month)
-                )
+            out.push_str("yearly, ");
+            write_every(&mut out, rule.interval, "year", start);
+            out.push_str(", ");
+            if rule.days.is_empty() {
+                write_weekday_part(&mut out, rule);
+                out.push_str(" of ");
+                write_month(&mut out, rule.month);
             } else {
-                format!("{} {}", month_name(rule.month), days_text(&rule.days))
-            };
-            format!("yearly, {}, {which}", every(rule.interval, "year", start))
+                write_month(&mut out, rule.month);
+                out.push(' ');
+                write_days(&mut out, &rule.days);
+            }
         }
-    };
-    let window = if rule.window_start == 0 && rule.window_stop == DAY {
-        "all day".to_owned()
+    }
+    if rule.window_start == 0 && rule.window_stop == DAY {
+        let _ = write!(out, ", all day {tz})");
     } else {
-        format!(
-            "{}-{}",
-            fmt_clock(rule.window_start),
-            fmt_clock(rule.window_stop)
-        )
-    };
-    format!("'{}' ({what}, {window} {tz})", rule.name)
+        let _ = write!(
+            out,
+            ", {}-{} {tz})",
+            Clock(rule.window_start),
+            Clock(rule.window_stop)
+        );
+    }
+    out
 }
 
-fn window_text(rule: &Rule, window: &Window, local: &LocalNow) -> String {
-    let now = format!(
-        "{} {}",
-        weekday_name(local.date),
-        fmt_hm(local.second_of_day())
-    );
-    let now_dated = format!(
-        "{} {} {}",
-        weekday_name(local.date),
-        fmt_date(local.date),
-        fmt_hm(local.second_of_day())
-    );
-    match window {
-        Window::Active { .. } => format!("active, today is {now}"),
-        Window::Before { base, .. } if *base == local.date => {
-            format!(
-                "not active: today's window opens at {} (now {now})",
-                fmt_clock(rule.window_start)
-            )
-        }
-        Window::Before { base, .. } => format!(
-            "not active: next occurrence is {} {} (now {now_dated})",
-            weekday_name(*base),
-            fmt_date(*base)
+/// Appends ": <what the window test found>" to a rule's summary.
+fn write_window(out: &mut String, rule: &Rule, window: &Window, local: &LocalNow) {
+    let today = weekday_name(local.date);
+    let now = Hm(local.second_of_day());
+    let _ = match window {
+        Window::Active { .. } => write!(out, ": active, today is {today} {now}"),
+        Window::Before { base, .. } if *base == local.date => write!(
+            out,
+            ": not active: today's window opens at {} (now {today} {now})",
+            Clock(rule.window_start)
         ),
-        Window::After { base, .. } if *base == local.date => {
-            format!(
-                "not active: today's window closed at {} (now {now})",
-                fmt_clock(rule.window_stop)
-            )
-        }
-        Window::After { base, .. } => format!(
-            "not active: the occurrence Kazoo computes, {} {}, is already over (now {now_dated})",
+        Window::Before { base, .. } => write!(
+            out,
+            ": not active: next occurrence is {} {} (now {today} {} {now})",
             weekday_name(*base),
-            fmt_date(*base)
+            D(*base),
+            D(local.date)
         ),
-    }
+        Window::After { base, .. } if *base == local.date => write!(
+            out,
+            ": not active: today's window closed at {} (now {today} {now})",
+            Clock(rule.window_stop)
+        ),
+        Window::After { base, .. } => write!(
+            out,
+            ": not active: the occurrence Kazoo computes, {} {}, is already over (now {today} {} {now})",
+            weekday_name(*base),
+            D(*base),
+            D(local.date)
+        ),
+    };
 }

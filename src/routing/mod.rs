@@ -2,9 +2,13 @@
 //!
 //! Owns: the pattern dialect ([`pattern`]), per-account snapshots ([`table`]) and their cache
 //! ([`cache`]), plus a plain reference implementation of Kazoo's algorithm ([`reference`])
-//! that tests and benchmarks compare the engine with. Must not touch HTTP or SQL.
+//! that tests and benchmarks compare the engine with, and the account-wide analysis of which
+//! pattern wins for what ([`analysis`]). Must not touch HTTP or SQL.
 
+pub mod analysis;
 pub mod cache;
+#[doc(hidden)]
+pub mod generator;
 pub mod numbers;
 pub mod pattern;
 pub mod reference;

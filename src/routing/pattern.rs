@@ -117,11 +117,12 @@ const CACHE_CAP: usize = 512;
 /// (the engine's check_cid, menu hunt rules, list entries, metaflow patterns), so a
 /// simulation step never compiles a regex it has seen before.
 static CACHE: std::sync::LazyLock<
-    std::sync::Mutex<std::collections::HashMap<String, Option<Regex>>>,
+    std::sync::Mutex<std::collections::HashMap<String, Option<std::sync::Arc<Regex>>>>,
 > = std::sync::LazyLock::new(Default::default);
 
-/// [`compile`] through the cache; `None` when the pattern does not compile.
-pub fn cached(pattern: &str) -> Option<Regex> {
+/// [`compile`] through the cache; `None` when the pattern does not compile. Shared behind an
+/// `Arc`: cloning a `Regex` itself would give the clone a fresh (empty) search-cache pool.
+pub fn cached(pattern: &str) -> Option<std::sync::Arc<Regex>> {
     // A poisoned lock only means a panic elsewhere mid-insert; the map is still a valid cache.
     let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(hit) = cache.get(pattern) {
@@ -130,7 +131,7 @@ pub fn cached(pattern: &str) -> Option<Regex> {
     if cache.len() >= CACHE_CAP {
         cache.clear();
     }
-    let compiled = compile(pattern).ok();
+    let compiled = compile(pattern).ok().map(std::sync::Arc::new);
     cache.insert(pattern.to_string(), compiled.clone());
     compiled
 }

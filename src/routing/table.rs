@@ -396,6 +396,20 @@ impl RouteTable {
         self.patterns.len()
     }
 
+    /// Every pattern rule, in the order Kazoo tries them (an earlier rule wins a tie).
+    pub fn pattern_rules(&self) -> &[Arc<PatternRule>] {
+        self.patterns.rules()
+    }
+
+    /// Every pattern that matches `number`, in the order tried, with its capture (whether or
+    /// not an exact number takes it first).
+    pub fn pattern_hits(&self, number: &str) -> Vec<PatternHit> {
+        self.patterns
+            .best(number, true)
+            .map(|(_, _, _, hits)| hits)
+            .unwrap_or_default()
+    }
+
     /// Patterns tried for every number (no literal prefix to index them by).
     pub fn unindexed_patterns(&self) -> usize {
         self.patterns.always.len()

@@ -1299,6 +1299,8 @@ where
             }
         }
         if claimed.is_empty() {
+            // Ended explicitly: a dropped transaction would hand back a connection still in it.
+            tx.rollback().await?;
             return Ok(());
         }
         let mut count = 0usize;

@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod callflows;
+mod calltests;
 mod concurrency;
 mod conformance;
 mod documents;
@@ -11,6 +12,7 @@ mod envelope;
 mod fidelity;
 mod fidelity_listing;
 mod history;
+mod lint;
 mod lookup;
 mod safety;
 mod simulations;

@@ -470,7 +470,7 @@ pub(crate) fn group<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
     let eps = group_members(rt, g, false, &mut skipped);
     let find = |k: &str| g.get(k).or_else(|| d.get(k));
     let t = find("timeout")
-        .and_then(|v| data::to_text(v))
+        .and_then(data::to_text)
         .and_then(|s| s.parse::<i64>().ok())
         .unwrap_or(DEFAULT_TIMEOUT_S);
     let strategy = find("strategy")
@@ -642,7 +642,7 @@ fn carriers<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>, local: bool) -> Action<'a>
         Bridged::Failed { cause, code } => {
             let cause = cause.unwrap_or_else(|| "UNSPECIFIED".into());
             match (cause.as_str(), code.as_deref()) {
-                ("TRANSFER", _) => Action::End(
+                ("TRANSFER", _) => Action::end(
                     Ending::new(
                         OutcomeKind::Transferred,
                         format!("the carrier call to {to} was transferred"),

@@ -79,7 +79,7 @@ pub(crate) fn call_forward<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'
                 "plays the call forwarding menu for {kind} {name} (1 toggle, 2 change number)"
             ));
             loop {
-                if rt.script_exhausted() {
+                if !rt.input_next() {
                     rt.assume("the call forwarding menu replays until the caller hangs up: assumed the caller hangs up");
                     rt.caller_gone = true;
                     rt.destroyed = true;
@@ -384,7 +384,7 @@ pub(crate) fn camping_feature<'a>(rt: &mut Run<'a>, _node: &FlowRef<'a>) -> Acti
     };
     if busy {
         rt.add("busy: the camper application will call both parties when it frees up; plays \"accepted\"");
-        return Action::End(Ending::new(
+        return Action::end(Ending::new(
             OutcomeKind::HandedOff,
             format!("camping on {cg}: the camper application calls back"),
         ));
@@ -422,7 +422,7 @@ pub(crate) fn park<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
             rt.say(format!("retrieves the call parked in slot {slot}"));
             match retrieve(rt) {
                 None => Action::stop("the caller hung up"),
-                Some(true) => Action::End(
+                Some(true) => Action::end(
                     Ending::new(
                         OutcomeKind::Transferred,
                         format!("the parked call in slot {slot} is retrieved"),
@@ -442,7 +442,7 @@ pub(crate) fn park<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
             match rt.peek() {
                 Some(Event::Channel(true)) => {
                     let _ = retrieve(rt);
-                    Action::End(
+                    Action::end(
                         Ending::new(
                             OutcomeKind::Transferred,
                             format!("the parked call in slot {slot} is retrieved"),
@@ -452,9 +452,15 @@ pub(crate) fn park<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
                 }
                 Some(Event::Channel(false)) => {
                     let _ = retrieve(rt);
+                    rt.add("nobody is parked there: parks the caller");
                     park_and_wait(rt, node, &slot)
                 }
-                _ => park_and_wait(rt, node, &slot),
+                _ => {
+                    rt.assume(format!(
+                        "slot {slot} is empty (no {{\"channel\":...}} event), so the caller is parked"
+                    ));
+                    park_and_wait(rt, node, &slot)
+                }
             }
         }
         "direct_park" => {
@@ -490,7 +496,7 @@ fn park_and_wait<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>, slot: &str) -> Action
             Next::Hangup => return Action::stop("the parked caller hung up"),
             Next::Nothing => {
                 rt.assume(format!("the call stays parked in slot {slot}"));
-                return Action::End(
+                return Action::end(
                     Ending::new(
                         OutcomeKind::Park,
                         format!("the caller waits in park slot {slot}"),
@@ -500,7 +506,7 @@ fn park_and_wait<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>, slot: &str) -> Action
             }
             Next::Got(Event::Park(ParkEvent::PickedUp)) => {
                 rt.add("someone picks the call up");
-                return Action::End(
+                return Action::end(
                     Ending::new(
                         OutcomeKind::Transferred,
                         format!("the call parked in slot {slot} is picked up"),
@@ -650,6 +656,10 @@ pub(crate) fn disa<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
     if !pin.is_empty() {
         let mut ok = false;
         for attempt in 1..=retries {
+            if attempt > 1 && !rt.input_next() {
+                rt.add("no more entries: the remaining tries time out the same way");
+                break;
+            }
             match rt.digits("the DISA PIN", 15, &['#']) {
                 Digits::Hangup => return Action::stop("the caller hung up"),
                 Digits::Got(p) if p == pin => {
@@ -665,7 +675,7 @@ pub(crate) fn disa<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
         }
     }
     for attempt in 1..=retries {
-        if rt.script_exhausted() {
+        if !rt.input_next() {
             rt.assume(
                 "DISA asks for a number until the caller hangs up: assumed the caller hangs up",
             );
@@ -706,7 +716,7 @@ pub(crate) fn transfer<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
         .unwrap_or_else(|| "no_match".into());
     let kind = text(d, "transfer_type").unwrap_or("blind");
     rt.say(format!("{kind} transfer to {target}"));
-    Action::End(
+    Action::end(
         Ending::new(
             OutcomeKind::Transferred,
             format!("{kind} transfer to {target}"),

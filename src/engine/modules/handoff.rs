@@ -13,7 +13,7 @@ use crate::engine::trace::{Endpoint, OutcomeKind};
 fn conference_at<'a>(rt: &mut Run<'a>, id: Option<&str>, how: &str) -> Action<'a> {
     let (doc, name) = data::named(rt.docs, "conferences", id);
     rt.say(format!("{how} conference {name}"));
-    Action::End(
+    Action::end(
         Ending::new(
             OutcomeKind::Conference,
             format!("the conference application takes the call ({name})"),
@@ -31,7 +31,7 @@ pub(crate) fn conference<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a>
     let id = text(d, "id");
     if id.is_none() && d.get("config").is_some() {
         rt.say("joins an ad-hoc conference configured in the node");
-        return Action::End(Ending::new(
+        return Action::end(Ending::new(
             OutcomeKind::Conference,
             "the conference application takes the call",
         ));
@@ -48,7 +48,7 @@ pub(crate) fn receive_fax<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a
     let owner = text(node.data(), "owner_id");
     let (doc, name) = data::named(rt.docs, "users", owner);
     rt.say(format!("receives a fax for {name}"));
-    Action::End(
+    Action::end(
         Ending::new(
             OutcomeKind::Fax,
             format!("the fax application receives the fax for {name}"),
@@ -65,7 +65,7 @@ pub(crate) fn faxbox<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
         rt.missing("faxboxes", id, "the fax application still takes the call");
     }
     rt.say(format!("receives a fax into faxbox {name}"));
-    Action::End(
+    Action::end(
         Ending::new(
             OutcomeKind::Fax,
             format!("the fax application receives the fax into faxbox {name}"),
@@ -98,7 +98,7 @@ pub(crate) fn acdc_member<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a
             Action::next("the caller pressed a key (not the exit key); assumed to leave: `_`")
         }
         Next::Got(Event::Queue(QueueEvent::Full)) => Action::next("the queue is full: `_`"),
-        Next::Got(Event::Queue(QueueEvent::Answered)) => Action::End(
+        Next::Got(Event::Queue(QueueEvent::Answered)) => Action::end(
             Ending::new(
                 OutcomeKind::Queue,
                 format!("an agent of queue {name} takes the call"),
@@ -107,7 +107,7 @@ pub(crate) fn acdc_member<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a
         ),
         Next::Nothing => {
             rt.assume("an agent answers the queued call");
-            Action::End(
+            Action::end(
                 Ending::new(
                     OutcomeKind::Queue,
                     format!("an agent of queue {name} takes the call"),
@@ -181,7 +181,7 @@ pub(crate) fn acdc_wait_time<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action
             }
         }
     }
-    thresholds.sort_by(|a, b| b.0.cmp(&a.0));
+    thresholds.sort_by_key(|t| std::cmp::Reverse(t.0));
     match thresholds.iter().find(|(n, _)| avg >= *n) {
         Some((n, k)) => Action::go(
             k.to_string(),

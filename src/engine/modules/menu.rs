@@ -167,6 +167,7 @@ pub(crate) fn menu<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
         attempt += 1;
         let first_event = rt.peek();
         let row = rt.step_index();
+        let taken = rt.taken();
         let collected = rt.digits(
             &format!("menu {} entry {attempt}", menu.name),
             menu.max_len,
@@ -203,6 +204,13 @@ pub(crate) fn menu<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
                 }
             }
             retries -= 1;
+            if rt.taken() == taken && retries > 0 {
+                // No event was there to take: every remaining entry times out the same way.
+                rt.add(&format!(
+                    "the remaining {retries} entries time out the same way"
+                ));
+                retries = 0;
+            }
             rt.reason(format!(
                 "nothing entered and no \"timeout\" child: retry ({retries} left)"
             ));
@@ -295,9 +303,12 @@ mod tests {
         assert_eq!(t.outcome.kind, OutcomeKind::Hangup);
         assert_eq!(
             codes(&t),
-            ["default_assumed"; 3],
-            "each entry times out by default"
+            ["default_assumed"],
+            "the entries time out by default"
         );
+        assert!(t.steps[0]
+            .summary
+            .contains("the remaining 2 entries time out the same way"));
     }
 
     #[test]

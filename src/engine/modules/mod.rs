@@ -100,6 +100,45 @@ pub const MODULES: [&str; 78] = [
     "webhook",
 ];
 
+/// Which child keys a module can ever take, as its Kazoo module is written (the lint's table;
+/// the handlers below are the behaviour). `_` is always possible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildKeys {
+    /// Only `_`.
+    Underscore,
+    /// These named keys, then `_`.
+    Named(&'static [&'static str]),
+    /// A bridge failure: the hangup cause, then the `sip:NNN` code; else `_`.
+    Failure,
+    /// A carrier failure: the hangup cause, then the `sip:NNN` code; `_` is never taken on
+    /// failure (`cf_resources` stops with the cause).
+    CarrierFailure,
+    /// The digits a menu collected (never `#`, a terminator; at most `max_extension_length`),
+    /// `timeout`, `max_retries`.
+    Menu,
+    /// Integer thresholds.
+    Numeric,
+    /// Values known only during the call (rule ids, variable values, numbers, caller ids,
+    /// park slots).
+    Any,
+}
+
+/// The child keys `module` can take; unknown modules are skipped to `_`.
+pub fn child_keys(module: &str) -> ChildKeys {
+    match module {
+        "user" | "device" | "ring_group" | "group" | "hotdesk" | "route_to_cid" => {
+            ChildKeys::Failure
+        }
+        "resources" | "offnet" => ChildKeys::CarrierFailure,
+        "menu" => ChildKeys::Menu,
+        "check_cid" | "cidlistmatch" => ChildKeys::Named(&["match", "nomatch"]),
+        "fax_detect" => ChildKeys::Named(&["ON_FAX", "ON_VOICE"]),
+        "nomorobo" | "acdc_wait_time" => ChildKeys::Numeric,
+        "temporal_route" | "branch_bnumber" | "branch_variable" | "park" => ChildKeys::Any,
+        _ => ChildKeys::Underscore,
+    }
+}
+
 /// The handler for a module name, `None` when Kazoo has no such module.
 pub(crate) fn handler(module: &str) -> Option<Handler> {
     let h: Handler = match module {

@@ -78,7 +78,7 @@ pub(crate) fn temporal_route<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action
                 rule_names(rt, &rules)
             ));
             loop {
-                if rt.script_exhausted() {
+                if !rt.input_next() {
                     rt.assume("the temporal menu replays on a timeout until the caller hangs up: assumed the caller hangs up");
                     rt.caller_gone = true;
                     rt.destroyed = true;
@@ -117,14 +117,8 @@ pub(crate) fn temporal_route<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action
     let checks: Vec<String> = decision
         .checks
         .iter()
-        .map(|c| {
-            let n = c
-                .name
-                .as_deref()
-                .map(|n| format!("'{n}' "))
-                .unwrap_or_default();
-            format!("{n}({}): {}", c.rule_id, c.reason)
-        })
+        // The reason already names the rule; the id follows it.
+        .map(|c| format!("{} [rule {}]", c.reason, c.rule_id))
         .collect();
     rt.say(format!(
         "checks the time against {} rule(s){}",
@@ -140,6 +134,14 @@ pub(crate) fn temporal_route<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action
     }
     if decision.crashed {
         return Action::next("Kazoo's temporal_route crashes on a rule it cannot evaluate: the executor continues to `_`");
+    }
+    if decision.stalled {
+        // Kazoo's date search never ends for this rule: the call sits on the node, silent,
+        // until the caller gives up.
+        rt.quirk("temporal_stalled: a rule's next date can never be found (an ordinal Kazoo does not know, or a yearly weekday no year of the interval has): Kazoo's search loops and the call waits in silence until the caller hangs up".to_string());
+        rt.caller_gone = true;
+        rt.destroyed = true;
+        return Action::stop("Kazoo's rule search never ends: the caller hangs up on the silence");
     }
     let reason = match &decision.matched_rule {
         Some(rule) => {
@@ -641,7 +643,7 @@ pub(crate) fn pivot<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
                 reason: "the Pivot application returned a callflow: it replaces the current node (continue_with_flow)".into(),
             }
         }
-        Next::Got(Event::Pivot(FlowReply::Processing)) => Action::End(Ending::new(
+        Next::Got(Event::Pivot(FlowReply::Processing)) => Action::end(Ending::new(
             OutcomeKind::HandedOff,
             format!("the Pivot application at {url} drives the call"),
         )),
@@ -680,6 +682,22 @@ mod tests {
             .contains("returns to the `_` saved by the branch at step 0"));
         assert!(t.steps[0].summary.contains("'After hours' (sub)"));
         assert_eq!(t.steps[2].path, "flow.children._");
+    }
+
+    #[test]
+    fn a_rule_kazoo_searches_forever_leaves_the_caller_waiting_until_hangup() {
+        let s = Sim::new().doc(
+            "temporal_rules",
+            "odd",
+            json!({"name": "Odd", "cycle": "monthly", "ordinal": "sixth", "wdays": ["monday"]}),
+        );
+        let flow = json!({"module": "temporal_route", "data": {"rules": ["odd"]},
+            "children": {"odd": {"module": "play", "data": {"id": "open"}},
+                         "_": {"module": "play", "data": {"id": "closed"}}}});
+        let t = s.run(flow);
+        assert_eq!(walk(&t), ["temporal_route"], "{t:?}");
+        assert_eq!(t.outcome.kind, OutcomeKind::CallerHangup);
+        assert!(codes(&t).contains(&"kazoo_quirk"));
     }
 
     #[test]

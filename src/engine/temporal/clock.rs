@@ -10,6 +10,7 @@
 //! "now", and when converting a start date it fails (crashing the module) for offsets it does
 //! not know and for instants in the second pass of a repeated (fall-back) hour.
 
+use std::borrow::Cow;
 use std::str::FromStr;
 
 use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeZone, Utc};
@@ -55,7 +56,7 @@ pub(crate) fn zone_name(
     account_timezone: Option<&str>,
 ) -> (String, TimezoneSource) {
     match data.get("timezone").and_then(to_binary) {
-        Some(tz) if !tz.is_empty() && tz != "inherit" => (tz, TimezoneSource::Node),
+        Some(tz) if !tz.is_empty() && tz != "inherit" => (tz.into_owned(), TimezoneSource::Node),
         _ => match account_timezone {
             Some(tz) if tz != "inherit" => (tz.to_owned(), TimezoneSource::Account),
             _ => (DEFAULT_TIMEZONE.to_owned(), TimezoneSource::SystemDefault),
@@ -83,7 +84,11 @@ pub(crate) fn parse_zone(name: &str) -> Res<Zone> {
         return Ok(Zone::Offset(if negative { -secs } else { secs }));
     }
     // erlang-localtime reads spaces as underscores ("America/Los Angeles").
-    let normalized = name.replace(' ', "_");
+    let normalized = if name.contains(' ') {
+        Cow::Owned(name.replace(' ', "_"))
+    } else {
+        Cow::Borrowed(name)
+    };
     Tz::from_str(&normalized)
         .map(Zone::Named)
         .map_err(|_| Fault::Crash("unknown time zone (Kazoo raises unknown_tz)"))
@@ -133,9 +138,7 @@ pub(crate) fn start_date(zone: Zone, gregorian: Int) -> Res<Ymd> {
         }
     };
     let unix = gregorian - UNIX_EPOCH_GREGORIAN;
-    let instant = i64::try_from(unix)
-        .ok()
-        .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0));
+    let instant = DateTime::<Utc>::from_timestamp(unix, 0);
     let Some(instant) = instant else {
         // Outside the zone database's range: the UTC date is as good as any (such dates are
         // decades of millennia away, so only their order matters).
@@ -148,6 +151,14 @@ pub(crate) fn start_date(zone: Zone, gregorian: Int) -> Res<Ymd> {
         return Err(Fault::Crash(
             "start_date is before year 0 in local time (Erlang's calendar raises)",
         ));
+    }
+    // Only an instant shortly after a backward shift can be the second pass of a repeated
+    // hour: compare with the offset three hours earlier before asking the zone.
+    let earlier = instant - chrono::Duration::hours(3);
+    let earlier_offset = i64::from(earlier.with_timezone(&tz).offset().fix().local_minus_utc());
+    if earlier_offset <= offset {
+        let secs = Int::from(wall.and_utc().timestamp()) + UNIX_EPOCH_GREGORIAN;
+        return utc_date_of(secs);
     }
     if let LocalResult::Ambiguous(a, b) = tz.from_local_datetime(&wall) {
         let later = if a.timestamp() > b.timestamp() { a } else { b };

@@ -6,17 +6,31 @@
 //! Owns: turning a `temporal_rules` document into a [`Rule`]. Must not: decide whether a rule
 //! is active (see `recurrence`) or convert time zones (see `clock`).
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::calendar::{Fault, Int, Res, Ymd};
 use super::recurrence::{Cycle, Ordinal};
 
-/// Inputs are clamped to this magnitude (Erlang integers are unbounded; nothing meaningful
-/// happens past it, and the arithmetic stays far from `i128` limits).
-const CLAMP: Int = 1 << 64;
+/// Numbers are read wide, then clamped per field: Erlang integers are unbounded, but past these
+/// magnitudes every rule gives the same answer ("never", "far future", or a crash), and the
+/// `i64` date arithmetic stays far from overflow.
+type Wide = i128;
+/// Clamp for intervals, days, months and window bounds (about 136 years of seconds).
+const CLAMP: Wide = 1 << 32;
+/// Clamp for start dates in gregorian seconds (the year 34,800 or so).
+const START_CLAMP: Wide = 1 << 40;
+/// Clamp while parsing, before a field's own clamp.
+const PARSE_CLAMP: Wide = 1 << 100;
 
-fn clamp(v: Int) -> Int {
-    v.clamp(-CLAMP, CLAMP)
+fn clamp(v: Wide) -> Wide {
+    v.clamp(-PARSE_CLAMP, PARSE_CLAMP)
+}
+
+fn narrow(v: Wide, limit: Wide) -> Int {
+    // The clamp makes the conversion exact.
+    Int::try_from(v.clamp(-limit, limit)).unwrap_or_default()
 }
 
 /// What the `cycle` field resolves to.
@@ -57,17 +71,65 @@ pub(crate) struct Rule {
     pub window_stop: Int,
 }
 
+/// The fields of a rule document Kazoo reads, found in one pass over the document (each
+/// lookup in an order-preserving JSON map hashes the key; one pass is cheaper).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Fields<'a> {
+    name: Option<&'a Value>,
+    start_date: Option<&'a Value>,
+    cycle: Option<&'a Value>,
+    days: Option<&'a Value>,
+    wdays: Option<&'a Value>,
+    ordinal: Option<&'a Value>,
+    interval: Option<&'a Value>,
+    month: Option<&'a Value>,
+    window_start: Option<&'a Value>,
+    window_stop: Option<&'a Value>,
+    enabled: Option<&'a Value>,
+}
+
+impl<'a> Fields<'a> {
+    pub(crate) fn of(doc: &'a Map<String, Value>) -> Self {
+        let mut f = Fields::default();
+        for (key, value) in doc {
+            let slot = match key.as_str() {
+                "name" => &mut f.name,
+                "start_date" => &mut f.start_date,
+                "cycle" => &mut f.cycle,
+                "days" => &mut f.days,
+                "wdays" => &mut f.wdays,
+                "ordinal" => &mut f.ordinal,
+                "interval" => &mut f.interval,
+                "month" => &mut f.month,
+                "time_window_start" => &mut f.window_start,
+                "time_window_stop" => &mut f.window_stop,
+                "enabled" => &mut f.enabled,
+                _ => continue,
+            };
+            *slot = Some(value);
+        }
+        f
+    }
+
+    /// `enabled` as Kazoo's boolean getter reads it.
+    pub(crate) fn enabled(&self) -> Option<bool> {
+        self.enabled.and_then(to_boolean)
+    }
+}
+
 /// The rule's name as Kazoo logs it (`no_name` when missing or empty).
-pub(crate) fn rule_name(doc: &Map<String, Value>) -> String {
-    match doc.get("name").and_then(to_binary) {
-        Some(name) if !name.is_empty() => name,
+pub(crate) fn rule_name(doc: &Fields<'_>) -> String {
+    match doc.name.and_then(to_binary) {
+        Some(name) if !name.is_empty() => name.into_owned(),
         _ => "no_name".to_owned(),
     }
 }
 
 /// `start_date` as Kazoo's integer getter reads it; `None` when missing or not a number.
-pub(crate) fn start_seconds(doc: &Map<String, Value>) -> Option<Int> {
-    doc.get("start_date").and_then(to_integer)
+pub(crate) fn start_seconds(doc: &Fields<'_>) -> Option<Int> {
+    doc.start_date
+        .and_then(to_integer_wide)
+        .map(|v| narrow(v, START_CLAMP))
 }
 
 /// `kz_date:wday_to_dow/1` (with the misspelling Kazoo accepts).
@@ -84,9 +146,10 @@ pub(crate) fn wday_to_dow(name: &str) -> Option<Int> {
     })
 }
 
-/// `build_rule/4` minus the start date. Raises where Kazoo's loader raises.
-pub(crate) fn build(doc: &Map<String, Value>) -> Res<Rule> {
-    let cycle = match doc.get("cycle").and_then(to_binary).as_deref() {
+/// `build_rule/4` minus the start date (`name` from [`rule_name`]). Raises where Kazoo's
+/// loader raises.
+pub(crate) fn build(doc: &Fields<'_>, name: String) -> Res<Rule> {
+    let cycle = match doc.cycle.and_then(to_binary).as_deref() {
         None | Some("") => CycleField::Empty,
         Some("date") => CycleField::Known(Cycle::Date),
         Some("daily") => CycleField::Known(Cycle::Daily),
@@ -95,7 +158,7 @@ pub(crate) fn build(doc: &Map<String, Value>) -> Res<Rule> {
         Some("yearly") => CycleField::Known(Cycle::Yearly),
         Some(other) => CycleField::Other(other.to_owned()),
     };
-    let days = match doc.get("days") {
+    let days = match doc.days {
         Some(Value::Array(items)) => items
             .iter()
             .map(|v| {
@@ -106,8 +169,8 @@ pub(crate) fn build(doc: &Map<String, Value>) -> Res<Rule> {
             .collect::<Res<Vec<Int>>>()?,
         _ => Vec::new(),
     };
-    let (wdays, uses_wensday) = sorted_wdays(doc.get("wdays"))?;
-    let ordinal = match doc.get("ordinal").and_then(to_binary).as_deref() {
+    let (wdays, uses_wensday) = sorted_wdays(doc.wdays)?;
+    let ordinal = match doc.ordinal.and_then(to_binary).as_deref() {
         None | Some("first") => Ordinal::Nth(0),
         Some("second") => Ordinal::Nth(1),
         Some("third") => Ordinal::Nth(2),
@@ -118,17 +181,17 @@ pub(crate) fn build(doc: &Map<String, Value>) -> Res<Rule> {
         Some(other) => Ordinal::Other(other.to_owned()),
     };
     Ok(Rule {
-        name: rule_name(doc),
-        enabled: doc.get("enabled").and_then(to_boolean),
+        name,
+        enabled: doc.enabled(),
         cycle,
-        interval: integer_or(doc, "interval", 1),
+        interval: integer_or(doc.interval, 1),
         days,
         wdays,
         uses_wensday,
         ordinal,
-        month: integer_or(doc, "month", 1),
-        window_start: integer_or(doc, "time_window_start", 0),
-        window_stop: integer_or(doc, "time_window_stop", 86_400),
+        month: integer_or(doc.month, 1),
+        window_start: integer_or(doc.window_start, 0),
+        window_stop: integer_or(doc.window_stop, 86_400),
     })
 }
 
@@ -157,8 +220,8 @@ fn sorted_wdays(value: Option<&Value>) -> Res<(Vec<Int>, bool)> {
     Ok((dows, wensday && !wednesday))
 }
 
-fn integer_or(doc: &Map<String, Value>, key: &str, default: Int) -> Int {
-    doc.get(key).and_then(to_integer).unwrap_or(default)
+fn integer_or(value: Option<&Value>, default: Int) -> Int {
+    value.and_then(to_integer).unwrap_or(default)
 }
 
 /// `kz_term:to_boolean/1` under `safe_cast`: true/false and their text forms.
@@ -176,15 +239,20 @@ fn to_boolean(v: &Value) -> Option<bool> {
     }
 }
 
+/// [`to_integer_wide`] clamped for intervals, days, months and windows.
+pub(crate) fn to_integer(v: &Value) -> Option<Int> {
+    to_integer_wide(v).map(|w| narrow(w, CLAMP))
+}
+
 /// `kz_term:to_integer/1` (not strict) under `safe_cast`: integers, floats rounded, text
 /// holding an Erlang integer or float, and lists of character codes holding the same.
-pub(crate) fn to_integer(v: &Value) -> Option<Int> {
+fn to_integer_wide(v: &Value) -> Option<Wide> {
     match v {
         Value::Number(n) => {
             if let Some(i) = n.as_i64() {
-                Some(Int::from(i))
+                Some(Wide::from(i))
             } else if let Some(u) = n.as_u64() {
-                Some(clamp(Int::from(u)))
+                Some(clamp(Wide::from(u)))
             } else {
                 n.as_f64().and_then(round_float)
             }
@@ -196,27 +264,27 @@ pub(crate) fn to_integer(v: &Value) -> Option<Int> {
 }
 
 /// Erlang's `round/1` (half away from zero), clamped.
-fn round_float(f: f64) -> Option<Int> {
+fn round_float(f: f64) -> Option<Wide> {
     if !f.is_finite() {
         return None;
     }
     let r = f.round();
-    Some(if r >= CLAMP as f64 {
-        CLAMP
-    } else if r <= -(CLAMP as f64) {
-        -CLAMP
+    Some(if r >= PARSE_CLAMP as f64 {
+        PARSE_CLAMP
+    } else if r <= -(PARSE_CLAMP as f64) {
+        -PARSE_CLAMP
     } else {
-        r as Int
+        r as Wide
     })
 }
 
 /// `binary_to_integer/1`, else `round(binary_to_float/1)`.
-fn text_to_integer(s: &str) -> Option<Int> {
+fn text_to_integer(s: &str) -> Option<Wide> {
     erlang_integer(s).or_else(|| erlang_float(s).and_then(round_float))
 }
 
 /// Erlang integer syntax: optional sign, one or more decimal digits.
-fn erlang_integer(s: &str) -> Option<Int> {
+fn erlang_integer(s: &str) -> Option<Wide> {
     let (negative, digits) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),
         Some(b'+') => (false, &s[1..]),
@@ -225,9 +293,9 @@ fn erlang_integer(s: &str) -> Option<Int> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let mut v: Int = 0;
+    let mut v: Wide = 0;
     for b in digits.bytes() {
-        v = clamp(v.saturating_mul(10).saturating_add(Int::from(b - b'0')));
+        v = clamp(v.saturating_mul(10).saturating_add(Wide::from(b - b'0')));
     }
     Some(if negative { -v } else { v })
 }
@@ -269,17 +337,17 @@ fn charlist(v: &Value) -> Option<String> {
 
 /// `kz_term:to_binary/1` under `safe_cast`, as text: strings as they are, numbers and atoms
 /// (true/false/null) spelled out, objects encoded, lists as iolists (strings and bytes).
-pub(crate) fn to_binary(v: &Value) -> Option<String> {
+pub(crate) fn to_binary(v: &Value) -> Option<Cow<'_, str>> {
     match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Null => Some("null".to_owned()),
-        Value::Object(_) => Some(v.to_string()),
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        Value::Null => Some(Cow::Borrowed("null")),
+        Value::Object(_) => Some(Cow::Owned(v.to_string())),
         Value::Array(_) => {
             let mut bytes = Vec::new();
             iolist(v, &mut bytes)?;
-            Some(String::from_utf8_lossy(&bytes).into_owned())
+            Some(Cow::Owned(String::from_utf8_lossy(&bytes).into_owned()))
         }
     }
 }
@@ -314,6 +382,11 @@ mod tests {
             Value::Object(m) => m,
             _ => Map::new(),
         }
+    }
+
+    fn build(doc: &Map<String, Value>) -> Res<Rule> {
+        let fields = Fields::of(doc);
+        super::build(&fields, rule_name(&fields))
     }
 
     #[test]
