@@ -625,20 +625,6 @@ impl Pipeline {
             .await
     }
 
-    /// The checks a write must pass besides validation and uniqueness. The call tests of the
-    /// lint and call tests issue run here (a failing gated test will refuse the write as a
-    /// validation error); a dry run passes through here too, so it runs them. None exist
-    /// yet: every write passes.
-    pub async fn gate(
-        &self,
-        _kind: Kind,
-        _account: &Account,
-        _doc: &Map<String, Value>,
-        _op: ChangeOp,
-    ) -> Result<()> {
-        Ok(())
-    }
-
     /// [`Pipeline::commit`] recorded as `meta` says.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn commit_with(
@@ -651,7 +637,6 @@ impl Pipeline {
         op: ChangeOp,
         meta: WriteMeta,
     ) -> Result<Saved> {
-        self.gate(kind, &writer.account, &doc, op).await?;
         let this = self.clone();
         let new_rev = cf::next_revision(expected_rev.as_deref(), &doc);
         let (account_id, request_id, id) = (

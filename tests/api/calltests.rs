@@ -372,3 +372,49 @@ async fn call_tests_belong_to_their_account() {
     let r = put(app, "callflow_tests", json!({"name": "empty"})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+/// Publishing a draft is a write like any other: a gating test it would break refuses it, and
+/// `skip_tests` lets it through.
+#[tokio::test]
+async fn publishing_a_draft_that_breaks_a_gating_test_is_refused() {
+    let o = office().await;
+    let app = &o.app;
+    let cf = app
+        .create_ok(
+            &app.admin_account,
+            json!({"numbers": ["100"], "flow": {"module": "user", "data": {"id": o.user}}}),
+        )
+        .await;
+    save(
+        app,
+        "callflow_tests",
+        json!({"name": "reception answers", "gate": true,
+               "simulation": {"number": "100", "events": [{"bridge": "answered"}]},
+               "expect": {"outcome": "connected", "endpoint": {"type": "user", "id": o.user}}}),
+    )
+    .await;
+    let r = post(
+        app,
+        &format!("callflows/{cf}/draft"),
+        json!({"numbers": ["100"], "flow": {"module": "voicemail", "data": {"id": o.vmbox}}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    let r = put(app, &format!("callflows/{cf}/draft/publish"), json!({})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.body["message"], "callflow_tests_failed");
+    assert_eq!(r.data()["callflow_tests"][0]["name"], "reception answers");
+    let r = app.fetch(&app.admin_token, &app.admin_account, &cf).await;
+    assert_eq!(r.data()["flow"]["module"], "user", "still the live flow");
+
+    let r = put(
+        app,
+        &format!("callflows/{cf}/draft/publish?skip_tests=true"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = app.fetch(&app.admin_token, &app.admin_account, &cf).await;
+    assert_eq!(r.data()["flow"]["module"], "voicemail", "published");
+}
