@@ -74,6 +74,14 @@ pub async fn caller(state: &AppState, ctx: &ReqCtx) -> Result<Option<Caller>, Ap
         .get_account(&claims.account_id)
         .await?
         .ok_or_else(ApiError::invalid_token)?;
+    // A user's token lives only as long as the user: Kazoo signs it with a secret kept on the
+    // user's document, so a deleted user's tokens stop verifying.
+    if let Some(owner) = claims.owner_id.as_deref() {
+        if state.store.get_user(&account.id, owner).await?.is_none() {
+            tracing::debug!("token refused: its user is gone");
+            return Err(ApiError::invalid_token());
+        }
+    }
     ctx.mark_authenticated();
     Ok(Some(Caller { claims, account }))
 }

@@ -12,6 +12,7 @@ mod envelope;
 mod fidelity;
 mod fidelity_listing;
 mod history;
+mod isolation;
 mod lint;
 mod lookup;
 mod safety;

@@ -1,0 +1,381 @@
+//! The tenant-isolation matrix: every account-scoped endpoint and method, called on a victim
+//! account with the credentials of someone who must not reach it.
+//!
+//! | credentials                                   | answer |
+//! |-----------------------------------------------|--------|
+//! | none                                          | 401    |
+//! | a token of another top-level account          | 403    |
+//! | a token of a sub-account, reaching up         | 403    |
+//! | an expired token of the victim's own user     | 401    |
+//! | a token of a user who has since been deleted  | 401    |
+//! | a forged token (`alg: none`, the victim's id) | 401    |
+//!
+//! Every answer is checked for the victim's data: none of the marker strings stored in the
+//! victim's documents may appear in any response, whatever its status.
+
+use axum::http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use callflowd::documents::TYPES;
+
+use crate::helpers::TestApp;
+
+/// Marks every victim document; no response to an intruder may contain it.
+const MARKER: &str = "victim-marker-7f3a";
+const VICTIM_NUMBER: &str = "+15557770001";
+
+struct Victim {
+    account: String,
+    token: String,
+    callflow: String,
+    user: String,
+    device: String,
+    list: String,
+    entry: String,
+}
+
+async fn created(app: &TestApp, token: &str, path: &str, data: Value) -> String {
+    let r = app
+        .call(
+            Method::PUT,
+            path,
+            Some(token),
+            Some(json!({ "data": data })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "PUT {path}: {}", r.text);
+    r.data()["id"].as_str().expect("id").to_string()
+}
+
+async fn victim(app: &TestApp) -> Victim {
+    let (account, token) = app.top_level_account("victim").await;
+    let base = format!("/v2/accounts/{account}");
+    let user = created(
+        app,
+        &token,
+        &format!("{base}/users"),
+        json!({"first_name": MARKER, "last_name": "User", "username": "vuser",
+               "password": "victim-user-pass", "email": format!("{MARKER}@example.com")}),
+    )
+    .await;
+    let device = created(
+        app,
+        &token,
+        &format!("{base}/devices"),
+        json!({"name": format!("{MARKER} phone"), "owner_id": user,
+               "sip": {"username": MARKER, "password": "victim-sip-pass"}}),
+    )
+    .await;
+    let callflow = created(
+        app,
+        &token,
+        &format!("{base}/callflows"),
+        json!({"name": format!("{MARKER} main"), "numbers": [VICTIM_NUMBER],
+               "flow": {"module": "user", "data": {"id": user}, "children": {}}}),
+    )
+    .await;
+    let list = created(
+        app,
+        &token,
+        &format!("{base}/lists"),
+        json!({"name": format!("{MARKER} list")}),
+    )
+    .await;
+    let entry = created(
+        app,
+        &token,
+        &format!("{base}/lists/{list}/entries"),
+        json!({"number": "5557770002", "displayname": MARKER}),
+    )
+    .await;
+    // A draft and a saved call test, so their endpoints have something to leak.
+    let r = app
+        .call(
+            Method::POST,
+            &format!("{base}/callflows/{callflow}/draft"),
+            Some(&token),
+            Some(json!({"data": {"name": format!("{MARKER} draft"), "numbers": [VICTIM_NUMBER],
+                                  "flow": {"module": "user", "data": {"id": user}, "children": {}}}})),
+        )
+        .await;
+    assert!(r.status.is_success(), "draft: {}", r.text);
+    Victim {
+        account,
+        token,
+        callflow,
+        user,
+        device,
+        list,
+        entry,
+    }
+}
+
+/// Every account-scoped (method, path) the router serves, with the victim's ids filled in.
+fn endpoints(v: &Victim) -> Vec<(Method, String)> {
+    let a = format!("/v2/accounts/{}", v.account);
+    let some_id = "0123456789abcdef0123456789abcdef";
+    let mut out: Vec<(Method, String)> = vec![
+        (Method::GET, a.clone()),
+        (Method::PUT, a.clone()),
+        (Method::GET, format!("{a}/callflows")),
+        (Method::PUT, format!("{a}/callflows")),
+        (
+            Method::GET,
+            format!("{a}/search?t=callflow&q=name&v={MARKER}"),
+        ),
+        (Method::GET, format!("{a}/callflows/drafts")),
+        (Method::PUT, format!("{a}/callflows/drafts")),
+        (Method::GET, format!("{a}/callflows/{}/draft", v.callflow)),
+        (Method::POST, format!("{a}/callflows/{}/draft", v.callflow)),
+        (Method::PATCH, format!("{a}/callflows/{}/draft", v.callflow)),
+        (
+            Method::DELETE,
+            format!("{a}/callflows/{}/draft", v.callflow),
+        ),
+        (
+            Method::PUT,
+            format!("{a}/callflows/{}/draft/publish", v.callflow),
+        ),
+        (Method::GET, format!("{a}/callflows/{}/lint", v.callflow)),
+        (Method::GET, format!("{a}/lint")),
+        (Method::PUT, format!("{a}/lint")),
+        (Method::GET, format!("{a}/routing/analysis")),
+        (
+            Method::GET,
+            format!("{a}/routing/explain?number={VICTIM_NUMBER}"),
+        ),
+        (Method::PUT, format!("{a}/callflow_tests/run")),
+        (Method::GET, format!("{a}/lookup?number={VICTIM_NUMBER}")),
+        (Method::PUT, format!("{a}/simulations")),
+        (Method::GET, format!("{a}/audit")),
+        (Method::GET, format!("{a}/changes")),
+        (Method::GET, format!("{a}/users/{}/devices", v.user)),
+        (Method::GET, format!("{a}/lists/{}/entries", v.list)),
+        (Method::PUT, format!("{a}/lists/{}/entries", v.list)),
+        (Method::DELETE, format!("{a}/lists/{}/entries", v.list)),
+    ];
+    let item_methods = [Method::GET, Method::POST, Method::PATCH, Method::DELETE];
+    // Documents, each with its revision routes.
+    let mut items: Vec<String> = vec![
+        format!("{a}/callflows/{}", v.callflow),
+        format!("{a}/lists/{}/entries/{}", v.list, v.entry),
+    ];
+    for ty in TYPES {
+        out.push((Method::GET, format!("{a}/{}", ty.segment)));
+        out.push((Method::PUT, format!("{a}/{}", ty.segment)));
+        let id = match ty.segment {
+            "users" => v.user.clone(),
+            "devices" => v.device.clone(),
+            "lists" => v.list.clone(),
+            _ => some_id.to_string(),
+        };
+        items.push(format!("{a}/{}/{id}", ty.segment));
+    }
+    for item in items {
+        for m in &item_methods {
+            out.push((m.clone(), item.clone()));
+        }
+        out.push((Method::GET, format!("{item}/revisions")));
+        out.push((Method::GET, format!("{item}/revisions/1")));
+        out.push((Method::GET, format!("{item}/revisions/1/diff")));
+        out.push((Method::PUT, format!("{item}/rollback")));
+    }
+    out
+}
+
+/// A plausible body for a write, so a refusal is about who asks, not about the body.
+fn body_for(method: &Method, path: &str) -> Option<Value> {
+    match *method {
+        Method::GET | Method::DELETE => None,
+        _ if path.ends_with("/simulations") => Some(json!({"data": {"number": VICTIM_NUMBER}})),
+        _ if path.ends_with("/rollback") => Some(json!({"data": {"revision": 1}})),
+        _ => Some(
+            json!({"data": {"name": "intruder", "numbers": ["+15550000000"],
+                                   "flow": {"module": "hangup", "data": {}, "children": {}}}}),
+        ),
+    }
+}
+
+/// `alg: none` with the victim's claims, unsigned.
+fn forged_token(account: &str, owner: &str) -> String {
+    use base64::Engine;
+    let b64 = |v: Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string().as_bytes())
+    };
+    format!(
+        "{}.{}.",
+        b64(json!({"alg": "none", "typ": "JWT"})),
+        b64(
+            json!({"account_id": account, "owner_id": owner, "method": "cb_user_auth",
+                   "exp": 4_102_444_800u64, "iat": 1_700_000_000u64})
+        )
+    )
+}
+
+#[tokio::test]
+async fn no_credential_from_outside_an_account_reaches_it() {
+    let app = TestApp::spawn().await;
+    let v = victim(&app).await;
+
+    // Another top-level account.
+    let (_, other) = app.top_level_account("intruder").await;
+    // A sub-account of the victim, with its own user, reaching up.
+    let r = app
+        .call(
+            Method::PUT,
+            &format!("/v2/accounts/{}", v.account),
+            Some(&v.token),
+            Some(json!({"data": {"name": "victim child", "realm": "child.victim.example.com"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "child account: {}", r.text);
+    let child = r.data()["id"].as_str().expect("child id").to_string();
+    created(
+        &app,
+        &v.token,
+        &format!("/v2/accounts/{child}/users"),
+        json!({"first_name": "Child", "last_name": "Admin", "username": "childadmin",
+               "password": "child-pass", "priv_level": "admin"}),
+    )
+    .await;
+    let child_token = app
+        .login("childadmin", "child.victim.example.com", "child-pass")
+        .await;
+    // The victim's own user, but expired.
+    let mut expired_signer = app.state.signer.clone();
+    expired_signer.ttl_secs = 0;
+    let (expired, _) = expired_signer
+        .issue(&v.account, Some(&v.user), "cb_user_auth")
+        .expect("token");
+    // A user of the victim who logged in and was then deleted.
+    let doomed = created(
+        &app,
+        &v.token,
+        &format!("/v2/accounts/{}/users", v.account),
+        json!({"first_name": "Doomed", "last_name": "User", "username": "doomed",
+               "password": "doomed-pass"}),
+    )
+    .await;
+    let doomed_token = app
+        .login("doomed", "victim.example.com", "doomed-pass")
+        .await;
+    let r = app
+        .call(
+            Method::GET,
+            &format!("/v2/accounts/{}/callflows", v.account),
+            Some(&doomed_token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "the user's token works before: {}",
+        r.text
+    );
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("/v2/accounts/{}/users/{doomed}", v.account),
+            Some(&v.token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "delete user: {}", r.text);
+    let forged = forged_token(&v.account, &v.user);
+
+    let intruders: [(&str, Option<&str>, StatusCode); 6] = [
+        ("no credentials", None, StatusCode::UNAUTHORIZED),
+        (
+            "another top-level account",
+            Some(&other),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "a sub-account reaching up",
+            Some(&child_token),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "an expired session",
+            Some(&expired),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "a deleted user",
+            Some(&doomed_token),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "a forged alg:none token",
+            Some(&forged),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ];
+    let endpoints = endpoints(&v);
+    let mut checked = 0;
+    for (who, token, expected) in intruders {
+        for (method, path) in &endpoints {
+            let r = app
+                .call(method.clone(), path, token, body_for(method, path))
+                .await;
+            assert_eq!(
+                r.status, expected,
+                "{who}: {method} {path} answered {}: {}",
+                r.status, r.text
+            );
+            assert_eq!(
+                r.body["status"], "error",
+                "{who}: {method} {path}: {}",
+                r.text
+            );
+            for secret in [MARKER, VICTIM_NUMBER, "5557770002"] {
+                assert!(
+                    !r.text.contains(secret),
+                    "{who}: {method} {path} leaked {secret}: {}",
+                    r.text
+                );
+            }
+            checked += 1;
+        }
+    }
+    // Nothing an intruder sent changed the victim's data.
+    let r = app.fetch(&v.token, &v.account, &v.callflow).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.data()["name"], format!("{MARKER} main"));
+    let r = app.list(&v.token, &v.account, "").await;
+    assert_eq!(r.data().as_array().map(Vec::len), Some(1), "{}", r.text);
+    for path in [
+        format!("/v2/accounts/{}/users/{}", v.account, v.user),
+        format!("/v2/accounts/{}/devices/{}", v.account, v.device),
+        format!(
+            "/v2/accounts/{}/lists/{}/entries/{}",
+            v.account, v.list, v.entry
+        ),
+        format!("/v2/accounts/{}/callflows/{}/draft", v.account, v.callflow),
+    ] {
+        let r = app.call(Method::GET, &path, Some(&v.token), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text);
+    }
+    // The token-bound endpoints: another account's token cannot read the victim's session.
+    let r = app
+        .call(
+            Method::GET,
+            &format!("/v2/user_auth/{}", v.token),
+            Some(&other),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    assert!(!r.text.contains(&v.account), "{}", r.text);
+    for (who, token) in [("expired", &expired), ("deleted user", &doomed_token)] {
+        let r = app
+            .call(Method::GET, "/v2/token_auth", Some(token), None)
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{who}: {}", r.text);
+    }
+    println!(
+        "tenant isolation: {checked} requests ({} endpoints x 6 credentials), 0 reached the victim",
+        endpoints.len()
+    );
+}
