@@ -109,7 +109,8 @@ async fn writer(
                     .insert(name.clone(), number.clone());
                 let body = json!({"data": {"name": name, "numbers": [number],
                     "flow": {"module": "play", "data": {"id": "tone_stream://%(500,0,440)"}, "children": {}}}});
-                let outcome = send(http.put(&base).header("x-auth-token", &token).json(&body)).await;
+                let outcome =
+                    send(http.put(&base).header("x-auth-token", &token).json(&body)).await;
                 let mut m = model.lock().unwrap();
                 match outcome {
                     Outcome::Applied(v) => {
@@ -280,7 +281,11 @@ async fn verify(server: &Server, model: &mut Model, round: usize) -> usize {
                 assert_eq!(resp.status().as_u16(), 200, "round {round}: {id}");
                 let doc: Value = resp.json().await.expect("doc");
                 assert_eq!(doc["data"]["name"], name.as_str(), "round {round}: {id}");
-                assert_eq!(doc["data"]["numbers"], json!([number]), "round {round}: {id}");
+                assert_eq!(
+                    doc["data"]["numbers"],
+                    json!([number]),
+                    "round {round}: {id}"
+                );
                 let route: Value = http
                     .get(server.url(&format!(
                         "/v2/accounts/{}/lookup?number={}",
@@ -412,8 +417,8 @@ async fn sigkill_during_a_write_storm_loses_no_acknowledged_write() {
         }
         {
             let m = model.lock().unwrap();
-            unknown_at_kill += m.pending_creates.len()
-                + m.docs.values().filter(|e| e.pending.is_some()).count();
+            unknown_at_kill +=
+                m.pending_creates.len() + m.docs.values().filter(|e| e.pending.is_some()).count();
         }
         drop(server);
         integrity(&db).await;

@@ -5,6 +5,7 @@
 //! fresh PostgreSQL database when `CALLFLOWD_TEST_POSTGRES_URL` is set (`.ci/run` runs this
 //! binary on both). Tests run one at a time: they measure the server under load.
 
+mod bad_input;
 mod crash;
 mod server;
 
