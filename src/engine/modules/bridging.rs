@@ -119,6 +119,16 @@ fn skipped_note(skipped: &[String]) -> String {
     }
 }
 
+/// How long a bridge rings, in words. A timeout of 0 (the device node's schema default) gives
+/// the bridge no limit of its own: each endpoint rings for its own time.
+fn ring_time(t: i64) -> String {
+    if t > 0 {
+        format!("for up to {t} s")
+    } else {
+        "with no time limit of its own (each endpoint rings for its own time)".to_string()
+    }
+}
+
 fn timeout(d: &serde_json::Map<String, Value>, default: i64) -> i64 {
     data::int(d, "timeout").unwrap_or(default)
 }
@@ -238,9 +248,10 @@ pub(crate) fn user<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
         return Action::next("the user has no endpoints: continue to `_`");
     }
     rt.say(format!(
-        "rings user {name} on {} device(s) ({}), {strategy}, for up to {t} s{}",
+        "rings user {name} on {} device(s) ({}), {strategy}, {}{}",
         eps.len(),
         list(&eps),
+        ring_time(t),
         skipped_note(&skipped)
     ));
     let result = rt.bridge(&format!("ringing user {name}"));
@@ -281,7 +292,7 @@ pub(crate) fn device<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
         .and_then(|cf| text(cf, "number"))
         .map(|n| format!(" (forwarded to {n})"))
         .unwrap_or_default();
-    rt.say(format!("rings device {}{fwd} for up to {t} s", ep.label()));
+    rt.say(format!("rings device {}{fwd} {}", ep.label(), ring_time(t)));
     let result = rt.bridge(&format!("ringing device {}", ep.label()));
     let endpoint = Endpoint::new("device", Some(id), ep.doc.and_then(data::doc_name));
     bridge_result(
@@ -867,6 +878,22 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("UNSPECIFIED, sip:600"));
+    }
+
+    #[test]
+    fn a_device_node_without_a_timeout_says_the_bridge_has_no_limit() {
+        let t = sim().run(json!({"module": "device", "data": {"id": "d3", "timeout": 0}}));
+        assert!(
+            t.steps[0].summary.contains("no time limit of its own"),
+            "{}",
+            t.steps[0].summary
+        );
+        let t = sim().run(json!({"module": "device", "data": {"id": "d3", "timeout": 15}}));
+        assert!(
+            t.steps[0].summary.ends_with("for up to 15 s"),
+            "{}",
+            t.steps[0].summary
+        );
     }
 
     #[test]
