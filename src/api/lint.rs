@@ -1,4 +1,5 @@
-//! Lint and routing analysis: `GET /v2/accounts/{A}/callflows/{ID}/lint`,
+//! Lint and routing analysis: `GET /v2/accounts/{A}/callflows/{ID}/lint` (`?draft=true`: its
+//! saved draft),
 //! `PUT /v2/accounts/{A}/lint` (an inline draft in `data`), `GET /v2/accounts/{A}/lint` (every
 //! callflow), `GET /v2/accounts/{A}/routing/analysis` and
 //! `GET /v2/accounts/{A}/routing/explain?number=N`. Handlers parse, authorise (the account
@@ -38,12 +39,21 @@ async fn lint_stored(
     Path((_, id)): Path<(String, String)>,
     scope: AccountScope,
 ) -> ApiResult<Reply> {
-    let stored = state
-        .pipeline
-        .load(Target::new(Kind::Callflow, &scope.account.id, &id))
-        .await?;
-    let findings =
-        crate::lint::lint_callflow(&state.pipeline, &scope.account.id, &id, stored.doc).await?;
+    // `?draft=true`: the callflow's saved draft, checked as publishing it would check it.
+    let doc = if scope.ctx.flag("draft") == Some(true) {
+        let draft = state.pipeline.draft(&scope.account.id, &id).await?;
+        state
+            .pipeline
+            .validate(Kind::Callflow, &scope.account, draft.doc)
+            .await?
+    } else {
+        state
+            .pipeline
+            .load(Target::new(Kind::Callflow, &scope.account.id, &id))
+            .await?
+            .doc
+    };
+    let findings = crate::lint::lint_callflow(&state.pipeline, &scope.account.id, &id, doc).await?;
     Ok(Reply::ok(crate::lint::report(&findings)))
 }
 

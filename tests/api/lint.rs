@@ -586,3 +586,40 @@ async fn kazoos_valid_examples_fire_exactly_the_rules_the_fixture_lists() {
         quiet
     );
 }
+
+/// `GET .../callflows/{ID}/lint?draft=true` lints the saved draft, not the live callflow; a
+/// callflow without a draft answers 404.
+#[tokio::test]
+async fn a_saved_draft_is_linted_with_draft_true() {
+    let app = TestApp::spawn().await;
+    let id = app
+        .create_ok(
+            &app.admin_account,
+            json!({"numbers": ["4100"], "flow": {"module": "noop", "data": {}}}),
+        )
+        .await;
+    let path = format!(
+        "/v2/accounts/{}/callflows/{id}/lint?draft=true",
+        app.admin_account
+    );
+    let r = app
+        .call(Method::GET, &path, Some(&app.admin_token), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    let r = app
+        .call(
+            Method::POST,
+            &format!("/v2/accounts/{}/callflows/{id}/draft", app.admin_account),
+            Some(&app.admin_token),
+            Some(json!({"data": {"numbers": ["4100"], "flow": {"module": "callflow", "data": {"id": "0123456789abcdef0123456789abcdef"}}}})),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.text);
+    let r = app
+        .call(Method::GET, &path, Some(&app.admin_token), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(rules(r.data()).contains("missing_reference"), "{}", r.text);
+    // The live callflow is still clean.
+    assert!(!rules(&lint_stored(&app, &id).await).contains("missing_reference"));
+}
