@@ -592,6 +592,40 @@ async fn hostile_requests_get_the_right_error_and_others_keep_being_served() {
     assert_eq!(status, 201, "{raw}");
     assert_eq!(body["data"]["name"], "second", "{raw}");
 
+    // Patterns that take exponential time in a backtracking engine (PCRE, as Kazoo runs them)
+    // are valid and stored; a lookup that would make them backtrack answers at once.
+    let http = client();
+    for (i, pattern) in ["^(\\d+)+X$", "^(1|11)+X$", "^(\\d*)*\\*$"]
+        .iter()
+        .enumerate()
+    {
+        let (status, _, raw) = exchange(
+            &server,
+            &json_req(
+                "PUT",
+                &cfs,
+                &token,
+                &with_data(
+                    json!({"name": format!("evil {i}"), "patterns": [pattern], "flow": flow()}),
+                ),
+            ),
+        )
+        .await;
+        assert_eq!(status, 201, "{pattern}: {raw}");
+    }
+    let started = Instant::now();
+    let r = http
+        .get(server.url(&format!(
+            "/v2/accounts/{a}/lookup?number={}",
+            "1".repeat(4000)
+        )))
+        .header("x-auth-token", &token)
+        .send()
+        .await
+        .expect("lookup");
+    assert_eq!(r.status().as_u16(), 404);
+    let evil_lookup = started.elapsed();
+
     // A 100 MB body: the client reads the 413 while it is still sending.
     let mut head = format!(
         "PUT {cfs} HTTP/1.1\r\nHost: callflowd\r\nX-Auth-Token: {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
@@ -610,7 +644,6 @@ async fn hostile_requests_get_the_right_error_and_others_keep_being_served() {
     answered += 1;
 
     // A login flood from one address: throttled with 429 before any password check.
-    let http = client();
     let mut throttled = 0;
     for _ in 0..40 {
         let r = http
@@ -647,9 +680,11 @@ async fn hostile_requests_get_the_right_error_and_others_keep_being_served() {
     println!(
         "bad input [{}]: {} hostile requests answered with the right status and envelope \
          (plus {slow_sockets} slowloris sockets and a login flood, {throttled}/40 throttled); \
-         a normal client beside them: {} reads, 0 failed, p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms",
+         a normal client beside them: {} reads, 0 failed, p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms; \
+         a 4,000-digit lookup against exponential-backtracking patterns: {:.1} ms",
         backend(),
         answered + 1,
-        samples.len()
+        samples.len(),
+        evil_lookup.as_secs_f64() * 1000.0
     );
 }
