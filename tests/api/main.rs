@@ -12,6 +12,7 @@ mod envelope;
 mod fidelity;
 mod fidelity_listing;
 mod history;
+mod limits;
 mod lint;
 mod lookup;
 mod safety;
