@@ -40,7 +40,7 @@ async fn the_account_bucket_answers_429_with_kazoos_tokens_key_at_its_defaults()
     for n in 0..2_000 {
         let r = app.list(&app.admin_token, &app.admin_account, "").await;
         if r.status == StatusCode::TOO_MANY_REQUESTS {
-            println!("refused after {n} more requests");
+            println!("limits: account bucket refused after {n} more requests");
             refused = Some(r);
             break;
         }
@@ -336,7 +336,7 @@ fn send_while_reading(addr: SocketAddr, head: String, body_len: usize, chunked: 
     })();
     let answer = read.join().unwrap();
     println!(
-        "answer after {:?}: {}",
+        "limits: {body_len} byte body (chunked: {chunked}) answered after {:?}: {}",
         started.elapsed(),
         answer.lines().next().unwrap_or("")
     );
@@ -524,7 +524,7 @@ fn startup_logs_and_errors_never_show_the_database_password() {
     let _ = child.kill();
     let _ = child.wait();
     let text = collected.join().unwrap();
-    println!("PG startup leg ran");
+    println!("limits: secrets [postgresql] startup leg ran");
     if text.contains("callflowd listening") {
         assert!(text.contains(":***@"), "{text}");
     }
