@@ -91,6 +91,7 @@ struct ConnState {
 struct Registry {
     conns: Mutex<BTreeMap<u64, Arc<ConnState>>>,
     epoch: Instant,
+    error_page: Option<ErrorPage>,
 }
 
 impl Registry {
@@ -375,6 +376,7 @@ pub async fn serve(
     let registry = Arc::new(Registry {
         conns: Mutex::new(BTreeMap::new()),
         epoch: Instant::now(),
+        error_page: limits.error_page.clone(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let sweeper = {
@@ -432,7 +434,6 @@ pub async fn serve(
             state,
             registry.clone(),
             router.clone(),
-            limits.error_page.clone(),
             stop_rx.clone(),
         ));
     }
@@ -469,14 +470,13 @@ async fn serve_connection(
     state: Arc<ConnState>,
     registry: Arc<Registry>,
     router: Router,
-    error_page: Option<ErrorPage>,
     mut stop: watch::Receiver<bool>,
 ) {
     let io = TokioIo::new(Tracked {
         inner: stream,
         state: state.clone(),
         registry: registry.clone(),
-        error_page,
+        error_page: registry.error_page.clone(),
         replacement: None,
     });
     let service = {
