@@ -3,7 +3,8 @@
 //!
 //! Inbound: request id, path normalisation (trailing slash, API version), CORS preflight,
 //! body size and nesting limits, JSON parsing with Kazoo's error shapes, top-level key
-//! normalisation, the `data` check, and verb tunnelling. The parsed request is handed to
+//! normalisation, the `data` check, the per-account request rate, verb tunnelling, and the
+//! whole-request deadline (docs/limits.md). The parsed request is handed to
 //! handlers as a [`ReqCtx`] extension.
 //!
 //! Outbound: handlers return an [`Envelope`] extension (their part of the body); this layer
