@@ -432,6 +432,18 @@ async fn hypers_own_errors_carry_the_envelope() {
     assert_eq!(body["error"], "431", "{answer:.300}");
     assert_eq!(body["message"], "request_header_fields_too_large");
 
+    // A URI longer than hyper holds.
+    let mut long = b"GET /".to_vec();
+    long.extend(std::iter::repeat_n(b'a', 70_000));
+    long.extend_from_slice(b" HTTP/1.1\r\nhost: t\r\n\r\n");
+    let answer = raw(long).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 414"), "{answer:.300}");
+    assert_eq!(
+        envelope_of(&answer)["message"],
+        "uri_too_long",
+        "{answer:.300}"
+    );
+
     // After a served request on the same connection, a malformed one still gets the envelope;
     // ordinary 4xx answers stay the router's.
     let answer = raw(b"GET /nowhere HTTP/1.1\r\nhost: t\r\n\r\nBAD LINE\r\n\r\n".to_vec())
