@@ -95,6 +95,7 @@ async fn run_server(
 ) -> (Phase, Phase) {
     let mut args = ServeArgs::ephemeral(&database_url).expect("default serve arguments");
     args.admin_password = Some("bench".into());
+    args.account_bucket_size = 0;
     args.bench_history_as_before = as_before;
     let app = App::build(&args).await.expect("app");
     // Closed after the run: a dozen servers' pools left open would exhaust PostgreSQL's

@@ -6,6 +6,31 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
+
+/// A secret read from the command line or the environment; it never prints (`Debug` shows
+/// `[REDACTED]`).
+fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(value))
+}
+
+/// A database URL fit for logs and `Debug`: the password replaced by `***`.
+pub fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_string(),
+        // Not a URL we can parse: hide anything between `://` and `@`.
+        Err(_) => match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}***{}", &url[..scheme + 3], &url[at..])
+            }
+            _ => url.to_string(),
+        },
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -126,7 +151,7 @@ pub struct LookupArgs {
     pub store: StoreArgs,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct StoreArgs {
     /// Where data lives: sqlite://PATH (created and migrated automatically) or postgres://...
     #[arg(
@@ -135,6 +160,21 @@ pub struct StoreArgs {
         default_value = "sqlite://callflowd.db"
     )]
     pub database_url: String,
+}
+
+impl std::fmt::Debug for StoreArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreArgs")
+            .field("database_url", &redacted_url(&self.database_url))
+            .finish()
+    }
+}
+
+impl StoreArgs {
+    /// The database URL for logs and error messages (no password).
+    pub fn redacted(&self) -> String {
+        redacted_url(&self.database_url)
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -150,9 +190,46 @@ pub struct ServeArgs {
     /// Lifetime of auth tokens, in seconds.
     #[arg(long, env = "CALLFLOWD_TOKEN_TTL", default_value_t = 3600)]
     pub token_ttl: u64,
-    /// Largest request body accepted, in bytes.
+    /// Largest request body accepted, in bytes (answered 413 past it).
     #[arg(long, env = "CALLFLOWD_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Bytes of an oversized body read and thrown away before the 413 is sent, so a client
+    /// that writes its whole body before reading receives the answer instead of a reset
+    /// connection (default: 8 x --max-body-bytes). A larger body is cut off there.
+    #[arg(long, env = "CALLFLOWD_MAX_BODY_DRAIN_BYTES")]
+    pub max_body_drain_bytes: Option<usize>,
+    /// Most nodes in one callflow's `flow` (the root and every child, at any depth).
+    #[arg(long, env = "CALLFLOWD_MAX_FLOW_NODES", default_value_t = 1_000)]
+    pub max_flow_nodes: usize,
+    /// Longest pattern (characters) a callflow may hold.
+    #[arg(long, env = "CALLFLOWD_MAX_PATTERN_LENGTH", default_value_t = 1_024)]
+    pub max_pattern_length: usize,
+    /// Largest `page_size` served; larger requests get pages of this size (with
+    /// `next_start_key`).
+    #[arg(long, env = "CALLFLOWD_MAX_PAGE_SIZE", default_value_t = 1_000)]
+    pub max_page_size: usize,
+    /// Most rows a `paginate=false` listing answers; past it, the reply ends with
+    /// `next_start_key` like a page.
+    #[arg(long, env = "CALLFLOWD_MAX_LISTING_ROWS", default_value_t = 10_000)]
+    pub max_listing_rows: usize,
+    /// Time allowed to produce a response once the request has been read (answered 503
+    /// `request_timeout`; a write already under way still completes).
+    #[arg(long, env = "CALLFLOWD_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// Request token bucket per account (per client address without a valid token), Kazoo's
+    /// crossbar shape: bucket size (0: no limit)...
+    #[arg(long, env = "CALLFLOWD_ACCOUNT_BUCKET_SIZE", default_value_t = 100)]
+    pub account_bucket_size: u32,
+    /// ...tokens added back per second...
+    #[arg(long, env = "CALLFLOWD_ACCOUNT_BUCKET_RATE", default_value_t = 10)]
+    pub account_bucket_rate: u32,
+    /// ...and what one request costs (Kazoo's `token_costs`; 0: no limit).
+    #[arg(long, env = "CALLFLOWD_REQUEST_TOKEN_COST", default_value_t = 1)]
+    pub request_token_cost: u32,
+    /// Serve `/metrics` on this address instead of the API listener (where it then answers
+    /// 404).
+    #[arg(long, env = "CALLFLOWD_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Deepest JSON nesting accepted in a request body.
     #[arg(long, env = "CALLFLOWD_MAX_JSON_DEPTH", default_value_t = 64)]
     pub max_json_depth: usize,
@@ -240,8 +317,8 @@ pub struct ServeArgs {
     #[arg(long, hide = true)]
     pub bench_history_as_before: bool,
     /// Password of the admin user created on first start (default: generated and printed).
-    #[arg(long, env = "CALLFLOWD_ADMIN_PASSWORD", hide_env_values = true)]
-    pub admin_password: Option<String>,
+    #[arg(long, env = "CALLFLOWD_ADMIN_PASSWORD", hide_env_values = true, value_parser = secret)]
+    pub admin_password: Option<SecretString>,
 }
 
 impl ServeArgs {
@@ -272,8 +349,49 @@ pub struct CreateAccountArgs {
     pub realm: String,
     #[arg(long)]
     pub username: String,
-    #[arg(long)]
-    pub password: String,
+    #[arg(long, value_parser = secret)]
+    pub password: SecretString,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_the_parsed_command_line_shows_no_secret() {
+        let cli = Cli::try_parse_from([
+            "callflowd",
+            "serve",
+            "--database-url",
+            "postgres://callflowd:hunter2@db.example:5432/callflowd",
+            "--admin-password",
+            "s3cret-admin",
+        ])
+        .unwrap();
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("s3cret-admin"), "{shown}");
+        assert!(shown.contains("callflowd:***@db.example"), "{shown}");
+        let cli = Cli::try_parse_from([
+            "callflowd",
+            "create-account",
+            "--name",
+            "a",
+            "--realm",
+            "a.example",
+            "--username",
+            "u",
+            "--password",
+            "pw-secret",
+        ])
+        .unwrap();
+        assert!(!format!("{cli:?}").contains("pw-secret"));
+        assert_eq!(
+            redacted_url("sqlite://callflowd.db"),
+            "sqlite://callflowd.db"
+        );
+        assert_eq!(redacted_url("weird://u:p@[bad"), "weird://***@[bad");
+    }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 use callflowd::accounts::{new_account, NewAccount};
@@ -23,11 +24,14 @@ async fn main() -> anyhow::Result<()> {
                     "Created the admin account {} (realm localhost, user admin).",
                     b.account_id
                 );
-                println!("  password: {}", b.password);
-                println!("  api key:  {}", b.api_key);
+                println!("  password: {}", b.password.expose_secret());
+                println!("  api key:  {}", b.api_key.expose_secret());
                 println!("These are shown once; only hashes are stored.");
             }
-            tracing::info!(addr = %app.local_addr()?, database = %redacted(&args.store.database_url), "callflowd listening");
+            tracing::info!(addr = %app.local_addr()?, database = %args.store.redacted(), "callflowd listening");
+            if let Some(addr) = app.metrics_addr() {
+                tracing::info!(addr = %addr, "metrics listening");
+            }
             let store = app.state.store.clone();
             let grace = args.shutdown_grace;
             let stop_requested = Arc::new(OnceLock::<Instant>::new());
@@ -64,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
         Command::CreateAccount(args) => {
             let store = callflowd::store::open(&args.store.database_url)
                 .await
-                .with_context(|| format!("opening {}", args.store.database_url))?;
+                .with_context(|| format!("opening {}", args.store.redacted()))?;
             let created = new_account(
                 store.as_ref(),
                 NewAccount {
@@ -73,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
                     parent: None,
                     tree: Vec::new(),
                     doc: Default::default(),
-                    admin: Some((args.username, args.password)),
+                    admin: Some((args.username, args.password.expose_secret().to_string())),
                 },
             )
             .await
@@ -101,7 +105,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Lookup(args) => {
             let store = callflowd::store::open(&args.store.database_url)
                 .await
-                .with_context(|| format!("opening {}", args.store.database_url))?;
+                .with_context(|| format!("opening {}", args.store.redacted()))?;
             let routes = callflowd::routing::RouteCache::new(
                 store.clone(),
                 callflowd::routing::cache::DEFAULT_BUDGET_BYTES,
@@ -228,7 +232,7 @@ async fn open_pipeline(
 )> {
     let store = callflowd::store::open(&store_args.database_url)
         .await
-        .with_context(|| format!("opening {}", redacted(&store_args.database_url)))?;
+        .with_context(|| format!("opening {}", store_args.redacted()))?;
     let account = store
         .get_account(account_id)
         .await?
@@ -245,6 +249,7 @@ async fn open_pipeline(
             max_numbers_per_callflow: defaults.max_numbers_per_callflow,
             max_patterns_per_callflow: defaults.max_patterns_per_callflow,
             max_patterns_per_account: defaults.max_patterns_per_account,
+            ..Default::default()
         },
         history: Default::default(),
         feed: Default::default(),
@@ -356,15 +361,4 @@ async fn test(args: callflowd::config::TestArgs) -> anyhow::Result<bool> {
         println!("{} tests, {passed} passed", results.len());
     }
     Ok(results.iter().all(|r| r.result == "pass"))
-}
-
-/// A database URL fit for logs: the password replaced.
-fn redacted(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_string(),
-    }
 }

@@ -38,8 +38,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tower::ServiceExt;
 
+/// The body (JSON) of an error answered before a request reached the router: a malformed
+/// request line or headers (400), oversized headers (431), a URI too long (414).
+pub type ErrorPage = Arc<dyn Fn(axum::http::StatusCode) -> String + Send + Sync>;
+
 /// Connection limits and timeouts.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerLimits {
     pub max_connections: usize,
     /// Time allowed for a request head, from its first byte.
@@ -48,6 +52,20 @@ pub struct ServerLimits {
     pub idle_timeout: Duration,
     /// Time in-flight requests get to finish after a stop is requested.
     pub shutdown_grace: Duration,
+    /// What hyper's own bodiless error answers are replaced with (`None`: left as they are).
+    pub error_page: Option<ErrorPage>,
+}
+
+impl std::fmt::Debug for ServerLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerLimits")
+            .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("error_page", &self.error_page.is_some())
+            .finish()
+    }
 }
 
 /// How often the sweeper looks for connections to close.
@@ -62,12 +80,18 @@ struct ConnState {
     /// When bytes of a request head started arriving while nothing was in progress (ms since
     /// start, plus one so zero means none).
     head_started: AtomicU64,
+    /// Requests handed to the service, and final (non-1xx) response heads written: equal when
+    /// no request is waiting for its answer, so a head written then is hyper's own answer to
+    /// a request it could not parse.
+    requests: AtomicU64,
+    heads_written: AtomicU64,
     close: Notify,
 }
 
 struct Registry {
     conns: Mutex<BTreeMap<u64, Arc<ConnState>>>,
     epoch: Instant,
+    error_page: Option<ErrorPage>,
 }
 
 impl Registry {
@@ -133,11 +157,77 @@ impl Registry {
     }
 }
 
-/// A socket that notes when a new request head starts arriving.
+/// A socket that notes when a new request head starts arriving, and replaces hyper's bare
+/// answer to an unparsable request with an envelope.
 struct Tracked {
     inner: TcpStream,
     state: Arc<ConnState>,
     registry: Arc<Registry>,
+    error_page: Option<ErrorPage>,
+    /// Bytes still to send in place of what hyper wrote (and was told was sent).
+    replacement: Option<(Vec<u8>, usize)>,
+}
+
+impl Tracked {
+    /// Looks at bytes hyper is about to write: `Some(replacement)` when they are hyper's own
+    /// error answer (a 4xx head while no request awaits an answer).
+    fn inspect(&self, buf: &[u8]) -> Option<Vec<u8>> {
+        let status = final_head_status(buf)?;
+        let answered = self.state.heads_written.load(Ordering::Acquire);
+        let awaiting = self.state.requests.load(Ordering::Acquire) > answered;
+        if awaiting || !(400..500).contains(&status) {
+            return None;
+        }
+        let page = self.error_page.as_ref()?;
+        let status = axum::http::StatusCode::from_u16(status).ok()?;
+        metrics::counter!("callflowd_unparsable_requests_total", "status" => status.as_str().to_string())
+            .increment(1);
+        let body = page(status);
+        Some(
+            format!(
+                "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or(""),
+                body.len(),
+                body
+            )
+            .into_bytes(),
+        )
+    }
+
+    /// Sends what is left of a replacement; ready once it is all out.
+    fn poll_replacement(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while let Some((bytes, sent)) = &mut self.replacement {
+            if *sent >= bytes.len() {
+                self.replacement = None;
+                break;
+            }
+            match Pin::new(&mut self.inner).poll_write(cx, &bytes[*sent..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => *sent += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The status of a final (not 1xx) response head at the start of `buf`.
+fn final_head_status(buf: &[u8]) -> Option<u16> {
+    head_status(buf).filter(|s| *s >= 200)
+}
+
+/// The status of an HTTP/1 response head at the start of `buf`.
+fn head_status(buf: &[u8]) -> Option<u16> {
+    let rest = buf.strip_prefix(b"HTTP/1.")?;
+    let code = rest.get(2..5)?;
+    if rest.get(1) != Some(&b' ') {
+        return None;
+    }
+    std::str::from_utf8(code).ok()?.parse().ok()
 }
 
 impl AsyncRead for Tracked {
@@ -169,14 +259,29 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = &mut *self;
+        std::task::ready!(this.poll_replacement(cx))?;
+        if let Some(bytes) = this.inspect(buf) {
+            this.state.heads_written.fetch_add(1, Ordering::AcqRel);
+            this.replacement = Some((bytes, 0));
+            // hyper's bytes count as written; the envelope goes out instead.
+            let _ = this.poll_replacement(cx)?;
+            return Poll::Ready(Ok(buf.len()));
+        }
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) && final_head_status(buf).is_some() {
+            this.state.heads_written.fetch_add(1, Ordering::AcqRel);
+        }
+        polled
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_replacement(cx))?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_replacement(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 
@@ -185,7 +290,25 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let this = &mut *self;
+        std::task::ready!(this.poll_replacement(cx))?;
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            if let Some(bytes) = this.inspect(first) {
+                this.state.heads_written.fetch_add(1, Ordering::AcqRel);
+                this.replacement = Some((bytes, 0));
+                let _ = this.poll_replacement(cx)?;
+                return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
+            }
+        }
+        let head = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .is_some_and(|b| final_head_status(b).is_some());
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if head && matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.state.heads_written.fetch_add(1, Ordering::AcqRel);
+        }
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -253,6 +376,7 @@ pub async fn serve(
     let registry = Arc::new(Registry {
         conns: Mutex::new(BTreeMap::new()),
         epoch: Instant::now(),
+        error_page: limits.error_page.clone(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let sweeper = {
@@ -298,6 +422,8 @@ pub async fn serve(
             busy: AtomicUsize::new(0),
             last_active: AtomicU64::new(registry.now_ms()),
             head_started: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            heads_written: AtomicU64::new(0),
             close: Notify::new(),
         });
         registry.lock().insert(next_id, state.clone());
@@ -350,10 +476,13 @@ async fn serve_connection(
         inner: stream,
         state: state.clone(),
         registry: registry.clone(),
+        error_page: registry.error_page.clone(),
+        replacement: None,
     });
     let service = {
         let (state, registry) = (state.clone(), registry.clone());
         hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            state.requests.fetch_add(1, Ordering::AcqRel);
             let guard = BusyGuard::new(state.clone(), registry.clone());
             req.extensions_mut().insert(ConnectInfo(peer));
             let router = router.clone();
@@ -431,4 +560,21 @@ pub fn connection_budget(wanted: usize) -> usize {
         );
     }
     budget
+}
+
+#[cfg(test)]
+mod tests {
+    use super::head_status;
+
+    #[test]
+    fn response_heads_are_recognised() {
+        assert_eq!(
+            head_status(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+            Some(431)
+        );
+        assert_eq!(head_status(b"HTTP/1.0 400 Bad Request\r\n"), Some(400));
+        assert_eq!(head_status(b"HTTP/1.1 100 Continue\r\n"), Some(100));
+        assert_eq!(head_status(b"{\"data\":1}"), None);
+        assert_eq!(head_status(b"HTTP/1.1"), None);
+    }
 }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 
 use crate::accounts::{new_account, NewAccount};
@@ -23,12 +24,14 @@ const SIGNING_KEY: &str = "token_signing_key";
 #[derive(Debug, Clone)]
 pub struct Bootstrap {
     pub account_id: String,
-    pub password: String,
-    pub api_key: String,
+    pub password: SecretString,
+    pub api_key: SecretString,
 }
 
 pub struct App {
     listener: TcpListener,
+    /// `--metrics-listen`: `/metrics` on a listener of its own.
+    metrics_listener: Option<TcpListener>,
     limits: crate::server::ServerLimits,
     router: axum::Router,
     pub state: AppState,
@@ -46,11 +49,18 @@ pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<Ap
             .with_context(|| format!("loading schemas from {}", dir.display()))?,
         None => SchemaSet::embedded()?,
     };
-    let secret = store.setting_or_init(SIGNING_KEY, &random_hex(32)).await?;
+    let secret = SecretString::from(store.setting_or_init(SIGNING_KEY, &random_hex(32)).await?);
     let config = ApiConfig {
         max_body_bytes: args.max_body_bytes,
         max_json_depth: args.max_json_depth,
         body_timeout: args.body_timeout,
+        max_body_drain_bytes: args
+            .max_body_drain_bytes
+            .unwrap_or(args.max_body_bytes.saturating_mul(8)),
+        request_timeout: args.request_timeout,
+        max_page_size: args.max_page_size.max(1),
+        max_listing_rows: args.max_listing_rows.max(1),
+        metrics_on_api: args.metrics_listen.is_none(),
         trusted_proxies: args.trusted_proxies.clone(),
         max_numbers_per_callflow: args.max_numbers_per_callflow,
         max_patterns_per_callflow: args.max_patterns_per_callflow,
@@ -76,6 +86,8 @@ pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<Ap
             max_numbers_per_callflow: config.max_numbers_per_callflow,
             max_patterns_per_callflow: config.max_patterns_per_callflow,
             max_patterns_per_account: config.max_patterns_per_account,
+            max_flow_nodes: args.max_flow_nodes,
+            max_pattern_length: args.max_pattern_length,
         },
         history: crate::documents::pipeline::HistoryConfig {
             keep_revisions: (args.revisions_keep > 0).then_some(args.revisions_keep),
@@ -89,7 +101,7 @@ pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<Ap
         routes,
         store,
         schemas,
-        signer: TokenSigner::new(&secret, args.token_ttl),
+        signer: TokenSigner::new(secret.expose_secret(), args.token_ttl),
         health: Default::default(),
         throttle: Arc::new(LoginThrottle::new(ThrottleConfig {
             size: args.login_bucket_size,
@@ -97,6 +109,12 @@ pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<Ap
             cost: args.login_cost,
             failures_per_address: args.login_failures_per_address,
         })),
+        limiter: crate::auth::throttle::RequestLimiter::new(
+            args.account_bucket_size,
+            args.account_bucket_rate,
+            args.request_token_cost,
+        )
+        .map(Arc::new),
         config: Arc::new(config),
     })
 }
@@ -131,12 +149,14 @@ async fn follow_changes(
 /// Creates the admin account when the store has no account at all.
 pub async fn bootstrap_admin(
     store: &DynStore,
-    password: Option<String>,
+    password: Option<SecretString>,
 ) -> anyhow::Result<Option<Bootstrap>> {
     if store.account_count().await? > 0 {
         return Ok(None);
     }
-    let password = password.unwrap_or_else(crate::auth::new_password);
+    let password = password
+        .map(|p| p.expose_secret().to_string())
+        .unwrap_or_else(crate::auth::new_password);
     let created = new_account(
         store.as_ref(),
         NewAccount {
@@ -152,8 +172,8 @@ pub async fn bootstrap_admin(
     match created {
         Ok(c) => Ok(Some(Bootstrap {
             account_id: c.account.id,
-            password,
-            api_key: c.api_key,
+            password: password.into(),
+            api_key: c.api_key.into(),
         })),
         // Another process created the first account at the same moment.
         Err(store::StoreError::Conflict | store::StoreError::Taken(_)) => Ok(None),
@@ -165,20 +185,33 @@ impl App {
     pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
         let store = store::open(&args.store.database_url)
             .await
-            .with_context(|| format!("opening {}", args.store.database_url))?;
+            .with_context(|| format!("opening {}", args.store.redacted()))?;
         let state = build_state(store, args).await?;
         let bootstrap = bootstrap_admin(&state.store, args.admin_password.clone()).await?;
         let listener = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;
+        let metrics_listener = match args.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the metrics listener {addr}"))?,
+            ),
+            None => None,
+        };
+        let config = state.config.clone();
         let limits = crate::server::ServerLimits {
             max_connections: crate::server::connection_budget(args.max_connections),
             header_timeout: args.header_timeout,
             idle_timeout: args.idle_timeout,
             shutdown_grace: args.shutdown_grace,
+            error_page: Some(Arc::new(move |status| {
+                api::connection_error_body(&config, status)
+            })),
         };
         Ok(Self {
             listener,
+            metrics_listener,
             limits,
             router: api::router(state.clone()),
             state,
@@ -190,6 +223,13 @@ impl App {
         self.listener.local_addr()
     }
 
+    /// The address of the metrics listener, when `--metrics-listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown` resolves, then lets in-flight requests finish for at most the
     /// grace period.
     pub async fn run_until_stopped(
@@ -199,6 +239,20 @@ impl App {
         // Long-lived responses (change-feed streams) end when the stop begins, so the grace
         // period goes to requests that can finish.
         let stopping = self.state.stopping.clone();
+        if let Some(listener) = self.metrics_listener {
+            // Scrapes are short; the listener goes with the process.
+            let mut stopped = stopping.subscribe();
+            tokio::spawn(async move {
+                let served = axum::serve(listener, api::metrics_router())
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if let Err(error) = served {
+                    tracing::error!(%error, "the metrics listener failed");
+                }
+            });
+        }
         let shutdown = async move {
             shutdown.await;
             stopping.send_replace(true);

@@ -189,7 +189,7 @@ async fn list(State(state): State<AppState>, scope: AccountScope) -> ApiResult<R
             .collect();
         return Ok(list_reply(items, None));
     }
-    let page = Page::from_request(&scope.ctx)?;
+    let page = Page::from_request(&scope.ctx, &state.config)?;
     let filters = listing::Filters::from_request(&scope.ctx);
     let (docs, next) = listing::collect(&state, &account_id, &page, &filters).await?;
     let items: Vec<Value> = docs
@@ -197,7 +197,7 @@ async fn list(State(state): State<AppState>, scope: AccountScope) -> ApiResult<R
         .map(|d| listing_summary(&d.id, &d.doc))
         .collect();
     let paging = Paging {
-        paginate: page.paginate,
+        paginate: page.shows_paging(next.is_some()),
         start: page.start.clone(),
         next: next.map(Term::Bin),
     };
@@ -289,7 +289,7 @@ async fn search(State(state): State<AppState>, scope: AccountScope) -> ApiResult
             )))
         }
     };
-    let page = Page::from_request(ctx)?;
+    let page = Page::from_request(ctx, &state.config)?;
     let filters = listing::Filters::from_request(ctx);
     // `cb_modules_util:normalize_alphanum_name`: ASCII lower case, then only [a-z0-9].
     let needle: String = value
@@ -376,7 +376,7 @@ async fn search(State(state): State<AppState>, scope: AccountScope) -> ApiResult
         .map(|(_, _, value)| Value::Object(value))
         .collect();
     let paging = Paging {
-        paginate: page.paginate,
+        paginate: page.shows_paging(pager.next.is_some()),
         start: Some(start),
         next: pager.next.map(|(key, _, _)| key),
     };

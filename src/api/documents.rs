@@ -80,7 +80,7 @@ async fn list(ty: &'static DocType, state: AppState, scope: AccountScope) -> Api
     if super::history::wants_deleted(&scope) {
         return super::history::deleted_listing(&state, &scope, Some(ty)).await;
     }
-    let page = Page::from_request(&scope.ctx)?;
+    let page = Page::from_request(&scope.ctx, &state.config)?;
     let filters = listing::Filters::from_request(&scope.ctx);
     let (docs, next) = listing::collect_from(
         &state,
@@ -94,7 +94,7 @@ async fn list(ty: &'static DocType, state: AppState, scope: AccountScope) -> Api
     Ok(list_reply(
         items,
         Some(Paging {
-            paginate: page.paginate,
+            paginate: page.shows_paging(next.is_some()),
             start: page.start.clone(),
             next: next.map(Term::Bin),
         }),

@@ -3,7 +3,8 @@
 //!
 //! Inbound: request id, path normalisation (trailing slash, API version), CORS preflight,
 //! body size and nesting limits, JSON parsing with Kazoo's error shapes, top-level key
-//! normalisation, the `data` check, and verb tunnelling. The parsed request is handed to
+//! normalisation, the `data` check, the per-account request rate, verb tunnelling, and the
+//! whole-request deadline (docs/limits.md). The parsed request is handed to
 //! handlers as a [`ReqCtx`] extension.
 //!
 //! Outbound: handlers return an [`Envelope`] extension (their part of the body); this layer
@@ -95,6 +96,8 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
         .map(|v| v.eq_ignore_ascii_case("true"))
         .unwrap_or(false);
 
+    // What the request cost in the account's token bucket, shown as Kazoo's `tokens` key.
+    let tokens = std::sync::OnceLock::<crate::auth::throttle::Tokens>::new();
     let finish = |status: StatusCode,
                   envelope: Envelope,
                   ctx: Option<&ReqCtx>,
@@ -114,14 +117,15 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
             if_none_match: if_none_match.as_ref(),
             pretty_header,
             method,
+            tokens: tokens.get().copied(),
         })
     };
 
     let (mut parts, body) = req.into_parts();
     let method = parts.method.clone();
 
-    // Prometheus scrapes plain text, not an envelope.
-    if parts.uri.path() == "/metrics" && method == Method::GET {
+    // Prometheus scrapes plain text, not an envelope (unless it is served elsewhere).
+    if state.config.metrics_on_api && parts.uri.path() == "/metrics" && method == Method::GET {
         return next.run(Request::from_parts(parts, body)).await;
     }
 
@@ -151,34 +155,52 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
     }
 
     let too_large = || {
-        ApiError::invalid_field(
-            SchemaError::at(
-                "file",
-                "maxSize",
-                format!(
-                    "Payload or Files must not be more than {} bytes",
-                    state.config.max_body_bytes
-                ),
-            )
-            .with("target", json!(state.config.max_body_bytes)),
+        let error = SchemaError::at(
+            "file",
+            "maxSize",
+            format!(
+                "Payload or Files must not be more than {} bytes",
+                state.config.max_body_bytes
+            ),
+        )
+        .with("target", json!(state.config.max_body_bytes));
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "validation error",
+            Some(crate::schema::SchemaErrors::single(error).to_json()),
         )
     };
-    // A declared length over the limit is refused before a byte of the body is read (the
-    // connection then closes instead of waiting for gigabytes).
+    // An oversized body is answered 413, but only after it has been read and thrown away
+    // (up to the drain cap): a client that sends its whole body before reading then receives
+    // the answer instead of a reset connection. A declared length past the cap is answered at
+    // once (the connection then closes without reading it).
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > state.config.max_body_bytes as u64) {
+    let limit = state.config.max_body_bytes;
+    let drain_cap = state.config.max_body_drain_bytes.max(limit);
+    if declared.is_some_and(|n| n > drain_cap as u64) {
+        metrics::counter!("callflowd_bodies_refused_total", "reason" => "too_large").increment(1);
         let e = too_large();
         return finish(e.status(), envelope_of(e), None, HeaderMap::new(), &method);
     }
-    let read = axum::body::to_bytes(body, state.config.max_body_bytes);
+    let read = read_body(body, limit, drain_cap);
     let bytes = match tokio::time::timeout(state.config.body_timeout, read).await {
         Ok(Ok(b)) => b,
-        Ok(Err(_)) => {
+        Ok(Err(BodyError::TooLarge)) => {
+            metrics::counter!("callflowd_bodies_refused_total", "reason" => "too_large")
+                .increment(1);
             let e = too_large();
+            return finish(e.status(), envelope_of(e), None, HeaderMap::new(), &method);
+        }
+        Ok(Err(BodyError::Broken)) => {
+            let e = ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                Some(json!({"message": "the request body could not be read"})),
+            );
             return finish(e.status(), envelope_of(e), None, HeaderMap::new(), &method);
         }
         Err(_) => {
@@ -191,6 +213,35 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
         Ok(ctx) => Arc::new(ctx),
         Err(e) => return finish(e.status(), envelope_of(e), None, HeaderMap::new(), &method),
     };
+
+    // The request rate: one bucket per authenticated account (Kazoo's `token_costs` charged
+    // at authentication), per client address otherwise. Health probes and preflights are free.
+    if let Some(limiter) = state
+        .limiter
+        .as_ref()
+        .filter(|_| parts.uri.path() != "/healthz")
+    {
+        let account = ctx
+            .auth_token
+            .as_deref()
+            .filter(|_| ctx.basic_auth.is_none())
+            .and_then(|t| state.signer.verify(t))
+            .map(|claims| claims.account_id);
+        match limiter.charge(account.as_deref(), ctx.client_ip) {
+            Ok(t) => {
+                let _ = tokens.set(t);
+            }
+            Err(refused) => {
+                let _ = tokens.set(refused.tokens);
+                metrics::counter!("callflowd_requests_rate_limited_total").increment(1);
+                tracing::info!(account = ?account, client = ?ctx.client_ip, "request rate limit reached");
+                let e = ApiError::too_many_requests(refused.retry_after);
+                let mut extra = HeaderMap::new();
+                extra.insert(header::RETRY_AFTER, refused.retry_after.max(1).into());
+                return finish(e.status(), envelope_of(e), Some(&ctx), extra, &method);
+            }
+        }
+    }
 
     // Kazoo stops early, before path and method checks, only for an expired token (and one
     // whose account is gone): 401 with an empty `data` (`cb_token_auth:validate_auth_token`).
@@ -234,7 +285,25 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
     }
     parts.method = effective.clone();
     parts.extensions.insert(ctx.clone());
-    let response = next.run(Request::from_parts(parts, Body::empty())).await;
+    // A whole-request deadline: past it the client is answered 503 and the handler dropped.
+    // Writes run in tasks of their own (the save pipeline's commit), so one already under way
+    // still completes; only the answer is lost.
+    let run = next.run(Request::from_parts(parts, Body::empty()));
+    let response = match tokio::time::timeout(state.config.request_timeout, run).await {
+        Ok(response) => response,
+        Err(_) => {
+            metrics::counter!("callflowd_requests_timed_out_total").increment(1);
+            tracing::warn!(timeout = ?state.config.request_timeout, "request timed out");
+            let e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "request_timeout",
+                Some(json!({"message": "the request took too long and was abandoned"})),
+            );
+            let mut extra = HeaderMap::new();
+            extra.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return finish(e.status(), envelope_of(e), Some(&ctx), extra, &effective);
+        }
+    };
 
     if response.extensions().get::<super::reply::Raw>().is_some() {
         let mut response = response;
@@ -260,6 +329,46 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
         resp_parts.headers,
         &effective,
     )
+}
+
+enum BodyError {
+    /// Over the limit (what fit within the drain cap was read and discarded).
+    TooLarge,
+    /// The body stream failed (a malformed chunk, a connection gone).
+    Broken,
+}
+
+/// Reads a body of at most `limit` bytes. A longer one is read on and discarded up to
+/// `drain_cap` bytes in all, then refused.
+async fn read_body(
+    body: Body,
+    limit: usize,
+    drain_cap: usize,
+) -> Result<axum::body::Bytes, BodyError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut kept = bytes::BytesMut::new();
+    let mut seen: usize = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| BodyError::Broken)?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > limit {
+            if seen >= drain_cap {
+                return Err(BodyError::TooLarge);
+            }
+            kept.clear();
+            continue;
+        }
+        kept.extend_from_slice(&data);
+    }
+    if seen > limit {
+        Err(BodyError::TooLarge)
+    } else {
+        Ok(kept.freeze())
+    }
 }
 
 fn envelope_of(e: ApiError) -> Envelope {
@@ -460,6 +569,7 @@ struct FinalizeInput<'a> {
     if_none_match: Option<&'a HeaderValue>,
     pretty_header: bool,
     method: &'a Method,
+    tokens: Option<crate::auth::throttle::Tokens>,
 }
 
 fn finalize(input: FinalizeInput<'_>) -> Response {
@@ -477,8 +587,15 @@ fn finalize(input: FinalizeInput<'_>) -> Response {
         if_none_match,
         pretty_header,
         method,
+        tokens,
     } = input;
     let mut body = envelope.body;
+    if let Some(t) = tokens {
+        body.insert(
+            "tokens".into(),
+            json!({"consumed": t.consumed, "remaining": t.remaining}),
+        );
+    }
     body.insert("request_id".into(), json!(request_id));
     if let Some(token) = ctx.and_then(|c| c.auth_token.as_ref()) {
         body.entry("auth_token").or_insert_with(|| json!(token));

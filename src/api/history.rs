@@ -360,7 +360,7 @@ pub async fn deleted_listing(
     scope: &AccountScope,
     ty: Option<&'static DocType>,
 ) -> ApiResult<Reply> {
-    let page = Page::from_request(&scope.ctx)?;
+    let page = Page::from_request(&scope.ctx, &state.config)?;
     let filters = listing::Filters::from_request(&scope.ctx);
     let doc_type = ty.map(|t| t.pvt_type);
     let (docs, next) =
@@ -382,7 +382,7 @@ pub async fn deleted_listing(
     Ok(list_reply(
         items,
         Some(Paging {
-            paginate: page.paginate,
+            paginate: page.shows_paging(next.is_some()),
             start: page.start.clone(),
             next: next.map(Term::Bin),
         }),

@@ -391,12 +391,15 @@ pub struct Page {
     /// The decoded start key the client sent (Kazoo echoes it re-encoded).
     pub start: Option<Term>,
     pub descending: bool,
+    /// Most rows answered whatever was asked (`--max-page-size` when paging,
+    /// `--max-listing-rows` with `paginate=false`).
+    pub cap: usize,
 }
 
 impl Page {
     /// Kazoo's listing options, checked in its order (`crossbar_view:build_general_load_params`):
     /// `chunk_size` first (every listing, paged or not), then `page_size` when paging.
-    pub fn from_request(ctx: &ReqCtx) -> ApiResult<Self> {
+    pub fn from_request(ctx: &ReqCtx, config: &super::ApiConfig) -> ApiResult<Self> {
         check_chunk_size(ctx)?;
         // `cb_context:should_paginate`: absent means on; present means on only if "true".
         let paginate = ctx.option("paginate").map(|v| is_true(&v)).unwrap_or(true);
@@ -413,18 +416,35 @@ impl Page {
         let descending = ctx.query_value("descending").is_some_and(|v| is_true(&v))
             || ctx.query_value("ascending").is_some_and(|v| is_false(&v));
         let start = ctx.option("start_key").map(|v| Term::from_json(&v));
+        let cap = if paginate {
+            config.max_page_size
+        } else {
+            config.max_listing_rows
+        };
         Ok(Self {
             paginate,
             page_size,
             start,
             descending,
+            cap: cap.max(1),
         })
     }
 
-    /// Rows a page may hold (`None`: every row).
+    /// Rows a page may hold: the page size asked for, never more than the cap (a
+    /// `paginate=false` listing holds at most the cap too).
     fn limit(&self) -> Option<usize> {
-        self.paginate
-            .then(|| usize::try_from(self.page_size).unwrap_or(usize::MAX))
+        let asked = if self.paginate {
+            usize::try_from(self.page_size).unwrap_or(usize::MAX)
+        } else {
+            usize::MAX
+        };
+        Some(asked.min(self.cap))
+    }
+
+    /// Whether the reply carries paging keys: when paging, or when a `paginate=false` listing
+    /// was cut at the cap (its `next_start_key` says where the rest begins).
+    pub fn shows_paging(&self, next: bool) -> bool {
+        self.paginate || next
     }
 }
 

@@ -45,6 +45,16 @@ pub struct ApiConfig {
     pub body_timeout: std::time::Duration,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Bytes of an oversized body read and discarded before the 413 is sent.
+    pub max_body_drain_bytes: usize,
+    /// Time allowed to produce a response once the request has been read.
+    pub request_timeout: std::time::Duration,
+    /// Largest `page_size` served.
+    pub max_page_size: usize,
+    /// Most rows a `paginate=false` listing answers.
+    pub max_listing_rows: usize,
+    /// `/metrics` is served on the API listener (no `--metrics-listen`).
+    pub metrics_on_api: bool,
     pub max_numbers_per_callflow: usize,
     pub max_patterns_per_callflow: usize,
     pub max_patterns_per_account: usize,
@@ -59,6 +69,11 @@ impl Default for ApiConfig {
             max_body_bytes: 1024 * 1024,
             max_json_depth: 64,
             body_timeout: std::time::Duration::from_secs(30),
+            max_body_drain_bytes: 8 * 1024 * 1024,
+            request_timeout: std::time::Duration::from_secs(30),
+            max_page_size: 1_000,
+            max_listing_rows: 10_000,
+            metrics_on_api: true,
             trusted_proxies: vec![
                 std::net::Ipv4Addr::LOCALHOST.into(),
                 std::net::Ipv6Addr::LOCALHOST.into(),
@@ -94,6 +109,8 @@ pub struct AppState {
     pub signer: TokenSigner,
     pub config: Arc<ApiConfig>,
     pub throttle: Arc<crate::auth::throttle::LoginThrottle>,
+    /// The per-account request rate (`None`: off).
+    pub limiter: Option<Arc<crate::auth::throttle::RequestLimiter>>,
     /// The last health probe: when, and whether the store was usable.
     pub health: Arc<tokio::sync::Mutex<Option<(std::time::Instant, bool)>>>,
     /// Set when the server begins to stop: long-lived responses (change-feed streams) end.
@@ -116,8 +133,13 @@ pub fn router(state: AppState) -> Router {
         .merge(lint::router())
         .merge(lint::tests_router())
         .merge(lookup::router())
-        .route("/metrics", get(metrics))
-        .merge(schemas::router())
+        .merge(schemas::router());
+    let routes = if state.config.metrics_on_api {
+        routes.route("/metrics", get(metrics))
+    } else {
+        routes
+    };
+    let routes = routes
         .route_layer(axum::middleware::from_fn(envelope::record_route))
         .fallback(not_found)
         .with_state(state.clone());
@@ -131,6 +153,41 @@ pub fn router(state: AppState) -> Router {
                 json!(answer.envelope()).to_string(),
             ))
         }))
+}
+
+/// The router of the separate metrics listener (`--metrics-listen`): `/metrics` only.
+pub fn metrics_router() -> Router {
+    Router::new().route("/metrics", get(metrics))
+}
+
+/// The JSON envelope of an error the HTTP layer answers before any request reached the router
+/// (a malformed request line, oversized headers): Kazoo's shape, with a fresh request id.
+pub fn connection_error_body(config: &ApiConfig, status: axum::http::StatusCode) -> String {
+    let e = match status {
+        axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ApiError::new(
+            status,
+            "request_header_fields_too_large",
+            Some(json!({"message": "the request head is too large"})),
+        ),
+        axum::http::StatusCode::URI_TOO_LONG => ApiError::new(
+            status,
+            "uri_too_long",
+            Some(json!({"message": "the request URI is too long"})),
+        ),
+        _ => ApiError::new(
+            status,
+            "bad_request",
+            Some(json!({"message": "malformed HTTP request"})),
+        ),
+    };
+    let mut body = e.into_answer().envelope();
+    body.insert("request_id".into(), json!(crate::domain::new_id()));
+    body.insert(
+        "timestamp".into(),
+        json!(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+    );
+    body.insert("node".into(), json!(config.node));
+    serde_json::Value::Object(body).to_string()
 }
 
 /// Prometheus text exposition of the process metrics.

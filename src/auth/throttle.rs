@@ -1,4 +1,10 @@
-//! Login throttling with Kazoo's token-bucket shape.
+//! Kazoo's token buckets: login throttling and the per-account request rate.
+//!
+//! [`RequestLimiter`] charges every API request (Kazoo's crossbar `token_costs`, one token by
+//! default) to a bucket of `size` tokens refilled `rate` per second: the authenticated
+//! account's, or the client address's when the request carries no valid token. An empty
+//! bucket answers 429 with `Retry-After`; every envelope then carries `tokens`
+//! (`{"consumed": N, "remaining": M}`) as Kazoo's does.
 //!
 //! Two buckets guard `user_auth`, `api_auth` and Basic credentials:
 //! - one per client and login target (each realm, account name or account id the request
@@ -19,7 +25,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Most buckets kept.
 const MAX_KEYS: usize = 100_000;
@@ -38,11 +44,15 @@ struct Bucket {
     at: Instant,
 }
 
+/// How often buckets that have refilled completely (idle ones) are dropped.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
 #[derive(Debug)]
 struct Buckets {
     map: HashMap<String, Bucket>,
     size: f64,
     rate: f64,
+    pruned: Instant,
 }
 
 impl Buckets {
@@ -51,19 +61,44 @@ impl Buckets {
             map: HashMap::new(),
             size: f64::from(size.max(1)),
             rate: f64::from(rate.max(1)),
+            pruned: Instant::now(),
         }
     }
 
-    fn make_room(&mut self, key: &str, now: Instant) {
-        if self.map.len() < MAX_KEYS || self.map.contains_key(key) {
-            return;
-        }
+    /// Drops the buckets that are full again (a fresh one would be the same).
+    fn prune(&mut self, now: Instant) {
         let (size, rate) = (self.size, self.rate);
         self.map
             .retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < size);
+        self.pruned = now;
+    }
+
+    fn make_room(&mut self, key: &str, now: Instant) {
+        if now.duration_since(self.pruned) >= PRUNE_EVERY {
+            self.prune(now);
+        }
+        if self.map.len() < MAX_KEYS || self.map.contains_key(key) {
+            return;
+        }
+        self.prune(now);
         if self.map.len() >= MAX_KEYS / 2 {
             self.map.clear();
         }
+    }
+
+    /// Takes `cost` tokens when they are there: `Ok(tokens left)`, or `Err(seconds)` until
+    /// they are (nothing taken).
+    fn consume(&mut self, key: &str, cost: f64, now: Instant) -> Result<f64, u64> {
+        self.check(key, cost, now)?;
+        self.take(key, cost);
+        Ok(self.map.get(key).map_or(self.size, |b| b.tokens))
+    }
+
+    /// Tokens in `key`'s bucket now.
+    fn remaining(&self, key: &str, now: Instant) -> f64 {
+        self.map.get(key).map_or(self.size, |b| {
+            (b.tokens + now.duration_since(b.at).as_secs_f64() * self.rate).min(self.size)
+        })
     }
 
     /// Whether `cost` tokens are there, or how many seconds until they are (nothing taken).
@@ -140,6 +175,72 @@ impl LoginThrottle {
     }
 }
 
+/// What one request cost and what its bucket holds after it (Kazoo's envelope `tokens`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tokens {
+    pub consumed: u64,
+    pub remaining: u64,
+}
+
+/// A refused request: what it would have cost, what is left, and seconds until enough is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    pub tokens: Tokens,
+    pub retry_after: u64,
+}
+
+/// The per-account (or per-client, unauthenticated) request rate (see the module docs).
+#[derive(Debug)]
+pub struct RequestLimiter {
+    cost: u32,
+    buckets: Mutex<Buckets>,
+}
+
+impl RequestLimiter {
+    /// `None` when `size` or `cost` is 0 (the limit is off).
+    pub fn new(size: u32, rate: u32, cost: u32) -> Option<Self> {
+        (size > 0 && cost > 0).then(|| Self {
+            cost,
+            buckets: Mutex::new(Buckets::new(size, rate)),
+        })
+    }
+
+    /// Charges one request to `account`'s bucket, or to the client's when there is no
+    /// account (`None` client: an in-process caller, one shared bucket).
+    pub fn charge(&self, account: Option<&str>, client: Option<IpAddr>) -> Result<Tokens, Refused> {
+        let key = match (account, client) {
+            (Some(account), _) => format!("account/{account}"),
+            (None, Some(ip)) => format!("client/{}", client_key(ip)),
+            (None, None) => "client/none".to_string(),
+        };
+        let now = Instant::now();
+        let mut buckets = lock(&self.buckets);
+        let cost = f64::from(self.cost);
+        match buckets.consume(&key, cost, now) {
+            Ok(left) => Ok(Tokens {
+                consumed: u64::from(self.cost),
+                remaining: left.max(0.0).floor() as u64,
+            }),
+            Err(retry_after) => Err(Refused {
+                tokens: Tokens {
+                    consumed: u64::from(self.cost),
+                    remaining: buckets.remaining(&key, now).max(0.0).floor() as u64,
+                },
+                retry_after,
+            }),
+        }
+    }
+
+    /// Buckets held now (idle ones are pruned every minute).
+    pub fn len(&self) -> usize {
+        lock(&self.buckets).map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The throttled client: an IPv4 address, or an IPv6 /64.
 fn client_key(ip: IpAddr) -> String {
     match ip.to_canonical() {
@@ -158,6 +259,48 @@ fn lock(m: &Mutex<Buckets>) -> std::sync::MutexGuard<'_, Buckets> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_limiter_is_kazoos_bucket_per_account_or_client() {
+        let limiter = RequestLimiter::new(100, 10, 1).unwrap();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for n in (0..100).rev() {
+            let t = limiter.charge(Some("acct"), Some(ip)).unwrap();
+            assert_eq!(t.consumed, 1);
+            // Refill during the loop may add a token; never fewer than expected.
+            assert!(t.remaining >= n, "{t:?} < {n}");
+        }
+        // Drain whatever refilled meanwhile, then it refuses.
+        let refused = loop {
+            match limiter.charge(Some("acct"), Some(ip)) {
+                Ok(_) => continue,
+                Err(r) => break r,
+            }
+        };
+        assert_eq!(refused.retry_after, 1);
+        assert_eq!(refused.tokens.remaining, 0);
+        // The same account from another address shares the bucket; another account and an
+        // unauthenticated client do not.
+        assert!(limiter
+            .charge(Some("acct"), Some("192.0.2.2".parse().unwrap()))
+            .is_err());
+        assert!(limiter.charge(Some("other"), Some(ip)).is_ok());
+        assert!(limiter.charge(None, Some(ip)).is_ok());
+        assert!(RequestLimiter::new(0, 10, 1).is_none());
+        assert!(RequestLimiter::new(100, 10, 0).is_none());
+    }
+
+    #[test]
+    fn idle_buckets_are_pruned() {
+        let mut b = Buckets::new(10, 1);
+        let start = Instant::now();
+        b.consume("a", 1.0, start).unwrap();
+        b.consume("b", 5.0, start).unwrap();
+        assert_eq!(b.map.len(), 2);
+        // After 2 s, `a` is full again and goes; `b` (5 + 2 < 10) stays.
+        b.prune(start + Duration::from_secs(2));
+        assert_eq!(b.map.keys().collect::<Vec<_>>(), vec!["b"]);
+    }
 
     fn throttle() -> LoginThrottle {
         LoginThrottle::new(ThrottleConfig {

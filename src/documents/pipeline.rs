@@ -140,6 +140,37 @@ pub struct Limits {
     pub max_numbers_per_callflow: usize,
     pub max_patterns_per_callflow: usize,
     pub max_patterns_per_account: usize,
+    /// Nodes in `flow`, the root and every child at any depth.
+    pub max_flow_nodes: usize,
+    /// Characters in one pattern.
+    pub max_pattern_length: usize,
+}
+
+impl Default for Limits {
+    /// The command line's defaults.
+    fn default() -> Self {
+        Self {
+            max_numbers_per_callflow: 10_000,
+            max_patterns_per_callflow: 1_000,
+            max_patterns_per_account: 2_000,
+            max_flow_nodes: 1_000,
+            max_pattern_length: 1_024,
+        }
+    }
+}
+
+/// Nodes in a callflow's `flow`: the root and every child, at any depth.
+pub fn flow_nodes(flow: &Value) -> usize {
+    let mut count = 0;
+    let mut stack = vec![flow];
+    while let Some(node) = stack.pop() {
+        let Value::Object(node) = node else { continue };
+        count += 1;
+        if let Some(Value::Object(children)) = node.get("children") {
+            stack.extend(children.values());
+        }
+    }
+    count
 }
 
 /// A document as written: id, new revision and the stored body (private fields included).
@@ -600,6 +631,34 @@ impl Pipeline {
                         .with("target", json!(limit)),
                     );
                 }
+            }
+        }
+        if let Some(Value::Array(patterns)) = doc.get("patterns") {
+            let limit = self.limits.max_pattern_length;
+            for (i, pattern) in patterns.iter().enumerate() {
+                if pattern.as_str().is_some_and(|p| p.chars().count() > limit) {
+                    errors.push(
+                        SchemaError::new(
+                            vec!["patterns".into(), i.to_string()],
+                            "maxLength",
+                            format!("String must not be more than {limit} characters"),
+                        )
+                        .with("target", json!(limit)),
+                    );
+                }
+            }
+        }
+        if let Some(flow) = doc.get("flow") {
+            let (limit, nodes) = (self.limits.max_flow_nodes, flow_nodes(flow));
+            if nodes > limit {
+                errors.push(
+                    SchemaError::at(
+                        "flow",
+                        "maxItems",
+                        format!("The flow is more than {limit} nodes"),
+                    )
+                    .with("target", json!(limit)),
+                );
             }
         }
         if errors.is_empty() {

@@ -667,7 +667,10 @@ pub async fn open(url: &str) -> anyhow::Result<DynStore> {
     } else if url.starts_with("sqlite:") {
         Arc::new(SqliteStore::connect(url).await?)
     } else {
-        anyhow::bail!("unsupported database URL {url:?}: use sqlite://PATH or postgres://...")
+        anyhow::bail!(
+            "unsupported database URL {:?}: use sqlite://PATH or postgres://...",
+            crate::config::redacted_url(url)
+        )
     };
     store.index_stored_documents().await?;
     Ok(store)

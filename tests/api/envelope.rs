@@ -158,7 +158,7 @@ async fn envelope_without_data_or_non_object_json_is_rejected() {
 }
 
 #[tokio::test]
-async fn oversized_body_gets_kazoo_max_size_error_and_server_survives() {
+async fn oversized_body_gets_413_with_kazoo_max_size_error_and_server_survives() {
     let app = TestApp::spawn().await;
     let huge = "x".repeat(1024 * 1024 + 10);
     let body = json!({"data": {"numbers": ["1000"], "name": huge}});
@@ -170,7 +170,9 @@ async fn oversized_body_gets_kazoo_max_size_error_and_server_survives() {
             Some(body),
         )
         .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.body["error"], "413");
+    assert_eq!(r.body["message"], "validation error");
     assert_eq!(r.data()["file"]["maxSize"]["target"], 1024 * 1024);
     assert_eq!(
         r.data()["file"]["maxSize"]["message"],

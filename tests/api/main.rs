@@ -13,6 +13,7 @@ mod fidelity;
 mod fidelity_listing;
 mod history;
 mod isolation;
+mod limits;
 mod lint;
 mod lookup;
 mod safety;

@@ -88,6 +88,9 @@ impl Server {
             ])
             .args(&options.args)
             .env("CALLFLOWD_ADMIN_PASSWORD", PASSWORD)
+            // Floods from one account are what these tests are about; the request rate limit
+            // is tested on its own (a test passes `--account-bucket-size` to turn it on).
+            .env("CALLFLOWD_ACCOUNT_BUCKET_SIZE", "0")
             .env("RUST_LOG", "info,sqlx=warn")
             .envs(
                 std::env::var("CALLFLOWD_TEST_SERVER_ENV")

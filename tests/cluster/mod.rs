@@ -40,6 +40,7 @@ pub fn start_node(db_url: &str, port: u16, dir: &Path, name: &str) -> Proc {
             db_url,
         ])
         .env("CALLFLOWD_ADMIN_PASSWORD", PASSWORD)
+        .env("CALLFLOWD_ACCOUNT_BUCKET_SIZE", "0")
         .env("RUST_LOG", "info")
         .stdout(Stdio::from(log.try_clone().expect("clone")))
         .stderr(Stdio::from(log))
