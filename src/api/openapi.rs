@@ -656,7 +656,42 @@ pub fn document() -> &'static OpenApi {
 /// The document as served.
 pub fn document_json() -> &'static str {
     static TEXT: OnceLock<String> = OnceLock::new();
-    TEXT.get_or_init(|| document().to_pretty_json().unwrap_or_else(|_| "{}".into()))
+    TEXT.get_or_init(|| {
+        let mut value = serde_json::to_value(document()).unwrap_or(Value::Null);
+        fix_links(&mut value);
+        serde_json::to_string_pretty(&value).unwrap_or_else(|_| "{}".into())
+    })
+}
+
+/// utoipa 5 serialises a Link Object's keys in snake case (`operation_id`); OpenAPI spells
+/// them `operationId`, `operationRef` and `requestBody`.
+fn fix_links(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let operations = paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut());
+    let responses = operations
+        .filter_map(|op| op.get_mut("responses").and_then(Value::as_object_mut))
+        .flat_map(|responses| responses.values_mut());
+    for response in responses {
+        let Some(links) = response.get_mut("links").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for link in links.values_mut().filter_map(Value::as_object_mut) {
+            for (from, to) in [
+                ("operation_id", "operationId"),
+                ("operation_ref", "operationRef"),
+                ("request_body", "requestBody"),
+            ] {
+                if let Some(v) = link.remove(from) {
+                    link.insert(to.into(), v);
+                }
+            }
+        }
+    }
 }
 
 /// `GET /v2/openapi.json`.
