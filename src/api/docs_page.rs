@@ -6,19 +6,23 @@
 
 use std::sync::OnceLock;
 
+use axum::extract::State;
 use axum::http::header;
 use maud::{html, Markup, DOCTYPE};
 use serde_json::Value;
+
+use super::AppState;
 
 const STYLE: &str = include_str!("../../assets/docs.css");
 const CSP: &str = "default-src 'none'; style-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 const METHODS: [&str; 5] = ["get", "put", "post", "patch", "delete"];
 
 /// `GET /docs`.
-pub async fn page() -> axum::response::Response {
+pub async fn page(State(state): State<AppState>) -> axum::response::Response {
     static PAGE: OnceLock<String> = OnceLock::new();
     let body = PAGE.get_or_init(|| {
-        let doc = serde_json::from_str(super::openapi::document_json()).unwrap_or(Value::Null);
+        let json = super::openapi::document_json(&state.schemas);
+        let doc = serde_json::from_str(json).unwrap_or(Value::Null);
         render(&doc).into_string()
     });
     super::reply::raw((

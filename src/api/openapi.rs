@@ -29,7 +29,12 @@ use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr, Required,
 };
 
+use axum::extract::State;
+
 use crate::documents::{DocType, ENTRY, TYPES};
+use crate::schema::SchemaSet;
+
+use super::AppState;
 
 /// What a successful answer carries in `data`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -647,17 +652,18 @@ fn doc_type(ops: &mut Vec<Op>, ty: &'static DocType) {
     );
 }
 
-/// The document, built once.
-pub fn document() -> &'static OpenApi {
+/// The document, built once per process from the schemas the server validates with (they are
+/// fixed at start-up: the built-in set, or `--schemas-dir`).
+pub fn document(schemas: &SchemaSet) -> &'static OpenApi {
     static DOC: OnceLock<OpenApi> = OnceLock::new();
-    DOC.get_or_init(|| build_document(catalogue()))
+    DOC.get_or_init(|| build_document(catalogue(), schemas))
 }
 
 /// The document as served.
-pub fn document_json() -> &'static str {
+pub fn document_json(schemas: &SchemaSet) -> &'static str {
     static TEXT: OnceLock<String> = OnceLock::new();
     TEXT.get_or_init(|| {
-        let mut value = serde_json::to_value(document()).unwrap_or(Value::Null);
+        let mut value = serde_json::to_value(document(schemas)).unwrap_or(Value::Null);
         fix_links(&mut value);
         serde_json::to_string_pretty(&value).unwrap_or_else(|_| "{}".into())
     })
@@ -695,10 +701,10 @@ fn fix_links(doc: &mut Value) {
 }
 
 /// `GET /v2/openapi.json`.
-pub async fn serve() -> axum::response::Response {
+pub async fn serve(State(state): State<AppState>) -> axum::response::Response {
     super::reply::raw((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        document_json(),
+        document_json(&state.schemas),
     ))
 }
 
@@ -747,7 +753,7 @@ const ERRORS: &[(u16, &str)] = &[
     (503, "`datastore_unreachable`: the store does not answer."),
 ];
 
-fn build_document(ops: &[Op]) -> OpenApi {
+fn build_document(ops: &[Op], schemas: &SchemaSet) -> OpenApi {
     let mut paths = PathsBuilder::new();
     let mut by_path: Vec<(String, Vec<&Op>)> = Vec::new();
     for op in ops {
@@ -759,7 +765,7 @@ fn build_document(ops: &[Op]) -> OpenApi {
     for (path, list) in &by_path {
         let mut item: Option<PathItem> = None;
         for op in list {
-            let operation = operation(op);
+            let operation = operation(op, schemas);
             item = Some(match item {
                 None => PathItem::new(http_method(&op.method), operation),
                 Some(mut item) => {
@@ -969,7 +975,7 @@ fn validation_errors() -> ObjectBuilder {
         .additional_properties(Some(rules))
 }
 
-fn operation(op: &Op) -> utoipa::openapi::path::Operation {
+fn operation(op: &Op, schemas: &SchemaSet) -> utoipa::openapi::path::Operation {
     let mut builder = OperationBuilder::new()
         .operation_id(Some(op.id.clone()))
         .tag(op.tag)
@@ -997,7 +1003,7 @@ fn operation(op: &Op) -> utoipa::openapi::path::Operation {
                 .schema(Some(typed(query.kind.clone()))),
         );
     }
-    if let Some(body) = request_body(op.body) {
+    if let Some(body) = request_body(op, schemas) {
         builder = builder.request_body(Some(body));
     }
     for status in std::iter::once(op.status).chain(op.also) {
@@ -1034,6 +1040,38 @@ fn operation(op: &Op) -> utoipa::openapi::path::Operation {
     operation
 }
 
+/// `data` as far as the generator needs it: an object with the Kazoo schema's required
+/// top-level fields and their plain constraints (type, length, enum). The schema itself stays
+/// the one served at `/v2/schemas/{name}` (draft 4, Kazoo's dialect), linked, not copied.
+fn required_fields(schemas: &SchemaSet, name: &str) -> ObjectBuilder {
+    let mut data = typed(Type::Object);
+    let Some(schema) = schemas.get(name) else {
+        return data;
+    };
+    let required = schema["required"].as_array().cloned().unwrap_or_default();
+    for field in required.iter().filter_map(Value::as_str) {
+        let prop = &schema["properties"][field];
+        let mut b = match prop["type"].as_str() {
+            Some("string") => string(),
+            Some("integer") => typed(Type::Integer),
+            Some("number") => typed(Type::Number),
+            Some("boolean") => typed(Type::Boolean),
+            Some("object") => typed(Type::Object),
+            Some("array") => typed(Type::Array),
+            _ => any(),
+        };
+        let size = |key: &str| prop[key].as_u64().and_then(|n| usize::try_from(n).ok());
+        b = b
+            .min_length(size("minLength"))
+            .max_length(size("maxLength"));
+        if let Some(values) = prop["enum"].as_array() {
+            b = b.enum_values(Some(values.clone()));
+        }
+        data = data.property(field, b).required(field);
+    }
+    data
+}
+
 /// `{name}` segments of a route template, in order.
 pub fn path_params(path: &str) -> Vec<String> {
     path.split('/')
@@ -1042,10 +1080,46 @@ pub fn path_params(path: &str) -> Vec<String> {
         .collect()
 }
 
-fn request_body(body: Body) -> Option<utoipa::openapi::request_body::RequestBody> {
+/// A `data` the server accepts, for the operations that create or change documents (the
+/// contract test's examples start from these).
+fn example_data(op: &Op) -> Option<Value> {
+    let noop = json!({"module": "noop", "data": {}});
+    Some(match (op.body, op.id.as_str()) {
+        (Body::Kazoo("callflows"), _) => json!({"name": "Main", "numbers": ["1000"], "flow": noop}),
+        (Body::Kazoo("users"), _) => json!({"first_name": "Ada", "last_name": "Lovelace"}),
+        (Body::Kazoo("vmboxes"), _) => json!({"name": "Reception", "mailbox": "1001"}),
+        (Body::Kazoo("temporal_rules"), _) => {
+            json!({"name": "Weekdays", "cycle": "weekly", "wdays": ["monday", "friday"]})
+        }
+        (Body::Kazoo("resources"), _) => {
+            json!({"name": "Carrier", "gateways": [{"server": "gw.example.com"}]})
+        }
+        (Body::Kazoo("callflow_tests"), _) => {
+            json!({"name": "Main answers", "simulation": {"number": "1000"}, "expect": {}})
+        }
+        (Body::Kazoo("list_entries"), _) => json!({"number": "5551234"}),
+        (Body::Kazoo("accounts"), _) => json!({"name": "Branch office"}),
+        (Body::Kazoo("user_auth"), _) => {
+            json!({"credentials": "0123456789abcdef0123456789abcdef", "account_name": "admin"})
+        }
+        (Body::Kazoo("api_auth"), _) => json!({"api_key": "0123456789abcdef"}),
+        (Body::Kazoo(_), _) => json!({"name": "Example"}),
+        (Body::Object, "simulate") => json!({"number": "1000"}),
+        (Body::Object, "callflow_tests_run") => json!({}),
+        (Body::Object, id) if id.ends_with("_rollback") => json!({"revision": 1}),
+        (Body::Object, "schema_validate") => json!({"name": "Example"}),
+        _ => return None,
+    })
+}
+
+fn request_body(
+    op: &Op,
+    schemas: &SchemaSet,
+) -> Option<utoipa::openapi::request_body::RequestBody> {
+    let body = op.body;
     let data = match body {
         Body::None => return None,
-        Body::Kazoo(schema) => typed(Type::Object)
+        Body::Kazoo(schema) => required_fields(schemas, schema)
             .description(Some(format!(
                 "Validated against the Kazoo schema `{schema}` (GET /v2/schemas/{schema})."
             )))
@@ -1069,7 +1143,10 @@ fn request_body(body: Body) -> Option<utoipa::openapi::request_body::RequestBody
             .required(Some(Required::True))
             .content(
                 "application/json",
-                ContentBuilder::new().schema(Some(envelope)).build(),
+                ContentBuilder::new()
+                    .schema(Some(envelope))
+                    .example(example_data(op).map(|data| json!({ "data": data })))
+                    .build(),
             )
             .build(),
     )
