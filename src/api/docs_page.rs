@@ -46,6 +46,23 @@ pub async fn style() -> axum::response::Response {
     ))
 }
 
+/// Prose with `backticked` spans set as code.
+fn prose(text: &str) -> Markup {
+    html! {
+        @for (i, part) in text.split('`').enumerate() {
+            @if i % 2 == 1 { code { (part) } } @else { (part) }
+        }
+    }
+}
+
+/// A path as the table of contents shows it: the account prefix shortened.
+fn short_path(path: &str) -> String {
+    match path.strip_prefix("/v2/accounts/{account_id}") {
+        Some(rest) if !rest.is_empty() => format!("…{rest}"),
+        _ => path.to_string(),
+    }
+}
+
 fn text<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or_default()
 }
@@ -65,18 +82,26 @@ fn ref_name(v: &Value) -> Option<&str> {
         .and_then(|r| r.rsplit('/').next())
 }
 
+/// One operation: method (lower case), path template, the operation object.
+type Entry = (String, String, Value);
+
+/// The operations under one tag.
+struct Group {
+    tag: String,
+    description: String,
+    ops: Vec<Entry>,
+}
+
 /// The operations grouped by their first tag, in the order the tags are declared.
-fn by_tag(doc: &Value) -> Vec<(String, String, Vec<(String, String, Value)>)> {
-    let mut groups: Vec<(String, String, Vec<(String, String, Value)>)> = doc["tags"]
+fn by_tag(doc: &Value) -> Vec<Group> {
+    let mut groups: Vec<Group> = doc["tags"]
         .as_array()
         .map(|tags| {
             tags.iter()
-                .map(|t| {
-                    (
-                        text(t, "name").to_string(),
-                        text(t, "description").to_string(),
-                        Vec::new(),
-                    )
+                .map(|t| Group {
+                    tag: text(t, "name").to_string(),
+                    description: text(t, "description").to_string(),
+                    ops: Vec::new(),
                 })
                 .collect()
         })
@@ -87,14 +112,18 @@ fn by_tag(doc: &Value) -> Vec<(String, String, Vec<(String, String, Value)>)> {
                 let Some(op) = item.get(method) else { continue };
                 let tag = op["tags"][0].as_str().unwrap_or("other").to_string();
                 let entry = (method.to_string(), path.clone(), op.clone());
-                match groups.iter_mut().find(|g| g.0 == tag) {
-                    Some(group) => group.2.push(entry),
-                    None => groups.push((tag, String::new(), vec![entry])),
+                match groups.iter_mut().find(|g| g.tag == tag) {
+                    Some(group) => group.ops.push(entry),
+                    None => groups.push(Group {
+                        tag,
+                        description: String::new(),
+                        ops: vec![entry],
+                    }),
                 }
             }
         }
     }
-    groups.retain(|g| !g.2.is_empty());
+    groups.retain(|g| !g.ops.is_empty());
     groups
 }
 
@@ -117,15 +146,15 @@ fn render(doc: &Value) -> Markup {
                     ul {
                         li { a href="#overview" { "Overview" } }
                         li { a href="#errors" { "Errors" } }
-                        @for (tag, _, ops) in &groups {
+                        @for group in &groups {
                             li {
-                                a href={ "#tag-" (tag) } { (tag) }
+                                a href={ "#tag-" (group.tag) } { (group.tag) }
                                 ul {
-                                    @for (method, path, op) in ops {
+                                    @for (method, path, op) in &group.ops {
                                         li {
                                             a href={ "#" (anchor(op, method, path)) } {
                                                 span class={ "method " (method) } { (method.to_uppercase()) }
-                                                " " code { (path) }
+                                                " " code { (short_path(path)) }
                                             }
                                         }
                                     }
@@ -138,7 +167,7 @@ fn render(doc: &Value) -> Markup {
                     h1 { (title) " " small { (version) } }
                     section id="overview" {
                         h2 { "Overview" }
-                        p { (text(&doc["info"], "description")) }
+                        p { (prose(text(&doc["info"], "description"))) }
                         p {
                             "The machine-readable contract is "
                             a href="/v2/openapi.json" { code { "/v2/openapi.json" } }
@@ -156,17 +185,17 @@ fn render(doc: &Value) -> Markup {
                             tbody {
                                 @if let Some(responses) = doc["components"]["responses"].as_object() {
                                     @for (status, response) in responses {
-                                        tr { td { code { (status) } } td { (text(response, "description")) } }
+                                        tr { td { code { (status) } } td { (prose(text(response, "description"))) } }
                                     }
                                 }
                             }
                         }
                     }
-                    @for (tag, description, ops) in &groups {
-                        section id={ "tag-" (tag) } {
-                            h2 { (tag) }
-                            @if !description.is_empty() { p { (description) } }
-                            @for (method, path, op) in ops {
+                    @for group in &groups {
+                        section id={ "tag-" (group.tag) } {
+                            h2 { (group.tag) }
+                            @if !group.description.is_empty() { p { (prose(&group.description)) } }
+                            @for (method, path, op) in &group.ops {
                                 (operation(method, path, op))
                             }
                         }
@@ -192,7 +221,7 @@ fn operation(method: &str, path: &str, op: &Value) -> Markup {
                 " " code { (path) }
                 @if public { " " span class="badge" { "public" } }
             }
-            p { (text(op, "summary")) }
+            p { (prose(text(op, "summary"))) }
             @if !params.is_empty() {
                 h4 { "Parameters" }
                 table {
@@ -204,7 +233,7 @@ fn operation(method: &str, path: &str, op: &Value) -> Markup {
                                 td { (text(p, "in")) }
                                 td { (text(&p["schema"], "type")) }
                                 td { @if p["required"].as_bool().unwrap_or(false) { "yes" } @else { "no" } }
-                                td { (text(p, "description")) }
+                                td { (prose(text(p, "description"))) }
                             }
                         }
                     }
@@ -214,7 +243,7 @@ fn operation(method: &str, path: &str, op: &Value) -> Markup {
                 h4 { "Request body" }
                 p {
                     "A JSON envelope: " code { "{\"data\": {...}}" } ". "
-                    (text(data, "description"))
+                    (prose(text(data, "description")))
                     @if let Some(url) = op["externalDocs"]["url"].as_str() {
                         " Schema: " a href=(url) { code { (url) } }
                     }
@@ -231,7 +260,7 @@ fn operation(method: &str, path: &str, op: &Value) -> Markup {
                                     td { code { (status) } }
                                     td { (content_summary(response)) }
                                     td {
-                                        (text(response, "description"))
+                                        (prose(text(response, "description")))
                                         @if let Some(links) = response["links"].as_object() {
                                             " Links: "
                                             @for (name, _) in links {

@@ -736,7 +736,7 @@ fn any() -> ObjectBuilder {
 
 /// The error statuses callflowd answers, with Kazoo's labels (`src/api/error.rs`).
 const ERRORS: &[(u16, &str)] = &[
-    (400, "Validation error: `data` maps each field to the rule it broke (`{field: {rule: {message, target?, value?, cause?}}}`); also `callflow_tests_failed`."),
+    (400, "`validation error`: `data` maps each field to the rule it broke (`{field: {rule: {message, target?, value?, cause?}}}`); also `callflow_tests_failed`."),
     (401, "`invalid_credentials`: no token, a wrong one, or an expired one."),
     (403, "`forbidden`: the token's account may not reach this account."),
     (404, "`bad_identifier` (no such document or account), `not_found` (no such route) or `faulty_request` (bad paging)."),
@@ -746,7 +746,7 @@ const ERRORS: &[(u16, &str)] = &[
     (409, "`datastore_conflict`: a concurrent write won."),
     (410, "`gone`: API version 1 is not served."),
     (412, "`precondition_failed`: `If-Match` names a revision that is not current."),
-    (413, "Payload too large: reported as a 400-style `file.maxSize` validation error with this status."),
+    (413, "Reserved for a body over the size limit: callflowd answers that today as 400 `file.maxSize`, as Kazoo does; the body is then the same validation map."),
     (415, "`unsupported_media_type`: the body is not JSON."),
     (429, "`too_many_requests`: a token bucket is empty; `Retry-After` says when to come back."),
     (500, "`datastore_fault` (details logged, never sent) or a missing schema."),
@@ -1121,7 +1121,7 @@ fn request_body(
         Body::None => return None,
         Body::Kazoo(schema) => required_fields(schemas, schema)
             .description(Some(format!(
-                "Validated against the Kazoo schema `{schema}` (GET /v2/schemas/{schema})."
+                "Validated against the Kazoo schema `{schema}`; its required fields are shown."
             )))
             .extensions(Some(
                 ExtensionsBuilder::new()
