@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod auth;
 pub mod basic;
 pub mod callflows;
+pub mod docs_page;
 pub mod documents;
 pub mod drafts;
 pub mod envelope;
@@ -17,6 +18,7 @@ pub mod history;
 pub mod lint;
 pub mod listing;
 pub mod lookup;
+pub mod openapi;
 pub mod reply;
 pub mod request;
 pub mod schemas;
@@ -133,7 +135,10 @@ pub fn router(state: AppState) -> Router {
         .merge(lint::router())
         .merge(lint::tests_router())
         .merge(lookup::router())
-        .merge(schemas::router());
+        .merge(schemas::router())
+        .route("/v2/openapi.json", get(openapi::serve))
+        .route("/docs", get(docs_page::page))
+        .route("/docs/style.css", get(docs_page::style));
     let routes = if state.config.metrics_on_api {
         routes.route("/metrics", get(metrics))
     } else {

@@ -49,7 +49,9 @@ async fn validate(
     Authenticated(_, ctx): Authenticated,
 ) -> ApiResult<Reply> {
     if !state.schemas.contains(&name) {
-        return Err(ApiError::schema_missing(&name));
+        // Kazoo answers 500 `schema NAME not found.`; the name is the client's mistake, so we
+        // answer as `GET /v2/schemas/{name}` does (docs/compatibility.md).
+        return Err(ApiError::bad_identifier(&name));
     }
     let (schemas, mut data) = (state.schemas.clone(), ctx.data.clone());
     let data = super::offload(move || schemas.validate(&name, &mut data).map(|()| data)).await??;

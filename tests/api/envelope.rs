@@ -363,8 +363,10 @@ async fn schemas_endpoints_list_fetch_and_validate() {
             Some(body),
         )
         .await;
-    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(r.body["message"], "schema missing not found.");
+    // Kazoo answers 500 here; an unknown name is the client's mistake (docs/compatibility.md).
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.body["message"], "bad_identifier");
+    assert_eq!(r.data()["cause"], "missing");
 }
 
 #[tokio::test]

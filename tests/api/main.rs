@@ -16,6 +16,7 @@ mod isolation;
 mod limits;
 mod lint;
 mod lookup;
+mod openapi;
 mod safety;
 mod simulations;
 mod socket;
