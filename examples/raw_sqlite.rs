@@ -45,6 +45,9 @@ async fn main() -> anyhow::Result<()> {
         n += 1;
     }
     let secs = started.elapsed().as_secs_f64();
-    println!("raw_sqlite inserts={n} seconds={secs:.2} per_sec={:.0}", n as f64 / secs);
+    println!(
+        "raw_sqlite inserts={n} seconds={secs:.2} per_sec={:.0}",
+        n as f64 / secs
+    );
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! The tenant-isolation matrix: every account-scoped endpoint and method, called on a victim
+//! The tenant-isolation matrix: every account-scoped endpoint and method of the published
+//! contract, called on a victim
 //! account with the credentials of someone who must not reach it.
 //!
 //! | credentials                                   | answer |
@@ -15,8 +16,6 @@
 
 use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
-
-use callflowd::documents::TYPES;
 
 use crate::helpers::TestApp;
 
@@ -110,75 +109,53 @@ async fn victim(app: &TestApp) -> Victim {
     }
 }
 
-/// Every account-scoped (method, path) the router serves, with the victim's ids filled in.
-fn endpoints(v: &Victim) -> Vec<(Method, String)> {
-    let a = format!("/v2/accounts/{}", v.account);
+/// Every account-scoped (method, path) of the published contract (`/v2/openapi.json`), with
+/// the victim's ids filled in: a new endpoint joins the matrix by being documented, and the
+/// contract tests make sure every route is.
+async fn endpoints(app: &TestApp, v: &Victim) -> Vec<(Method, String)> {
+    let doc = app.call(Method::GET, "/v2/openapi.json", None, None).await;
+    assert_eq!(doc.status, StatusCode::OK);
     let some_id = "0123456789abcdef0123456789abcdef";
-    let mut out: Vec<(Method, String)> = vec![
-        (Method::GET, a.clone()),
-        (Method::PUT, a.clone()),
-        (Method::GET, format!("{a}/callflows")),
-        (Method::PUT, format!("{a}/callflows")),
-        (
-            Method::GET,
-            format!("{a}/search?t=callflow&q=name&v={MARKER}"),
-        ),
-        (Method::GET, format!("{a}/callflows/drafts")),
-        (Method::PUT, format!("{a}/callflows/drafts")),
-        (Method::GET, format!("{a}/callflows/{}/draft", v.callflow)),
-        (Method::POST, format!("{a}/callflows/{}/draft", v.callflow)),
-        (Method::PATCH, format!("{a}/callflows/{}/draft", v.callflow)),
-        (
-            Method::DELETE,
-            format!("{a}/callflows/{}/draft", v.callflow),
-        ),
-        (
-            Method::PUT,
-            format!("{a}/callflows/{}/draft/publish", v.callflow),
-        ),
-        (Method::GET, format!("{a}/callflows/{}/lint", v.callflow)),
-        (Method::GET, format!("{a}/lint")),
-        (Method::PUT, format!("{a}/lint")),
-        (Method::GET, format!("{a}/routing/analysis")),
-        (
-            Method::GET,
-            format!("{a}/routing/explain?number={VICTIM_NUMBER}"),
-        ),
-        (Method::PUT, format!("{a}/callflow_tests/run")),
-        (Method::GET, format!("{a}/lookup?number={VICTIM_NUMBER}")),
-        (Method::PUT, format!("{a}/simulations")),
-        (Method::GET, format!("{a}/audit")),
-        (Method::GET, format!("{a}/changes")),
-        (Method::GET, format!("{a}/users/{}/devices", v.user)),
-        (Method::GET, format!("{a}/lists/{}/entries", v.list)),
-        (Method::PUT, format!("{a}/lists/{}/entries", v.list)),
-        (Method::DELETE, format!("{a}/lists/{}/entries", v.list)),
-    ];
-    let item_methods = [Method::GET, Method::POST, Method::PATCH, Method::DELETE];
-    // Documents, each with its revision routes.
-    let mut items: Vec<String> = vec![
-        format!("{a}/callflows/{}", v.callflow),
-        format!("{a}/lists/{}/entries/{}", v.list, v.entry),
-    ];
-    for ty in TYPES {
-        out.push((Method::GET, format!("{a}/{}", ty.segment)));
-        out.push((Method::PUT, format!("{a}/{}", ty.segment)));
-        let id = match ty.segment {
-            "users" => v.user.clone(),
-            "devices" => v.device.clone(),
-            "lists" => v.list.clone(),
-            _ => some_id.to_string(),
-        };
-        items.push(format!("{a}/{}/{id}", ty.segment));
-    }
-    for item in items {
-        for m in &item_methods {
-            out.push((m.clone(), item.clone()));
+    let mut out = Vec::new();
+    for (template, item) in doc.body["paths"].as_object().expect("paths") {
+        if !template.starts_with("/v2/accounts/{account_id}") {
+            continue;
         }
-        out.push((Method::GET, format!("{item}/revisions")));
-        out.push((Method::GET, format!("{item}/revisions/1")));
-        out.push((Method::GET, format!("{item}/revisions/1/diff")));
-        out.push((Method::PUT, format!("{item}/rollback")));
+        // The document id of a path: the victim's own where it has one of that type.
+        let segment = template.split('/').nth(4).unwrap_or_default();
+        let doc_id = match segment {
+            "callflows" => v.callflow.as_str(),
+            "users" => v.user.as_str(),
+            "devices" => v.device.as_str(),
+            "lists" if template.contains("/entries/") => v.entry.as_str(),
+            "lists" => v.list.as_str(),
+            _ => some_id,
+        };
+        let path = template
+            .replace("{account_id}", &v.account)
+            .replace("{callflow_id}", &v.callflow)
+            .replace("{user_id}", &v.user)
+            .replace("{list_id}", &v.list)
+            .replace("{entry_id}", &v.entry)
+            .replace("{doc_id}", doc_id)
+            .replace("{rev}", "1");
+        assert!(!path.contains('{'), "unfilled parameter in {template}");
+        let query = match template.rsplit('/').next() {
+            Some("search") => format!("?t=callflow&q=name&v={MARKER}"),
+            Some("explain") | Some("lookup") => format!("?number={VICTIM_NUMBER}"),
+            _ => String::new(),
+        };
+        for method in item.as_object().expect("path item").keys() {
+            let method = match method.as_str() {
+                "get" => Method::GET,
+                "put" => Method::PUT,
+                "post" => Method::POST,
+                "patch" => Method::PATCH,
+                "delete" => Method::DELETE,
+                _ => continue,
+            };
+            out.push((method, format!("{path}{query}")));
+        }
     }
     out
 }
@@ -312,7 +289,12 @@ async fn no_credential_from_outside_an_account_reaches_it() {
             StatusCode::UNAUTHORIZED,
         ),
     ];
-    let endpoints = endpoints(&v);
+    let endpoints = endpoints(&app, &v).await;
+    assert!(
+        endpoints.len() > 150,
+        "the contract lists {} account endpoints",
+        endpoints.len()
+    );
     let mut checked = 0;
     for (who, token, expected) in intruders {
         for (method, path) in &endpoints {
