@@ -1,6 +1,5 @@
 //! The tenant-isolation matrix: every account-scoped endpoint and method of the published
-//! contract, called on a victim
-//! account with the credentials of someone who must not reach it.
+//! contract, called on a victim account with the credentials of someone who must not reach it.
 //!
 //! | credentials                                   | answer |
 //! |-----------------------------------------------|--------|
