@@ -133,11 +133,15 @@ impl FromRequestParts<AppState> for AccountScope {
         if !crate::domain::is_account_id(&account_id) {
             return Err(ApiError::invalid_account_id(&account_id));
         }
-        let account = state
-            .store
-            .get_account(&account_id)
-            .await?
-            .ok_or_else(|| ApiError::bad_identifier(&account_id))?;
+        // The caller's own account was just read with its token: not read twice.
+        let account = match &caller {
+            Some(c) if c.account.id == account_id => c.account.clone(),
+            _ => state
+                .store
+                .get_account(&account_id)
+                .await?
+                .ok_or_else(|| ApiError::bad_identifier(&account_id))?,
+        };
         let caller = caller.ok_or_else(ApiError::invalid_credentials)?;
         if !caller.may_access(&account) {
             return Err(ApiError::forbidden());
