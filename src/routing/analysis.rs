@@ -188,7 +188,10 @@ impl Analyser<'_> {
             report.method = "compile";
             report.never_wins = Some(NeverWins {
                 reason: "does_not_compile",
-                message: "the pattern does not compile; Kazoo skips it".into(),
+                message: match super::pattern::compile_routing(&rule.pattern) {
+                    Err(e) => format!("the pattern does not compile ({e}); Kazoo skips it"),
+                    Ok(_) => "the pattern does not compile; Kazoo skips it".into(),
+                },
                 example: None,
                 winner: None,
             });

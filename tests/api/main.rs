@@ -14,6 +14,7 @@ mod fidelity_listing;
 mod history;
 mod lint;
 mod lookup;
+mod pcre;
 mod safety;
 mod simulations;
 mod socket;
