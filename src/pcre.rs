@@ -539,6 +539,14 @@ mod tests {
             ("^(?i)*1", 5, r"^(?i)\*1"),
             (r"\b*", 2, r"\b\*"),
             ("^$*", 2, r"^$\*"),
+            ("a(?i)*", 5, r"a(?i)\*"),
+            ("(?#x)*", 5, r"(?#x)\*"),
+            (r"\Q\E*", 4, r"\Q\E\*"),
+            (r"\E*", 2, r"\E\*"),
+            ("a|?", 2, r"a|\?"),
+            ("a{1,2}{3}", 8, r"a{1,2}\{3}"),
+            (r"\d{2}*", 5, r"\d{2}\*"),
+            (r"\A*", 2, r"\A\*"),
         ] {
             assert_eq!(
                 translate(p),
@@ -548,6 +556,11 @@ mod tests {
                 }),
                 "{p}"
             );
+        }
+        for p in [
+            "a(?#x)*", r"a\Q\E*", r"a\E*", "(?:)*", "()*", "a{2}?", "[]a]*",
+        ] {
+            assert!(translate(p).is_ok(), "PCRE compiles {p}");
         }
         assert_eq!(
             translate("*55").unwrap_err().to_string(),
