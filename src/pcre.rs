@@ -11,9 +11,10 @@
 //! in PCRE, where `a{,3}` or a lone `{` match themselves); `\Q…\E`, `\Z`, `\<`, `\>`, `\h`, `\v`,
 //! `(?#…)` and `(?'name'…)` get their PCRE meaning; inside a class a `[` (other than a POSIX
 //! `[:name:]`), `&&` and `~~` are literals. The result is then parsed by `regex-syntax`, and
-//! the parsed tree (its spans) says where to rewrite what PCRE reads as ASCII-only: `\d \w \s`
-//! and their negations, and `\b \B`; and `$`, which in PCRE also matches before a newline that
-//! ends the subject. Features PCRE has and `regex` lacks (look-around, back-references,
+//! the parsed tree (its spans) says where to rewrite the Perl classes, which PCRE reads through
+//! Erlang's ISO-Latin-1 tables (`\d` and `\s` ASCII, `\w` ASCII plus the Latin-1 letters; never
+//! Unicode), `\b \B` (ASCII word boundaries: the closest the `regex` crate can express), and
+//! `$`, which in PCRE also matches before a newline that ends the subject. Features PCRE has and `regex` lacks (look-around, back-references,
 //! possessive quantifiers, atomic groups, verbs, recursion) are refused with their name.
 
 use regex_syntax::ast::{self, AssertionKind, Ast, ClassPerl, ClassPerlKind, ClassSetItem};
@@ -101,14 +102,23 @@ impl Edits {
     }
 }
 
+/// PCRE's `\w` with Erlang's Latin-1 tables, as a class body.
+macro_rules! latin1_word {
+    () => {
+        r"0-9A-Za-z_\x{AA}\x{B5}\x{BA}\x{C0}-\x{D6}\x{D8}-\x{F6}\x{F8}-\x{FF}"
+    };
+}
+
 fn perl_class(class: &ClassPerl, in_class: bool) -> &'static str {
     match (class.kind.clone(), class.negated, in_class) {
         (ClassPerlKind::Digit, false, false) => "[0-9]",
         (ClassPerlKind::Digit, false, true) => "0-9",
         (ClassPerlKind::Digit, true, _) => "[^0-9]",
-        (ClassPerlKind::Word, false, false) => "[0-9A-Za-z_]",
-        (ClassPerlKind::Word, false, true) => "0-9A-Za-z_",
-        (ClassPerlKind::Word, true, _) => "[^0-9A-Za-z_]",
+        // Erlang builds PCRE with ISO-Latin-1 character tables: `\w` also takes the Latin-1
+        // letters (ª µ º À-Ö Ø-ö ø-ÿ), and nothing above U+00FF.
+        (ClassPerlKind::Word, false, false) => concat!("[", latin1_word!(), "]"),
+        (ClassPerlKind::Word, false, true) => latin1_word!(),
+        (ClassPerlKind::Word, true, _) => concat!("[^", latin1_word!(), "]"),
         (ClassPerlKind::Space, false, false) => r"[\t\n\x0B\x0C\r ]",
         (ClassPerlKind::Space, false, true) => r"\t\n\x0B\x0C\r ",
         (ClassPerlKind::Space, true, _) => r"[^\t\n\x0B\x0C\r ]",
@@ -506,16 +516,19 @@ mod tests {
     fn perl_classes_and_word_boundaries_are_ascii() {
         assert!(!re(r"^\d+$").is_match("١٢٣"));
         assert!(re(r"^\d+$").is_match("123"));
-        assert!(!re(r"^[.\w_-]+$").is_match("é"));
+        // Erlang's Latin-1 tables: `é` is a word character, `α` is not.
+        assert!(re(r"^[.\w_-]+$").is_match("é"));
+        assert!(!re(r"^[.\w_-]+$").is_match("α"));
+        assert!(!re(r"^\w$").is_match("×"));
         assert!(re(r"^[.\w_-]+$").is_match("a.b_c-d"));
         assert!(!re(r"^\s$").is_match("\u{A0}"));
         assert!(re(r"^\S$").is_match("\u{A0}"));
         assert!(re(r"^[\D]$").is_match("١"));
-        assert!(re(r"^\W$").is_match("é"));
-        // PCRE: `é` is not a word character, so there is no boundary between `é` and `a`.
-        assert!(re(r"\ba").is_match("éa"));
-        assert!(re(r"a\b").is_match("aé"));
-        assert!(!re(r"a\B").is_match("aé"));
+        assert!(re(r"^\W$").is_match("α") && !re(r"^\W$").is_match("é"));
+        // PCRE: `α` is not a word character, so there is a boundary between `α` and `a`.
+        assert!(re(r"\ba").is_match("αa"));
+        assert!(re(r"a\b").is_match("aα"));
+        assert!(!re(r"a\B").is_match("aα"));
     }
 
     #[test]

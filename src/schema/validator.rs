@@ -804,7 +804,7 @@ mod tests {
     fn patterns_are_read_as_pcre_reads_them() {
         let set = set();
         let conference = |n: &str| json!({"conference_numbers": [n]});
-        // `$` also matches before a final newline; `\d`, `\w` and `[0-9]` are ASCII.
+        // `$` also matches before a final newline; `\d` and `[0-9]` are ASCII.
         assert!(set
             .validate("conferences", &mut conference("123\n"))
             .is_ok());
@@ -816,8 +816,12 @@ mod tests {
         assert!(set
             .validate("accounts", &mut account("sip.example.com"))
             .is_ok());
+        // `\w` with Erlang's Latin-1 tables: Latin-1 letters pass, others do not.
         assert!(set
             .validate("accounts", &mut account("sïp.example.com"))
+            .is_ok());
+        assert!(set
+            .validate("accounts", &mut account("sαp.example.com"))
             .is_err());
         // `pattern` searches (need not match the whole string), as `re:run` does.
         let pivot = |url: &str| json!({"voice_url": "http://v.test/", "cdr_url": url});
