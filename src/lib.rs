@@ -21,6 +21,8 @@ pub mod engine;
 pub mod history;
 /// Lint rules, and the saved call tests that guard every write.
 pub mod lint;
+/// Kazoo's PCRE regex dialect, rewritten for the `regex` crates.
+pub mod pcre;
 /// Which callflow a dialled number reaches.
 pub mod routing;
 /// Schema registry and the Kazoo validation dialect.

@@ -110,6 +110,52 @@ pub(super) fn parse_request(
     bytes: &Bytes,
     request_id: &str,
 ) -> Result<ReqCtx, ApiError> {
+    parse_request_with(
+        parts,
+        bytes,
+        request_id,
+        state.config.max_json_depth,
+        &state.config.trusted_proxies,
+    )
+}
+
+/// Fuzzing entry (`fuzz/fuzz_targets/request_parse.rs`): a request as the envelope layer
+/// reads it, without an [`AppState`]. Returns the method after verb tunnelling, or the error
+/// the client would get.
+#[doc(hidden)]
+pub fn fuzz_parse(
+    parts: &axum::http::request::Parts,
+    body: &[u8],
+    max_depth: usize,
+) -> Result<(ReqCtx, Method), ApiError> {
+    let ctx = parse_request_with(parts, &Bytes::copy_from_slice(body), "fuzz", max_depth, &[])?;
+    let method = ctx.tunnelled_method(&parts.method)?;
+    Ok((ctx, method))
+}
+
+impl ReqCtx {
+    /// The method after verb tunnelling: `verb` (in data, query string or envelope) replaces
+    /// the method on a real POST only; an unknown verb is refused. Mirrors the envelope
+    /// layer's rule (src/api/envelope.rs), which the fuzz entry cannot run without a router.
+    pub fn tunnelled_method(&self, method: &Method) -> Result<Method, ApiError> {
+        if *method != Method::POST {
+            return Ok(method.clone());
+        }
+        match self.option("verb") {
+            Some(Value::String(verb)) => Method::from_bytes(verb.to_ascii_uppercase().as_bytes())
+                .map_err(|_| ApiError::method_not_allowed()),
+            _ => Ok(method.clone()),
+        }
+    }
+}
+
+fn parse_request_with(
+    parts: &axum::http::request::Parts,
+    bytes: &Bytes,
+    request_id: &str,
+    max_json_depth: usize,
+    trusted_proxies: &[IpAddr],
+) -> Result<ReqCtx, ApiError> {
     let query_pairs: Vec<(String, String)> = parts
         .uri
         .query()
@@ -171,7 +217,7 @@ pub(super) fn parse_request(
             }
         };
         if json_body {
-            parse_envelope(bytes, state.config.max_json_depth)?
+            parse_envelope(bytes, max_json_depth)?
         } else if content_type.as_deref() == Some("application/x-www-form-urlencoded") {
             let env: Map<String, Value> = url::form_urlencoded::parse(bytes)
                 .into_owned()
@@ -186,7 +232,7 @@ pub(super) fn parse_request(
     if let Some(e) = nul_in_request(parts, &query_pairs, &data, &envelope) {
         return Err(e);
     }
-    let client_ip = client_address(parts, &state.config.trusted_proxies);
+    let client_ip = client_address(parts, trusted_proxies);
     let headers = parts.headers.clone();
     let mut ctx = ReqCtx {
         client_ip,

@@ -21,10 +21,11 @@ use regex_automata::util::primitives::StateID;
 use regex_automata::util::start;
 use regex_automata::{Anchored, MatchKind as DfaMatchKind};
 use regex_syntax::hir::{Class, Hir, HirKind, Look};
+
+use crate::pcre::Dollar;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::pattern;
 use super::table::{MatchKind, PatternRule, RouteTable};
 
 /// A finite language larger than this is sampled, not enumerated.
@@ -187,7 +188,10 @@ impl Analyser<'_> {
             report.method = "compile";
             report.never_wins = Some(NeverWins {
                 reason: "does_not_compile",
-                message: "the pattern does not compile; Kazoo skips it".into(),
+                message: match super::pattern::compile_routing(&rule.pattern) {
+                    Err(e) => format!("the pattern does not compile ({e}); Kazoo skips it"),
+                    Ok(_) => "the pattern does not compile; Kazoo skips it".into(),
+                },
                 example: None,
                 winner: None,
             });
@@ -351,7 +355,7 @@ impl Analyser<'_> {
 fn parse(pattern: &str) -> Option<Hir> {
     regex_syntax::ParserBuilder::new()
         .build()
-        .parse(&pattern::translate(pattern))
+        .parse(&crate::pcre::translate_with(pattern, Dollar::EndOnly).ok()?)
         .ok()
 }
 
@@ -620,7 +624,7 @@ fn build_dfa(pattern: &str) -> Option<dense::DFA<Vec<u32>>> {
                 .dfa_size_limit(Some(DFA_SIZE_LIMIT))
                 .determinize_size_limit(Some(DFA_SIZE_LIMIT)),
         )
-        .build(&pattern::translate(pattern))
+        .build(&crate::pcre::translate_with(pattern, Dollar::EndOnly).ok()?)
         .ok()
 }
 

@@ -1,16 +1,13 @@
 //! Callflow patterns: Kazoo's PCRE dialect, compiled with the `regex` crate.
 //!
-//! PCRE without the UTF flag treats `\d`, `\w`, `\s` (and their negations) as ASCII classes,
-//! while the `regex` crate makes them Unicode-aware. The translator below rewrites those
-//! escapes to ASCII before compiling; everything else is passed through unchanged. PCRE
-//! features the crate does not have (look-around, back-references, possessive quantifiers,
-//! recursion) fail to compile, and the API rejects such patterns with a 400 naming the reason
-//! (see docs/compatibility.md): no catastrophic backtracking can reach the routing path.
-//!
-//! One leniency: a `*` with nothing to repeat (at the start, or right after `^`, `(` or `|`)
-//! is read as a literal star. PCRE rejects such patterns, so Kazoo stores them and then never
-//! routes them; they are always feature codes (`*55(\d+)` in Kazoo's own documentation), and
-//! matching the star literally is what their authors meant.
+//! [`crate::pcre`] rewrites a pattern into `regex` syntax with PCRE's meaning (ASCII `\d \w \s
+//! \b`, `$` before a final newline, literal braces) or says why it is refused. PCRE features
+//! the crate does not have (look-around, back-references, possessive quantifiers, recursion)
+//! and patterns PCRE itself rejects (a quantifier with nothing to repeat, as in `*55(\d+)`)
+//! fail to compile, and the API rejects them with a 400 naming the reason and, for a stray
+//! quantifier, the escaped pattern to use instead (see docs/compatibility.md): no
+//! catastrophic backtracking can reach the routing path. Such patterns already in the store
+//! (imported) are skipped at lookup, as Kazoo's `cf_flow` skips what `re:compile` refuses.
 
 use regex::Regex;
 
@@ -45,7 +42,7 @@ pub fn compile_routing(pattern: &str) -> Result<RoutingRegex, PatternError> {
             "pattern longer than {MAX_PATTERN_LEN} bytes"
         )));
     }
-    let translated = translate(pattern);
+    let translated = translate(pattern)?;
     let config = meta::Config::new()
         .nfa_size_limit(Some(ROUTING_NFA_LIMIT))
         .onepass_size_limit(Some(ROUTING_ONEPASS_LIMIT))
@@ -103,7 +100,7 @@ pub fn compile(pattern: &str) -> Result<Regex, PatternError> {
             "pattern longer than {MAX_PATTERN_LEN} bytes"
         )));
     }
-    let translated = translate(pattern);
+    let translated = translate(pattern)?;
     regex::RegexBuilder::new(&translated)
         .size_limit(SIZE_LIMIT)
         .build()
@@ -144,67 +141,9 @@ fn describe(e: &regex::Error, pattern: &str) -> String {
     }
 }
 
-/// Rewrites `\d \w \s \D \W \S` to their ASCII meaning, inside and outside classes.
-pub(crate) fn translate(pattern: &str) -> String {
-    let mut out = String::with_capacity(pattern.len() + 16);
-    let mut chars = pattern.chars().peekable();
-    let mut in_class = false;
-    // Whether a quantifier here would have nothing to repeat.
-    let mut at_item_start = true;
-    while let Some(c) = chars.next() {
-        let item_start_before = at_item_start;
-        at_item_start = !in_class && matches!(c, '^' | '(' | '|');
-        match c {
-            '*' if !in_class && item_start_before => out.push_str("\\*"),
-            '\\' => {
-                let Some(next) = chars.next() else {
-                    out.push('\\');
-                    break;
-                };
-                let ascii = match next {
-                    'd' => Some(("0-9", false)),
-                    'w' => Some(("0-9A-Za-z_", false)),
-                    's' => Some(("\\t\\n\\x0B\\x0C\\r ", false)),
-                    'D' => Some(("0-9", true)),
-                    'W' => Some(("0-9A-Za-z_", true)),
-                    'S' => Some(("\\t\\n\\x0B\\x0C\\r ", true)),
-                    _ => None,
-                };
-                match (ascii, in_class) {
-                    (Some((set, false)), true) => out.push_str(set),
-                    (Some((set, negated)), false) => {
-                        out.push_str(if negated { "[^" } else { "[" });
-                        out.push_str(set);
-                        out.push(']');
-                    }
-                    // A negated class inside a class: keep PCRE's escape (Unicode there is
-                    // harmless for dialled numbers).
-                    _ => {
-                        out.push('\\');
-                        out.push(next);
-                    }
-                }
-            }
-            '[' if !in_class => {
-                in_class = true;
-                out.push('[');
-                if chars.peek() == Some(&'^') {
-                    out.push('^');
-                    chars.next();
-                }
-                if chars.peek() == Some(&']') {
-                    out.push_str("\\]");
-                    chars.next();
-                }
-            }
-            ']' if in_class => {
-                in_class = false;
-                out.push(']');
-            }
-            other => out.push(other),
-        }
-    }
-    out
+/// The pattern in `regex` syntax (see [`crate::pcre`]), or why PCRE or we refuse it.
+fn translate(pattern: &str) -> Result<String, PatternError> {
+    crate::pcre::translate(pattern).map_err(|e| PatternError(e.to_string()))
 }
 
 #[cfg(test)]
@@ -239,14 +178,20 @@ mod tests {
     }
 
     #[test]
-    fn a_star_with_nothing_to_repeat_is_literal() {
-        let re = compile(r"*55(\d+)").unwrap();
+    fn a_star_with_nothing_to_repeat_is_refused_with_the_fix() {
+        assert_eq!(
+            compile(r"*55(\d+)").unwrap_err().0,
+            r"nothing to repeat at offset 0: escape it: \*55(\d+)"
+        );
+        assert_eq!(
+            compile_routing(r"^*9").unwrap_err().0,
+            r"nothing to repeat at offset 1: escape it: ^\*9"
+        );
+        let re = compile(r"^\*55(\d+)$").unwrap();
         assert_eq!(
             re.captures("*55123").unwrap().get(1).unwrap().as_str(),
             "123"
         );
-        let re = compile(r"^*7(\d)$|^(*8)$").unwrap();
-        assert!(re.is_match("*71") && re.is_match("*8"));
         assert!(
             compile(r"^1*$").unwrap().is_match("111"),
             "ordinary quantifiers are untouched"

@@ -137,7 +137,7 @@ impl PatternRule {
 
 /// Prefix literals of an anchored pattern, or `None` when it cannot be indexed.
 fn literal_prefixes(pattern: &str) -> Option<Vec<Box<[u8]>>> {
-    let translated = pattern::translate(pattern);
+    let translated = crate::pcre::translate(pattern).ok()?;
     let hir = regex_syntax::ParserBuilder::new()
         .build()
         .parse(&translated)

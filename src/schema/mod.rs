@@ -42,11 +42,11 @@ pub enum LoadError {
         path: String,
         source: serde_json::Error,
     },
-    #[error("schema {name} has a pattern that does not compile ({pattern}): {source}")]
+    #[error("schema {name} has a pattern that does not compile ({pattern}): {reason}")]
     Pattern {
         name: String,
         pattern: String,
-        source: regex::Error,
+        reason: String,
     },
 }
 
@@ -124,11 +124,15 @@ impl SchemaSet {
                 if regexes.contains_key(pattern) {
                     return Ok(());
                 }
-                let re = Regex::new(pattern).map_err(|source| LoadError::Pattern {
+                // Kazoo matches with Erlang's `re` (PCRE): translate to its meaning first.
+                let fail = |reason: String| LoadError::Pattern {
                     name: name.clone(),
                     pattern: pattern.to_string(),
-                    source,
-                })?;
+                    reason,
+                };
+                let translated =
+                    crate::pcre::translate(pattern).map_err(|e| fail(e.to_string()))?;
+                let re = Regex::new(&translated).map_err(|e| fail(e.to_string()))?;
                 regexes.insert(pattern.to_string(), re);
                 Ok(())
             })?;

@@ -801,6 +801,41 @@ mod tests {
     }
 
     #[test]
+    fn patterns_are_read_as_pcre_reads_them() {
+        let set = set();
+        let conference = |n: &str| json!({"conference_numbers": [n]});
+        // `$` also matches before a final newline; `\d` and `[0-9]` are ASCII.
+        assert!(set
+            .validate("conferences", &mut conference("123\n"))
+            .is_ok());
+        assert!(set
+            .validate("conferences", &mut conference("123\n\n"))
+            .is_err());
+        assert!(set.validate("conferences", &mut conference("١٢٣")).is_err());
+        let account = |realm: &str| json!({"name": "a", "realm": realm});
+        assert!(set
+            .validate("accounts", &mut account("sip.example.com"))
+            .is_ok());
+        // `\w` with Erlang's Latin-1 tables: Latin-1 letters pass, others do not.
+        assert!(set
+            .validate("accounts", &mut account("sïp.example.com"))
+            .is_ok());
+        assert!(set
+            .validate("accounts", &mut account("sαp.example.com"))
+            .is_err());
+        // `pattern` searches (need not match the whole string), as `re:run` does.
+        let pivot = |url: &str| json!({"voice_url": "http://v.test/", "cdr_url": url});
+        assert!(set
+            .validate("callflows.pivot", &mut pivot("https://x.test/"))
+            .is_ok());
+        assert!(set
+            .validate("callflows.pivot", &mut pivot(" https://x"))
+            .is_err());
+        let e = errors("conferences", conference("١٢٣"));
+        assert!(e.to_string().contains("Failed to match pattern"), "{e}");
+    }
+
+    #[test]
     fn unknown_module_reports_the_module_and_the_missing_schema() {
         let e = errors("callflows", json!({"flow": {"module": "nope", "data": {}}}));
         assert_eq!(

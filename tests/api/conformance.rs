@@ -28,6 +28,21 @@ fn load(dir: &std::path::Path) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// A 400 whose only errors are callflow patterns PCRE refuses to compile ("nothing to
+/// repeat"): Kazoo saves those and never routes them; we refuse them (docs/compatibility.md).
+pub(crate) fn refused_for_pcre(status: &StatusCode, data: &Value) -> bool {
+    *status == StatusCode::BAD_REQUEST
+        && data.as_object().is_some_and(|errors| {
+            !errors.is_empty()
+                && errors.iter().all(|(field, e)| {
+                    field.starts_with("patterns.")
+                        && e["error"]["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("nothing to repeat at offset"))
+                })
+        })
+}
+
 async fn run(label: &str, app: &TestApp, examples: &std::path::Path) {
     let path = TestApp::callflows(&app.admin_account);
     let purge = |id: String| {
@@ -43,6 +58,7 @@ async fn run(label: &str, app: &TestApp, examples: &std::path::Path) {
     let valid = load(&examples.join("valid"));
     let mut failures = Vec::new();
     let mut agree_valid = 0;
+    let mut diverged = Vec::new();
     for (name, example) in &valid {
         let r = app
             .create(&app.admin_token, &app.admin_account, example["doc"].clone())
@@ -50,6 +66,10 @@ async fn run(label: &str, app: &TestApp, examples: &std::path::Path) {
         if r.status == StatusCode::CREATED {
             agree_valid += 1;
             purge(r.data()["id"].as_str().unwrap().to_string()).await;
+        } else if refused_for_pcre(&r.status, r.data()) {
+            // Documented divergence (docs/compatibility.md): Kazoo stores a pattern PCRE
+            // cannot compile and never routes it; we refuse it on save with the fix.
+            diverged.push(name.clone());
         } else {
             failures.push(format!(
                 "{name}: expected 201, got {} {}",
@@ -105,9 +125,11 @@ async fn run(label: &str, app: &TestApp, examples: &std::path::Path) {
         }
     }
     println!(
-        "conformance [{label}]: valid {agree_valid}/{} accepted, invalid {agree_invalid}/{} rejected as Kazoo does",
+        "conformance [{label}]: valid {agree_valid}/{} accepted, invalid {agree_invalid}/{} rejected as Kazoo does; {} valid refused by documented divergence (PCRE cannot compile a pattern: {})",
         valid.len(),
-        invalid.len()
+        invalid.len(),
+        diverged.len(),
+        diverged.join(", ")
     );
     assert!(
         failures.is_empty(),

@@ -17,6 +17,7 @@ mod limits;
 mod lint;
 mod lookup;
 mod openapi;
+mod pcre;
 mod safety;
 mod simulations;
 mod socket;

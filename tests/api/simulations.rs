@@ -648,6 +648,14 @@ async fn every_saved_valid_example_simulates_to_an_outcome() {
         let r = app
             .create(&app.admin_token, &app.admin_account, doc.clone())
             .await;
+        if crate::conformance::refused_for_pcre(&r.status, r.data()) {
+            // Kazoo saves it but never routes it; we refuse it (docs/compatibility.md).
+            println!(
+                "{}: refused on save (PCRE cannot compile a pattern)",
+                path.display()
+            );
+            continue;
+        }
         assert_eq!(
             r.status,
             StatusCode::CREATED,
