@@ -641,6 +641,7 @@ async fn every_saved_valid_example_simulates_to_an_outcome() {
         .collect();
     files.sort();
     let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+    let mut refused = 0;
     for path in &files {
         let example: Value =
             serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("json");
@@ -654,6 +655,7 @@ async fn every_saved_valid_example_simulates_to_an_outcome() {
                 "{}: refused on save (PCRE cannot compile a pattern)",
                 path.display()
             );
+            refused += 1;
             continue;
         }
         assert_eq!(
@@ -691,8 +693,9 @@ async fn every_saved_valid_example_simulates_to_an_outcome() {
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     }
     println!(
-        "saved examples simulated: {} of {}, outcomes {kinds:?}",
+        "saved examples simulated: {} of {} saved, outcomes {kinds:?}; {refused} of the {} examples refused on save (documented divergence: PCRE cannot compile a pattern)",
         kinds.values().sum::<usize>(),
+        files.len() - refused,
         files.len()
     );
 }
