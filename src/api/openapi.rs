@@ -917,6 +917,17 @@ fn build_document(ops: &[Op], schemas: &SchemaSet) -> OpenApi {
         .build()
 }
 
+/// Kazoo's `tokens` envelope key.
+fn tokens() -> ObjectBuilder {
+    typed(Type::Object)
+        .description(Some(
+            "Kazoo's `tokens`: what the request took from the account's request bucket and what \
+             is left (absent when rate limiting is off).",
+        ))
+        .property("consumed", typed(Type::Number))
+        .property("remaining", typed(Type::Number))
+}
+
 fn success_envelope() -> ObjectBuilder {
     ObjectBuilder::new()
         .description(Some("Kazoo's success envelope."))
@@ -928,16 +939,7 @@ fn success_envelope() -> ObjectBuilder {
         .property("auth_token", string())
         .property("version", string())
         .property("revision", string())
-        .property(
-            "tokens",
-            typed(Type::Object)
-                .description(Some(
-                    "Kazoo's `tokens`: what the request took from the account's request bucket \
-                     and what is left (absent when rate limiting is off).",
-                ))
-                .property("consumed", typed(Type::Number))
-                .property("remaining", typed(Type::Number)),
-        )
+        .property("tokens", tokens())
         .required("data")
         .required("status")
         .required("request_id")
@@ -962,16 +964,7 @@ fn error_envelope() -> ObjectBuilder {
         .property("node", string())
         .property("auth_token", string())
         .property("version", string())
-        .property(
-            "tokens",
-            typed(Type::Object)
-                .description(Some(
-                    "Kazoo's `tokens`: what the request took from the account's request bucket \
-                     and what is left (absent when rate limiting is off).",
-                ))
-                .property("consumed", typed(Type::Number))
-                .property("remaining", typed(Type::Number)),
-        )
+        .property("tokens", tokens())
         .required("status")
         .required("error")
         .required("message")
