@@ -285,11 +285,8 @@ impl Pipeline {
         }
         doc.insert("_id".into(), json!(id));
         stamp_private(&mut doc, writer, true, kind.pvt_type());
-        let passed = crate::lint::calltests::gate(self, writer, kind, id, &mut doc, false).await?;
-        let saved = self
-            .commit(kind, writer, id, None, doc, ChangeOp::Create)
-            .await?;
-        Ok(passed.attach(self, writer, saved).await)
+        self.commit(kind, writer, id, None, doc, ChangeOp::Create)
+            .await
     }
 
     /// Full replace: the request validated first, then the stored document checked against
@@ -534,12 +531,8 @@ impl Pipeline {
             credentials(ty, Some(&stored.doc), &mut doc).await?;
         }
         stamp_private(&mut doc, writer, false, kind.pvt_type());
-        let passed =
-            crate::lint::calltests::gate(self, writer, kind, &stored.id, &mut doc, false).await?;
-        let saved = self
-            .commit(kind, writer, &stored.id, Some(stored.rev), doc, op)
-            .await?;
-        Ok(passed.attach(self, writer, saved).await)
+        self.commit(kind, writer, &stored.id, Some(stored.rev), doc, op)
+            .await
     }
 
     /// Validation off the async workers: the type's schema with defaults applied, and for
@@ -684,9 +677,36 @@ impl Pipeline {
             .await
     }
 
-    /// [`Pipeline::commit`] recorded as `meta` says.
+    /// [`Pipeline::commit`] recorded as `meta` says. The saved call tests the write could
+    /// change run first (the gate, [`crate::lint::calltests::gate`]): a failing gated test
+    /// refuses it; the results are kept and answered with the saved document.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn commit_with(
+        &self,
+        kind: Kind,
+        writer: &Writer,
+        id: &str,
+        expected_rev: Option<String>,
+        mut doc: Map<String, Value>,
+        op: ChangeOp,
+        meta: WriteMeta,
+    ) -> Result<Saved> {
+        if op == ChangeOp::Delete {
+            // A delete runs the gate itself, before anything (a list's entries) is removed.
+            return self
+                .commit_ungated(kind, writer, id, expected_rev, doc, op, meta)
+                .await;
+        }
+        let passed = crate::lint::calltests::gate(self, writer, kind, id, &mut doc, false).await?;
+        let saved = self
+            .commit_ungated(kind, writer, id, expected_rev, doc, op, meta)
+            .await?;
+        Ok(passed.attach(self, writer, saved).await)
+    }
+
+    /// The write itself, in a task of its own.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_ungated(
         &self,
         kind: Kind,
         writer: &Writer,
