@@ -107,7 +107,6 @@ impl Op {
         id: impl Into<String>,
         tag: &'static str,
     ) -> Self {
-        let status = 200;
         Self {
             method,
             path: path.into(),
@@ -115,7 +114,7 @@ impl Op {
             tag,
             summary: String::new(),
             body: Body::None,
-            status,
+            status: 200,
             also: None,
             answer: Answer::Document,
             query: Vec::new(),
