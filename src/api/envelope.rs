@@ -209,10 +209,14 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
         }
     };
 
-    let ctx = match parse_request(&state, &parts, &bytes, &request_id) {
-        Ok(ctx) => Arc::new(ctx),
+    let mut ctx = match parse_request(&state, &parts, &bytes, &request_id) {
+        Ok(ctx) => ctx,
         Err(e) => return finish(e.status(), envelope_of(e), None, HeaderMap::new(), &method),
     };
+    if ctx.basic_auth.is_none() {
+        ctx.token_check = ctx.auth_token.as_deref().map(|t| state.signer.check(t));
+    }
+    let ctx = Arc::new(ctx);
 
     // The request rate: one bucket per authenticated account (Kazoo's `token_costs` charged
     // at authentication), per client address otherwise. Health probes and preflights are free.
@@ -221,12 +225,10 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
         .as_ref()
         .filter(|_| parts.uri.path() != "/healthz")
     {
-        let account = ctx
-            .auth_token
-            .as_deref()
-            .filter(|_| ctx.basic_auth.is_none())
-            .and_then(|t| state.signer.verify(t))
-            .map(|claims| claims.account_id);
+        let account = match &ctx.token_check {
+            Some(Ok(claims)) => Some(claims.account_id.clone()),
+            _ => None,
+        };
         match limiter.charge(account.as_deref(), ctx.client_ip) {
             Ok(t) => {
                 let _ = tokens.set(t);
@@ -246,43 +248,32 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
     // Kazoo stops early, before path and method checks, only for an expired token (and one
     // whose account is gone): 401 with an empty `data` (`cb_token_auth:validate_auth_token`).
     // Garbage and forged tokens go on as if no token had been sent.
-    if let (Some(token), None) = (ctx.auth_token.as_deref(), ctx.basic_auth.as_deref()) {
-        if state.signer.check(token) == Err(crate::auth::TokenError::Expired) {
-            let e = ApiError::invalid_token();
+    if matches!(ctx.token_check, Some(Err(crate::auth::TokenError::Expired))) {
+        let e = ApiError::invalid_token();
+        return finish(
+            e.status(),
+            envelope_of(e),
+            Some(&ctx),
+            HeaderMap::new(),
+            &method,
+        );
+    }
+
+    // Verb tunnelling: `verb` in data, query string or envelope replaces the method, but only
+    // on a real POST. Kazoo writes only for real PUT/POST/PATCH/DELETE; a GET or HEAD (a link,
+    // a prefetcher, a replayed access log) must never change anything, whatever it carries.
+    let effective = match ctx.tunnelled_method(&method) {
+        Ok(m) => m,
+        Err(e) => {
             return finish(
                 e.status(),
                 envelope_of(e),
                 Some(&ctx),
                 HeaderMap::new(),
                 &method,
-            );
+            )
         }
-    }
-
-    // Verb tunnelling: `verb` in data, query string or envelope replaces the method, but only
-    // on a real POST. Kazoo writes only for real PUT/POST/PATCH/DELETE; a GET or HEAD (a link,
-    // a prefetcher, a replayed access log) must never change anything, whatever it carries.
-    let mut effective = method.clone();
-    let tunnel = if method == Method::POST {
-        ctx.option("verb")
-    } else {
-        None
     };
-    if let Some(Value::String(verb)) = tunnel {
-        match Method::from_bytes(verb.to_ascii_uppercase().as_bytes()) {
-            Ok(m) => effective = m,
-            Err(_) => {
-                let e = ApiError::method_not_allowed();
-                return finish(
-                    e.status(),
-                    envelope_of(e),
-                    Some(&ctx),
-                    HeaderMap::new(),
-                    &method,
-                );
-            }
-        }
-    }
     parts.method = effective.clone();
     parts.extensions.insert(ctx.clone());
     // A whole-request deadline: past it the client is answered 503 and the handler dropped.

@@ -38,6 +38,10 @@ pub struct ReqCtx {
     pub basic_auth: Option<String>,
     /// Set once a token was accepted, so `version` is added to the reply.
     pub authenticated: AtomicBool,
+    /// The bearer token's signature and expiry, checked once by the envelope layer (`None`:
+    /// no token, or Basic credentials). The rate limit, the early stop for expired tokens and
+    /// the handlers' account checks all read this.
+    pub token_check: Option<Result<crate::auth::Claims, crate::auth::TokenError>>,
 }
 
 impl ReqCtx {
@@ -135,8 +139,8 @@ pub fn fuzz_parse(
 
 impl ReqCtx {
     /// The method after verb tunnelling: `verb` (in data, query string or envelope) replaces
-    /// the method on a real POST only; an unknown verb is refused. Mirrors the envelope
-    /// layer's rule (src/api/envelope.rs), which the fuzz entry cannot run without a router.
+    /// the method on a real POST only (a GET or HEAD must never write, whatever it carries);
+    /// an unknown verb is refused. The envelope layer and the fuzz entry both use it.
     pub fn tunnelled_method(&self, method: &Method) -> Result<Method, ApiError> {
         if *method != Method::POST {
             return Ok(method.clone());
@@ -245,6 +249,7 @@ fn parse_request_with(
         auth_token: None,
         headers,
         authenticated: AtomicBool::new(false),
+        token_check: None,
     };
     ctx.basic_auth = find_basic(&ctx);
     ctx.auth_token = match &ctx.basic_auth {
