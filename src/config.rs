@@ -236,6 +236,10 @@ pub struct ServeArgs {
     /// Memory budget for cached routing snapshots, in bytes; least used accounts are evicted.
     #[arg(long, env = "CALLFLOWD_ROUTE_CACHE_BYTES", default_value_t = crate::routing::cache::DEFAULT_BUDGET_BYTES)]
     pub route_cache_bytes: u64,
+    /// Memory budget for documents, accounts and users read by id, in bytes (0: no cache).
+    /// Only a store this process alone writes (SQLite) is cached; see docs/deployment.md.
+    #[arg(long, env = "CALLFLOWD_DOCUMENT_CACHE_BYTES", default_value_t = crate::store::cached::DEFAULT_BUDGET_BYTES)]
+    pub document_cache_bytes: u64,
     /// Most client connections open at once (lowered to fit the open-files limit). When full,
     /// a new connection replaces the oldest one that is not serving a request.
     #[arg(long, env = "CALLFLOWD_MAX_CONNECTIONS", default_value_t = 10_000)]

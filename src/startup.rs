@@ -41,6 +41,13 @@ pub struct App {
 /// The application state for a store and settings (also used by tests and benches).
 pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<AppState> {
     crate::telemetry::metrics_handle();
+    let store: DynStore = match args.document_cache_bytes {
+        0 => store,
+        budget => match store::CachedStore::serving(store.clone(), budget) {
+            Some(cached) => Arc::new(cached),
+            None => store,
+        },
+    };
     if let Some(workers) = args.hash_workers {
         crate::auth::hasher::configure(workers);
     }
@@ -95,7 +102,7 @@ pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<Ap
         },
         feed,
     };
-    Ok(AppState {
+    Ok(AppState::new(crate::api::Shared {
         stopping: Arc::new(tokio::sync::watch::channel(false).0),
         pipeline,
         routes,
@@ -116,7 +123,7 @@ pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<Ap
         )
         .map(Arc::new),
         config: Arc::new(config),
-    })
+    }))
 }
 
 /// Applies other nodes' writes to this node's routing snapshots, and wakes this node's

@@ -100,9 +100,27 @@ pub fn node_id(name: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(md5::Md5::digest(name.as_bytes()))
 }
 
-/// Shared, cheaply cloned state of every handler.
+/// The state every handler shares: one pointer, so the clone each extractor takes costs one
+/// reference count, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     pub store: DynStore,
     /// The one save path for every document type.
     pub pipeline: crate::documents::pipeline::Pipeline,

@@ -70,6 +70,21 @@ impl RouteCache {
         locks.entry(account_id.to_string()).or_default().clone()
     }
 
+    /// Gives back an account's lock once its holder is done: the map keeps only locks some
+    /// task still holds or waits for, so it never outgrows the accounts in use.
+    fn release(&self, account_id: &str, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        // Clones are only taken under this mutex: two counts are the map's and ours.
+        if Arc::strong_count(&lock) <= 2 {
+            locks.remove(account_id);
+        }
+    }
+
+    /// Locks held or awaited right now (tests).
+    pub fn pending_locks(&self) -> usize {
+        self.locks.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// The cached snapshot, if any (no I/O).
     pub fn cached(&self, account_id: &str) -> Option<Arc<RouteTable>> {
         self.tables.get(account_id)
@@ -81,7 +96,15 @@ impl RouteCache {
             return Ok(t);
         }
         let lock = self.lock_for(account_id);
-        let _guard = lock.lock().await;
+        let result = {
+            let _guard = lock.lock().await;
+            self.load(account_id).await
+        };
+        self.release(account_id, lock);
+        result
+    }
+
+    async fn load(&self, account_id: &str) -> StoreResult<Arc<RouteTable>> {
         if let Some(t) = self.tables.get(account_id) {
             return Ok(t);
         }
@@ -108,7 +131,15 @@ impl RouteCache {
     /// loads it fresh).
     pub async fn refresh(&self, account_id: &str, callflow_id: &str) -> StoreResult<()> {
         let lock = self.lock_for(account_id);
-        let _guard = lock.lock().await;
+        let result = {
+            let _guard = lock.lock().await;
+            self.update(account_id, callflow_id).await
+        };
+        self.release(account_id, lock);
+        result
+    }
+
+    async fn update(&self, account_id: &str, callflow_id: &str) -> StoreResult<()> {
         let Some(current) = self.tables.get(account_id) else {
             return Ok(());
         };

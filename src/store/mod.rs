@@ -5,10 +5,12 @@
 //! is the database's job (primary keys checked inside the write transaction), so two
 //! concurrent writes can never both claim a number.
 
+pub mod cached;
 mod postgres;
 mod sql;
 mod sqlite;
 
+pub use cached::CachedStore;
 pub use postgres::PgStore;
 pub use sql::{USER_MD5_HASH, USER_SHA1_HASH};
 pub use sqlite::SqliteStore;
@@ -415,6 +417,18 @@ pub trait Store: Send + Sync + 'static {
     /// Closes every connection (shutdown); later calls fail with [`StoreError::Unavailable`].
     async fn close(&self);
 
+    /// The file other processes sharing this database append to after each write, so a
+    /// serving process may keep reads in memory ([`CachedStore`]): the embedded SQLite file's
+    /// `<file>-writes`. `None` when nodes share the database (PostgreSQL) or nothing else can
+    /// open it (in memory).
+    fn write_marker(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+
+    /// Called as each request begins: a caching store catches up with writes other processes
+    /// announced (see [`CachedStore`]). Nothing to do for others.
+    fn sync_external(&self) {}
+
     /// Creates an account (and optionally its first user) in one transaction. When the store
     /// holds no account yet, the new one becomes the superduper (top-level admin) account;
     /// the returned account says whether it did.
@@ -674,4 +688,10 @@ pub async fn open(url: &str) -> anyhow::Result<DynStore> {
     };
     store.index_stored_documents().await?;
     Ok(store)
+}
+
+/// [`open`] for a command-line tool that may write beside a running server: its writes are
+/// announced to the server's cache ([`CachedStore::announcing`]).
+pub async fn open_tool(url: &str) -> anyhow::Result<DynStore> {
+    Ok(CachedStore::announcing(open(url).await?))
 }

@@ -179,6 +179,11 @@ impl Backend for PgStore {
 
     /// Listens for other processes' writes. The listener reconnects by itself; each time it
     /// (re)connects it sends `Resync`, because notifications sent while it was away are lost.
+    /// Several nodes write to one database: no marker, no local cache.
+    fn write_marker(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+
     fn change_events(&self) -> Option<mpsc::UnboundedReceiver<ChangeEvent>> {
         let (tx, rx) = mpsc::unbounded_channel();
         let pool = self.read.clone();

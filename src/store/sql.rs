@@ -63,6 +63,8 @@ pub(super) trait Backend: Clone + Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// See [`Store::subscribe_changes`].
     fn change_events(&self) -> Option<UnboundedReceiver<ChangeEvent>>;
+    /// See [`Store::write_marker`].
+    fn write_marker(&self) -> Option<std::path::PathBuf>;
     /// Test hook: when set, every write fails after its document is written and before its
     /// revision is, proving the two commit or vanish together (see `FaultSwitch`).
     fn fail_revision_writes(&self) -> bool;
@@ -1642,6 +1644,10 @@ where
     async fn close(&self) {
         self.read().close().await;
         self.write().close().await;
+    }
+
+    fn write_marker(&self) -> Option<std::path::PathBuf> {
+        Backend::write_marker(self)
     }
 
     async fn create_account(

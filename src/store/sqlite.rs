@@ -22,6 +22,8 @@ pub struct SqliteStore {
     page_limit: Arc<AtomicU64>,
     /// Test hook: see [`FaultSwitch`].
     faults: FaultSwitch,
+    /// `<file>-writes` beside the database file (see [`super::CachedStore`]); `None` in memory.
+    marker: Option<Arc<std::path::PathBuf>>,
 }
 
 impl SqliteStore {
@@ -39,6 +41,7 @@ impl SqliteStore {
                 .before_acquire(|conn, _| discard_if_in_transaction(conn))
                 .after_release(|conn, _| discard_if_in_transaction(conn))
         };
+        let write_options_filename = options.get_filename().to_path_buf();
         let page_limit = Arc::new(AtomicU64::new(0));
         let limit = page_limit.clone();
         let write = pool()
@@ -61,11 +64,19 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(options.read_only(true))
             .await?;
+        let file = write_options_filename;
+        let marker = (!file.as_os_str().is_empty() && file != std::path::Path::new(":memory:"))
+            .then(|| {
+                let mut name = file.as_os_str().to_owned();
+                name.push("-writes");
+                Arc::new(std::path::PathBuf::from(name))
+            });
         Ok(Self {
             read,
             write,
             page_limit,
             faults: FaultSwitch::default(),
+            marker,
         })
     }
 }
@@ -150,6 +161,10 @@ impl Backend for SqliteStore {
 
     fn change_events(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<ChangeEvent>> {
         None
+    }
+
+    fn write_marker(&self) -> Option<std::path::PathBuf> {
+        self.marker.as_deref().cloned()
     }
 
     fn fail_revision_writes(&self) -> bool {
