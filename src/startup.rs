@@ -107,6 +107,9 @@ pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<Ap
         pipeline,
         routes,
         store,
+        replies: Arc::new(crate::api::listing::ReplyCache::new(
+            (args.document_cache_bytes / 4).max(1),
+        )),
         schemas,
         signer: TokenSigner::new(secret.expose_secret(), args.token_ttl),
         health: Default::default(),

@@ -71,14 +71,22 @@ async fn fetch(
     Path((_, id)): Path<(String, String)>,
     scope: AccountScope,
 ) -> ApiResult<Reply> {
-    let stored = state.pipeline.load(target(&scope, &id)).await?;
-    let mut data = public_view(&stored.doc, &id);
+    let name = format!("callflow/{id}");
+    state
+        .replies
+        .reply(&state, &scope, &name, 0, compute_fetch(&state, &scope, &id))
+        .await
+}
+
+async fn compute_fetch(state: &AppState, scope: &AccountScope, id: &str) -> ApiResult<Reply> {
+    let stored = state.pipeline.load(target(scope, id)).await?;
+    let mut data = public_view(&stored.doc, id);
     let metadata = state
         .pipeline
         .metadata(&scope.account.id, stored.doc.get("flow"))
         .await?;
     data.insert("metadata".into(), metadata);
-    Ok(Reply::ok(Value::Object(data)).with_revision(&stored.rev))
+    Ok(Reply::ok_serialised(Value::Object(data).to_string().into()).with_revision(&stored.rev))
 }
 
 fn saved_reply(saved: crate::documents::pipeline::Saved) -> Reply {
@@ -147,8 +155,16 @@ async fn remove(
 
 #[tracing::instrument(skip_all, fields(account_id = %scope.account.id))]
 async fn list(State(state): State<AppState>, scope: AccountScope) -> ApiResult<Reply> {
-    if super::history::wants_deleted(&scope) {
-        return super::history::deleted_listing(&state, &scope, None).await;
+    state
+        .replies
+        .reply(&state, &scope, "callflows", 0, compute_list(&state, &scope))
+        .await
+}
+
+async fn compute_list(state: &AppState, scope: &AccountScope) -> ApiResult<Reply> {
+    let (state, scope) = (state.clone(), scope);
+    if super::history::wants_deleted(scope) {
+        return super::history::deleted_listing(&state, scope, None).await;
     }
     let account_id = scope.account.id.clone();
     // Better than Kazoo: `?number=N` lists the callflows holding N (as dialled or normalised).
@@ -217,9 +233,10 @@ pub(crate) struct Paging {
 /// `page_size` and the start keys re-encoded as `api_util:encode_start_keys` does.
 pub(crate) fn list_reply(items: Vec<Value>, paging: Option<Paging>) -> Reply {
     let count = items.len();
-    let data = Value::Array(items);
-    let revision = (count > 0).then(|| hex::encode(Md5::digest(data.to_string().as_bytes())));
-    let mut reply = Reply::ok(data);
+    // Serialised once: the revision is the md5 of this text, and the envelope writes it in.
+    let data = Value::Array(items).to_string();
+    let revision = (count > 0).then(|| hex::encode(Md5::digest(data.as_bytes())));
+    let mut reply = Reply::ok_serialised(data.into());
     if let Some(rev) = revision {
         reply = reply.with_revision(&rev);
     }

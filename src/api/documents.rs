@@ -77,19 +77,30 @@ fn saved_reply(saved: crate::documents::pipeline::Saved) -> Reply {
 
 #[tracing::instrument(skip_all, fields(account_id = %scope.account.id, doc_type = ty.pvt_type))]
 async fn list(ty: &'static DocType, state: AppState, scope: AccountScope) -> ApiResult<Reply> {
-    if super::history::wants_deleted(&scope) {
-        return super::history::deleted_listing(&state, &scope, Some(ty)).await;
+    state
+        .replies
+        .reply(
+            &state,
+            &scope,
+            ty.pvt_type,
+            0,
+            compute_list(ty, &state, &scope),
+        )
+        .await
+}
+
+async fn compute_list(
+    ty: &'static DocType,
+    state: &AppState,
+    scope: &AccountScope,
+) -> ApiResult<Reply> {
+    if super::history::wants_deleted(scope) {
+        return super::history::deleted_listing(state, scope, Some(ty)).await;
     }
     let page = Page::from_request(&scope.ctx, &state.config)?;
     let filters = listing::Filters::from_request(&scope.ctx);
-    let (docs, next) = listing::collect_from(
-        &state,
-        &scope.account.id,
-        Some(ty.pvt_type),
-        &page,
-        &filters,
-    )
-    .await?;
+    let (docs, next) =
+        listing::collect_from(state, &scope.account.id, Some(ty.pvt_type), &page, &filters).await?;
     let items = docs.iter().map(|d| ty.summary_row(&d.id, &d.doc)).collect();
     Ok(list_reply(
         items,
@@ -127,9 +138,14 @@ async fn fetch(
     id: String,
     scope: AccountScope,
 ) -> ApiResult<Reply> {
-    let target = Target::new(Kind::Doc(ty), &scope.account.id, &id);
-    let stored = state.pipeline.load(target).await?;
-    Ok(Reply::ok(Value::Object(public_view(&stored.doc, &id))).with_revision(&stored.rev))
+    let name = format!("{}/{id}", ty.pvt_type);
+    let compute = async {
+        let target = Target::new(Kind::Doc(ty), &scope.account.id, &id);
+        let stored = state.pipeline.load(target).await?;
+        let data = Value::Object(public_view(&stored.doc, &id)).to_string();
+        Ok(Reply::ok_serialised(data.into()).with_revision(&stored.rev))
+    };
+    state.replies.reply(&state, &scope, &name, 0, compute).await
 }
 
 #[tracing::instrument(skip_all, fields(account_id = %scope.account.id, doc_type = ty.pvt_type))]

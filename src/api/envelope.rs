@@ -367,7 +367,7 @@ async fn read_body(
 fn envelope_of(e: ApiError) -> Envelope {
     Envelope {
         body: e.into_answer().envelope(),
-        etag: None,
+        ..Envelope::default()
     }
 }
 
@@ -583,6 +583,7 @@ fn finalize(input: FinalizeInput<'_>) -> Response {
         tokens,
     } = input;
     let mut body = envelope.body;
+    let data_text = envelope.data_text;
     if let Some(t) = tokens {
         body.insert(
             "tokens".into(),
@@ -645,13 +646,21 @@ fn finalize(input: FinalizeInput<'_>) -> Response {
     }
 
     let pretty = pretty_header || ctx.and_then(|c| c.flag("pretty_print")).unwrap_or(false);
-    let value = Value::Object(body);
-    let text = if pretty {
-        serde_json::to_string_pretty(&value)
-    } else {
-        serde_json::to_string(&value)
-    }
-    .unwrap_or_default();
+    let text = match data_text {
+        // `data` already serialised (a listing, maybe cached): written in, not serialised again.
+        Some(data) if !pretty => splice_data(&data, &body),
+        Some(data) => {
+            let mut with_data = serde_json::Map::new();
+            with_data.insert(
+                "data".into(),
+                serde_json::from_str(&data).unwrap_or(Value::Null),
+            );
+            with_data.extend(body);
+            serde_json::to_string_pretty(&Value::Object(with_data)).unwrap_or_default()
+        }
+        None if pretty => serde_json::to_string_pretty(&Value::Object(body)).unwrap_or_default(),
+        None => serde_json::to_string(&Value::Object(body)).unwrap_or_default(),
+    };
     let jsonp = ctx
         .and_then(|c| c.option("jsonp"))
         .and_then(|v| v.as_str().map(str::to_string))
@@ -670,9 +679,36 @@ fn finalize(input: FinalizeInput<'_>) -> Response {
     response
 }
 
+/// `{"data":DATA,...rest of the envelope}` with `data` as given (JSON text).
+fn splice_data(data: &str, rest: &serde_json::Map<String, Value>) -> String {
+    let rest = serde_json::to_string(rest).unwrap_or_else(|_| "{}".to_string());
+    let mut out = String::with_capacity(data.len() + rest.len() + 9);
+    out.push_str("{\"data\":");
+    out.push_str(data);
+    match rest.strip_prefix('{') {
+        Some("}") | None => out.push('}'),
+        Some(tail) => {
+            out.push(',');
+            out.push_str(tail);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serialised_data_is_spliced_first() {
+        let mut rest = serde_json::Map::new();
+        rest.insert("status".into(), json!("success"));
+        assert_eq!(
+            splice_data("[1,2]", &rest),
+            r#"{"data":[1,2],"status":"success"}"#
+        );
+        assert_eq!(splice_data("{}", &serde_json::Map::new()), r#"{"data":{}}"#);
+    }
 
     #[test]
     fn versions_and_trailing_slashes_normalise() {

@@ -294,7 +294,7 @@ impl IntoResponse for ApiError {
         }
         response.extensions_mut().insert(Envelope {
             body: answer.envelope(),
-            etag: None,
+            ..Envelope::default()
         });
         response
     }

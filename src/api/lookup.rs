@@ -88,16 +88,23 @@ async fn lookup(State(state): State<AppState>, scope: AccountScope) -> ApiResult
         }
     };
     let allow_no_match = scope.ctx.flag("allow_no_match").unwrap_or(true);
-    match resolve(
-        &state.routes,
-        state.store.as_ref(),
-        &scope.account.id,
-        number,
-        allow_no_match,
-    )
-    .await?
-    {
-        Some(data) => Ok(Reply::ok(data)),
-        None => Err(ApiError::bad_identifier(number)),
-    }
+    // Kept while neither the account's documents nor any routing snapshot changed.
+    let compute = async {
+        match resolve(
+            &state.routes,
+            state.store.as_ref(),
+            &scope.account.id,
+            number,
+            allow_no_match,
+        )
+        .await?
+        {
+            Some(data) => Ok(Reply::ok_serialised(data.to_string().into())),
+            None => Err(ApiError::bad_identifier(number)),
+        }
+    };
+    state
+        .replies
+        .reply(&state, &scope, "lookup", state.routes.version(), compute)
+        .await
 }

@@ -109,6 +109,13 @@ impl AppState {
     pub fn new(shared: Shared) -> Self {
         Self(Arc::new(shared))
     }
+
+    /// The same state with other settings (tests).
+    pub fn with_config(&self, config: ApiConfig) -> Self {
+        let mut shared = (*self.0).clone();
+        shared.config = Arc::new(config);
+        Self::new(shared)
+    }
 }
 
 impl std::ops::Deref for AppState {
@@ -120,8 +127,11 @@ impl std::ops::Deref for AppState {
 }
 
 /// What [`AppState`] holds.
+#[derive(Clone)]
 pub struct Shared {
     pub store: DynStore,
+    /// Read replies kept while their account is unchanged.
+    pub replies: Arc<listing::ReplyCache>,
     /// The one save path for every document type.
     pub pipeline: crate::documents::pipeline::Pipeline,
     pub routes: Arc<crate::routing::RouteCache>,

@@ -3,6 +3,8 @@
 //! [`Envelope`] extension. A response marked [`Raw`] (a text diff, an event stream) keeps its
 //! own body and content type.
 
+use std::sync::Arc;
+
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
@@ -13,6 +15,9 @@ pub struct Envelope {
     pub body: Map<String, Value>,
     /// Revision to expose as `ETag`.
     pub etag: Option<String>,
+    /// `data` already serialised (then `body` has no `data`): written into the response as it
+    /// is, so a listing is serialised once, and a cached one never again.
+    pub data_text: Option<Arc<str>>,
 }
 
 /// A successful reply: status, envelope fields, extra headers.
@@ -31,7 +36,25 @@ impl Reply {
         body.insert("status".into(), json!("success"));
         Self {
             status: StatusCode::OK,
-            envelope: Envelope { body, etag: None },
+            envelope: Envelope {
+                body,
+                ..Envelope::default()
+            },
+            headers: Vec::new(),
+        }
+    }
+
+    /// 200 with `data` given as JSON text (see [`Envelope::data_text`]).
+    pub fn ok_serialised(data: Arc<str>) -> Self {
+        let mut body = Map::new();
+        body.insert("status".into(), json!("success"));
+        Self {
+            status: StatusCode::OK,
+            envelope: Envelope {
+                body,
+                etag: None,
+                data_text: Some(data),
+            },
             headers: Vec::new(),
         }
     }

@@ -33,6 +33,8 @@ pub struct RouteCache {
     store: DynStore,
     tables: Cache<String, Arc<RouteTable>, TableWeight, hashbrown::DefaultHashBuilder>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Bumped whenever any snapshot is installed or dropped (see [`RouteCache::version`]).
+    version: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for RouteCache {
@@ -62,6 +64,7 @@ impl RouteCache {
                 Default::default(),
             ),
             locks: Mutex::new(HashMap::new()),
+            version: Default::default(),
         }
     }
 
@@ -160,6 +163,17 @@ impl RouteCache {
         Ok(())
     }
 
+    /// Changes whenever a snapshot is installed or dropped: an answer computed from snapshots
+    /// after reading an equal version is still what they would give.
+    pub fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn bump(&self) {
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// How many accounts have a snapshot in memory.
     pub fn cached_accounts(&self) -> usize {
         self.tables.len()
@@ -173,12 +187,14 @@ impl RouteCache {
     /// Forget one account's snapshot (the next lookup reloads it).
     pub fn invalidate(&self, account_id: &str) {
         self.tables.remove(account_id);
+        self.bump();
         metrics::gauge!("callflowd_route_cache_accounts").set(self.tables.len() as f64);
     }
 
     /// Forget every snapshot (after losing track of changes, e.g. a dropped connection).
     pub fn invalidate_all(&self) {
         self.tables.clear();
+        self.bump();
         metrics::gauge!("callflowd_route_cache_accounts").set(0.0);
     }
 
@@ -190,6 +206,7 @@ impl RouteCache {
         started: Instant,
     ) {
         self.tables.insert(account_id.to_string(), table);
+        self.bump();
         metrics::counter!("callflowd_route_rebuilds_total", "kind" => kind).increment(1);
         metrics::histogram!("callflowd_route_rebuild_duration_seconds", "kind" => kind)
             .record(started.elapsed().as_secs_f64());

@@ -28,12 +28,21 @@ use quick_cache::sync::Cache;
 use quick_cache::{OptionsBuilder, Weighter};
 use serde_json::{Map, Value};
 
+use super::Draft;
 use super::{
     detached, Account, AuditQuery, CallflowWrite, Change, ChangeEvent, DocumentWrite, DraftWrite,
     DynStore, Revision, RevisionInfo, RouteKey, Store, StoreResult, StoredCallflow, User,
     WriteMeta,
 };
-use super::Draft;
+
+/// How often a serving process looks at the marker file, at most.
+const LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
+/// How long an announcing process waits after announcing a write before reporting it done:
+/// several times [`LOOK_EVERY`], so every request that begins afterwards sees it.
+const ANNOUNCE_SETTLE: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Write counters per account stripe (see [`Store::read_stamp`]).
+const STRIPES: usize = 1024;
 
 /// Default memory budget of the document cache.
 pub const DEFAULT_BUDGET_BYTES: u64 = 256 * 1024 * 1024;
@@ -72,7 +81,8 @@ impl<V> Weighter<String, V> for ByWeight<V> {
 /// One cache of values by key, filled only by reads that no write overtook.
 struct Memo<V: Clone> {
     cache: Cache<String, V, ByWeight<V>, hashbrown::DefaultHashBuilder>,
-    name: &'static str,
+    hits: metrics::Counter,
+    misses: metrics::Counter,
 }
 
 impl<V: Clone> Memo<V> {
@@ -89,15 +99,17 @@ impl<V: Clone> Memo<V> {
                 Default::default(),
                 Default::default(),
             ),
-            name,
+            hits: metrics::counter!("callflowd_document_cache_reads_total", "cache" => name, "result" => "hit"),
+            misses: metrics::counter!("callflowd_document_cache_reads_total", "cache" => name, "result" => "miss"),
         }
     }
 
     fn get(&self, key: &str) -> Option<V> {
         let hit = self.cache.get(key);
-        let result = if hit.is_some() { "hit" } else { "miss" };
-        metrics::counter!("callflowd_document_cache_reads_total", "cache" => self.name, "result" => result)
-            .increment(1);
+        match hit {
+            Some(_) => self.hits.increment(1),
+            None => self.misses.increment(1),
+        }
         hit
     }
 
@@ -133,6 +145,12 @@ fn key(account_id: &str, id: &str) -> String {
 struct Caches {
     /// Bumped when a write ends, before its keys are forgotten.
     generation: AtomicU64,
+    /// Per account (striped by a hash of its id): bumped when a write of the account ends.
+    /// Answers computed from many documents (listings) are stamped with it.
+    stripes: Box<[AtomicU64]>,
+    /// Bumped when another process's writes were noticed.
+    external: AtomicU64,
+    hasher: hashbrown::DefaultHashBuilder,
     accounts: Memo<Option<Account>>,
     users: Memo<Option<User>>,
     callflows: Memo<Option<StoredCallflow>>,
@@ -145,11 +163,18 @@ impl Caches {
     /// A write of `id` in `account_id` ended (committed or not).
     fn written(&self, account_id: &str, id: &str) {
         self.generation.fetch_add(1, Ordering::SeqCst);
+        self.stripe(account_id).fetch_add(1, Ordering::SeqCst);
         let k = key(account_id, id);
         self.users.forget(&k);
         self.callflows.forget(&k);
         self.documents.forget(&k);
         self.by_id.forget(&k);
+    }
+
+    fn stripe(&self, account_id: &str) -> &AtomicU64 {
+        use std::hash::BuildHasher;
+        let h = self.hasher.hash_one(account_id) as usize;
+        &self.stripes[h % self.stripes.len()]
     }
 
     fn seen(&self) -> u64 {
@@ -200,6 +225,9 @@ enum Mode {
         marker: Arc<std::path::PathBuf>,
         /// The marker's length when the caches were last known good.
         known: Arc<AtomicU64>,
+        /// When the newest finished look at the marker began (microseconds since `epoch`).
+        looked: Arc<AtomicU64>,
+        epoch: std::time::Instant,
     },
     /// Cache nothing; append to the marker after each write (a tool beside a server).
     Announce { marker: Arc<std::path::PathBuf> },
@@ -225,6 +253,8 @@ impl CachedStore {
             Mode::Cache {
                 marker: Arc::new(marker),
                 known: Arc::new(AtomicU64::new(known)),
+                looked: Arc::new(AtomicU64::new(0)),
+                epoch: std::time::Instant::now(),
             },
         ))
     }
@@ -254,25 +284,26 @@ impl CachedStore {
             mode,
             caches: Arc::new(Caches {
                 generation: AtomicU64::new(0),
+                stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+                external: AtomicU64::new(0),
+                hasher: Default::default(),
                 accounts: Memo::new("accounts", small, |a| {
-                    a.as_ref().map_or(0, |a| {
-                        256 + map_weight(&a.doc) + 40 * a.tree.len() as u64
-                    })
+                    a.as_ref()
+                        .map_or(0, |a| 256 + map_weight(&a.doc) + 40 * a.tree.len() as u64)
                 }),
                 users: Memo::new("users", small, |u| {
                     u.as_ref().map_or(0, |u| {
                         256 + u.username.len() as u64 + u.md5_hash.len() as u64
                     })
                 }),
-                callflows: Memo::new("callflows", docs, |d| {
-                    d.as_ref().map_or(0, stored_weight)
-                }),
+                callflows: Memo::new("callflows", docs, |d| d.as_ref().map_or(0, stored_weight)),
                 documents: Memo::new("documents", docs, |d| {
                     d.as_ref()
                         .map_or(0, |(t, d)| t.len() as u64 + stored_weight(d))
                 }),
                 by_id: Memo::new("metadata", docs, |v| {
-                    v.as_ref().map_or(0, |(t, d)| t.len() as u64 + map_weight(d))
+                    v.as_ref()
+                        .map_or(0, |(t, d)| t.len() as u64 + map_weight(d))
                 }),
             }),
         }
@@ -283,15 +314,22 @@ impl CachedStore {
         matches!(self.mode, Mode::Cache { .. })
     }
 
-    /// After a write of this process ended: tell a server beside us.
-    fn announce(&self) {
+    /// After a write of this process ended: tell a server beside us, and give it the time to
+    /// notice before the write is reported done.
+    async fn announce(&self) {
         if let Mode::Announce { marker } = &self.mode {
             announce(marker);
+            tokio::time::sleep(ANNOUNCE_SETTLE).await;
         }
     }
 
     /// A read through `memo`: from memory when cached, else from the store (and kept).
-    async fn read<V, F>(&self, memo: &Memo<Option<V>>, key: String, load: F) -> StoreResult<Option<V>>
+    async fn read<V, F>(
+        &self,
+        memo: &Memo<Option<V>>,
+        key: String,
+        load: F,
+    ) -> StoreResult<Option<V>>
     where
         V: Clone,
         F: std::future::Future<Output = StoreResult<Option<V>>>,
@@ -322,7 +360,7 @@ impl CachedStore {
             for id in &ids {
                 this.caches.written(&account_id, id);
             }
-            this.announce();
+            this.announce().await;
             result
         })
         .await
@@ -347,16 +385,42 @@ impl Store for CachedStore {
         self.inner.write_marker()
     }
 
+    fn read_stamp(&self, account_id: &str) -> Option<super::ReadStamp> {
+        self.cache_on().then(|| {
+            super::ReadStamp(
+                self.caches.external.load(Ordering::SeqCst),
+                self.caches.stripe(account_id).load(Ordering::SeqCst),
+            )
+        })
+    }
+
     /// Drops everything cached when another process announced a write since the last look.
+    /// The marker is looked at most once per [`LOOK_EVERY`]; an announcing process waits
+    /// [`ANNOUNCE_SETTLE`] (longer) after announcing before its write counts as done, so a
+    /// request that begins after that still finds the announcement.
     fn sync_external(&self) {
-        if let Mode::Cache { marker, known } = &self.mode {
+        if let Mode::Cache {
+            marker,
+            known,
+            looked,
+            epoch,
+        } = &self.mode
+        {
+            // A look that began less than LOOK_EVERY ago and has finished (its clearing done)
+            // saw every announcement older than ANNOUNCE_SETTLE: nothing to do.
+            let at = epoch.elapsed().as_micros() as u64 + 1;
+            if at.saturating_sub(looked.load(Ordering::SeqCst)) < LOOK_EVERY.as_micros() as u64 {
+                return;
+            }
             let now = marker_len(marker);
             if now != known.load(Ordering::SeqCst) {
                 self.caches.generation.fetch_add(1, Ordering::SeqCst);
+                self.caches.external.fetch_add(1, Ordering::SeqCst);
                 self.caches.clear();
                 known.store(now, Ordering::SeqCst);
                 metrics::counter!("callflowd_document_cache_external_writes_total").increment(1);
             }
+            looked.fetch_max(at, Ordering::SeqCst);
         }
     }
 
@@ -372,7 +436,7 @@ impl Store for CachedStore {
         if let Some(user) = admin {
             self.caches.written(&account.id, &user.id);
         }
-        self.announce();
+        self.announce().await;
         created
     }
 
@@ -381,8 +445,12 @@ impl Store for CachedStore {
     }
 
     async fn get_account(&self, id: &str) -> StoreResult<Option<Account>> {
-        self.read(&self.caches.accounts, id.to_string(), self.inner.get_account(id))
-            .await
+        self.read(
+            &self.caches.accounts,
+            id.to_string(),
+            self.inner.get_account(id),
+        )
+        .await
     }
 
     async fn accounts_by_realm(&self, realm: &str) -> StoreResult<Vec<Account>> {
@@ -657,9 +725,11 @@ impl Store for CachedStore {
     /// Drafts are not cached; a draft of a new callflow only reserves its id.
     async fn write_draft(&self, write: &DraftWrite, meta: &WriteMeta) -> StoreResult<i64> {
         let (inner, w, m) = (self.inner.clone(), write.clone(), meta.clone());
-        self.write(&write.account_id, vec![write.callflow_id.clone()], async move {
-            inner.write_draft(&w, &m).await
-        })
+        self.write(
+            &write.account_id,
+            vec![write.callflow_id.clone()],
+            async move { inner.write_draft(&w, &m).await },
+        )
         .await
     }
 

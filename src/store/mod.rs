@@ -425,6 +425,14 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// A stamp of the account's documents as this process knows them, for answers computed
+    /// from many of them (listings) and kept in memory: an answer computed after taking a
+    /// stamp is current while the account's stamp stays equal to it. `None` when the store
+    /// cannot tell (every read then goes to the database).
+    fn read_stamp(&self, _account_id: &str) -> Option<ReadStamp> {
+        None
+    }
+
     /// Called as each request begins: a caching store catches up with writes other processes
     /// announced (see [`CachedStore`]). Nothing to do for others.
     fn sync_external(&self) {}
@@ -654,6 +662,10 @@ pub trait Store: Send + Sync + 'static {
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// See [`Store::read_stamp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadStamp(pub u64, pub u64);
 
 /// What another node changed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -201,10 +200,9 @@ async fn page_size_and_unpaginated_listings_are_capped_with_a_next_start_key() {
 #[tokio::test]
 async fn a_request_past_its_deadline_is_answered_503_in_an_envelope() {
     let app = TestApp::spawn().await;
-    let mut state = app.state.clone();
-    let mut config = (*state.config).clone();
+    let mut config = (*app.state.config).clone();
     config.request_timeout = Duration::from_nanos(1);
-    state.config = Arc::new(config);
+    let state = app.state.with_config(config);
     let router = callflowd::api::router(state);
     let req = Request::get(TestApp::callflows(&app.admin_account))
         .header("X-Auth-Token", &app.admin_token)
