@@ -138,7 +138,16 @@ impl SchemaSet {
             })?;
         }
         Ok(Self {
-            docs: Arc::new(docs.into_iter().map(|(k, v)| (k, Arc::new(v))).collect()),
+            // Keys sorted once here: the validator applies keywords and properties in name
+            // order (as jesse walks Kazoo's key-sorted files) without sorting per request.
+            docs: Arc::new(
+                docs.into_iter()
+                    .map(|(k, mut v)| {
+                        v.sort_all_objects();
+                        (k, Arc::new(v))
+                    })
+                    .collect(),
+            ),
             regexes: Arc::new(regexes),
         })
     }

@@ -31,14 +31,16 @@ pub(super) fn validate(set: &SchemaSet, name: &str, value: &mut Value) -> Result
     let Some(schema) = set.docs.get(name).cloned() else {
         return Err(SchemaErrors::single(schema_not_found(name)));
     };
-    let original = value.clone();
     let mut first = Walker::new(set);
     first.check(&schema, name, value, &mut Vec::new(), 0);
     if first.errors.is_empty() {
         return Ok(());
     }
     if !first.fixes.is_empty() {
-        let mut candidate = original;
+        // The value as the first pass left it (with its defaults; the second pass would add
+        // the same ones), converted where a type error can be fixed. Only a refused value is
+        // copied.
+        let mut candidate = value.clone();
         for (path, kind) in &first.fixes {
             if let Some(slot) = pointer_mut(&mut candidate, path) {
                 if let Some(converted) = coerce(slot, kind) {
@@ -120,10 +122,8 @@ impl<'a> Walker<'a> {
             );
             return;
         }
-        let mut keys: Vec<&String> = map.keys().collect();
-        keys.sort();
-        for key in keys {
-            let kw = &map[key.as_str()];
+        // Keys were sorted when the schema was loaded (`SchemaSet::from_docs`).
+        for (key, kw) in map {
             match key.as_str() {
                 "$ref" => self.check_ref(kw, value, path, depth),
                 "type" => self.check_type(kw, value, path),
@@ -390,10 +390,7 @@ impl<'a> Walker<'a> {
         let (Some(props), Some(obj)) = (kw.as_object(), value.as_object_mut()) else {
             return;
         };
-        let mut names: Vec<&String> = props.keys().collect();
-        names.sort();
-        for name in names {
-            let sub = &props[name.as_str()];
+        for (name, sub) in props {
             if !obj.contains_key(name.as_str()) {
                 match sub.get("default") {
                     Some(default) => {

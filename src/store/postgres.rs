@@ -179,6 +179,10 @@ impl Backend for PgStore {
 
     /// Listens for other processes' writes. The listener reconnects by itself; each time it
     /// (re)connects it sends `Resync`, because notifications sent while it was away are lost.
+    fn group_commit(&self) -> Option<&super::sql::GroupCommit> {
+        None
+    }
+
     /// Several nodes write to one database: no marker, no local cache.
     fn write_marker(&self) -> Option<std::path::PathBuf> {
         None

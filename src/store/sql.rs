@@ -65,6 +65,10 @@ pub(super) trait Backend: Clone + Send + Sync + 'static {
     fn change_events(&self) -> Option<UnboundedReceiver<ChangeEvent>>;
     /// See [`Store::write_marker`].
     fn write_marker(&self) -> Option<std::path::PathBuf>;
+    /// Where document writes queue for a group commit ([`GroupCommit`]); `None` when each
+    /// write commits on its own (PostgreSQL commits concurrent transactions in parallel and
+    /// groups their WAL flushes itself).
+    fn group_commit(&self) -> Option<&GroupCommit>;
     /// Test hook: when set, every write fails after its document is written and before its
     /// revision is, proving the two commit or vanish together (see `FaultSwitch`).
     fn fail_revision_writes(&self) -> bool;
@@ -695,6 +699,43 @@ fn accounts(rows: Vec<AccountRow>) -> StoreResult<Vec<Account>> {
 // The store
 // ---------------------------------------------------------------------------------------------
 
+/// Group commit: document writes queue here and one task runs them, each in a savepoint of
+/// one transaction per batch, committed with one fsync for the whole batch. A write is answered
+/// only once the batch's commit returned, so a 2xx means on disk exactly as before; a write
+/// refused by its own checks rolls back its savepoint and is answered at once.
+#[derive(Debug, Default)]
+pub(super) struct GroupCommit {
+    queue: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<GroupJob>>,
+}
+
+/// Most writes one commit takes.
+const GROUP_MAX: usize = 64;
+
+pub(super) enum GroupWrite {
+    Callflow(CallflowWrite),
+    Document(DocumentWrite),
+}
+
+pub(super) struct GroupJob {
+    write: GroupWrite,
+    meta: WriteMeta,
+    reply: tokio::sync::oneshot::Sender<StoreResult<i64>>,
+}
+
+/// Errors that are the write's own answer (its savepoint is rolled back and the batch goes
+/// on); any other error may have ended the whole transaction.
+fn refusal(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::NotFound
+            | StoreError::Conflict
+            | StoreError::Unique(_)
+            | StoreError::Taken(_)
+            | StoreError::KeyTaken(_)
+            | StoreError::TooManyPatterns { .. }
+    )
+}
+
 /// The database connection a write transaction runs on.
 type Conn<B> = <<B as Backend>::Db as Database>::Connection;
 
@@ -751,6 +792,19 @@ where
 
     async fn try_write(store: &B, write: &CallflowWrite, meta: &WriteMeta) -> StoreResult<i64> {
         let mut tx = store.begin_write().await?;
+        let pos = Self::callflow_in(store, &mut tx, write, meta).await?;
+        Self::end(tx, meta).await?;
+        Ok(pos)
+    }
+
+    /// A callflow write's statements, on a connection inside a transaction (or a savepoint of
+    /// a group commit).
+    async fn callflow_in(
+        store: &B,
+        tx: &mut Conn<B>,
+        write: &CallflowWrite,
+        meta: &WriteMeta,
+    ) -> StoreResult<i64> {
         let current: Option<String> = sqlx::query_scalar(CALLFLOW_REV)
             .bind(&write.account_id)
             .bind(&write.id)
@@ -758,19 +812,19 @@ where
             .await?;
         match (&write.expected_rev, current) {
             (None, Some(_)) => return Err(StoreError::Conflict),
-            (None, None) => Self::check_id_free(&mut tx, &write.account_id, &write.id).await?,
+            (None, None) => Self::check_id_free(&mut *tx, &write.account_id, &write.id).await?,
             (Some(_), None) => return Err(StoreError::NotFound),
             (Some(expected), Some(rev)) if *expected != rev => return Err(StoreError::Conflict),
             _ => {}
         }
-        let conflicts = Self::conflicts(&mut tx, write).await?;
+        let conflicts = Self::conflicts(&mut *tx, write).await?;
         if !conflicts.is_empty() {
             return Err(StoreError::Unique(conflicts));
         }
         let cap = write.max_account_patterns;
         if let Some(limit) = cap.filter(|_| !write.deleted && !write.patterns.is_empty()) {
             store
-                .lock_account_patterns(&mut tx, &write.account_id)
+                .lock_account_patterns(&mut *tx, &write.account_id)
                 .await?;
             let counts: PatternCounts = sqlx::query_as(PATTERN_COUNTS)
                 .bind(&write.account_id)
@@ -811,7 +865,7 @@ where
         }
         if !write.deleted {
             Self::insert_indexes(
-                &mut tx,
+                &mut *tx,
                 &write.account_id,
                 &write.id,
                 "callflow",
@@ -871,9 +925,7 @@ where
             request_id: Some(&write.request_id),
             now,
         };
-        let pos = Self::record(store, &mut tx, &record, meta).await?;
-        Self::end(tx, meta).await?;
-        Ok(pos)
+        Self::record(store, tx, &record, meta).await
     }
 
     /// Writes the revision (unless the write keeps none), applies count retention, then, as
@@ -976,6 +1028,114 @@ where
             tx.commit().await?;
         }
         Ok(())
+    }
+
+    /// A document or callflow write, through the backend's group commit when it has one.
+    async fn grouped(store: &B, write: GroupWrite, meta: WriteMeta) -> StoreResult<i64> {
+        let group = match store.group_commit() {
+            // A dry run rolls back: nothing to share a commit with.
+            Some(group) if !meta.dry_run => group,
+            _ => return Self::alone(store, &write, &meta).await,
+        };
+        let queue = group.queue.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(Self::commit_loop(store.clone(), rx));
+            tx
+        });
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if let Err(refused) = queue.send(GroupJob { write, meta, reply }) {
+            let job = refused.0;
+            return Self::alone(store, &job.write, &job.meta).await;
+        }
+        answer
+            .await
+            .map_err(|_| StoreError::Other(anyhow::anyhow!("the group commit task ended")))?
+    }
+
+    /// One write in a transaction of its own.
+    async fn alone(store: &B, write: &GroupWrite, meta: &WriteMeta) -> StoreResult<i64> {
+        match write {
+            GroupWrite::Callflow(w) => Self::write_callflow(store, w, meta).await,
+            GroupWrite::Document(w) => Self::write_document(store, w, meta).await,
+        }
+    }
+
+    async fn commit_loop(store: B, mut queue: tokio::sync::mpsc::UnboundedReceiver<GroupJob>) {
+        while let Some(first) = queue.recv().await {
+            let mut jobs = vec![first];
+            while jobs.len() < GROUP_MAX {
+                match queue.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            metrics::histogram!("callflowd_group_commit_writes").record(jobs.len() as f64);
+            Self::commit_batch(&store, jobs).await;
+        }
+    }
+
+    /// Runs a batch in one transaction, a savepoint per write. If the transaction itself
+    /// fails (opening, a statement error that is not a write's own refusal, the commit),
+    /// nothing of it stays, and every write not yet answered runs again on its own, so one
+    /// failing write cannot fail the others.
+    async fn commit_batch(store: &B, jobs: Vec<GroupJob>) {
+        let mut tx = match store.begin_write().await {
+            Ok(tx) => tx,
+            Err(_) => return Self::one_by_one(store, jobs).await,
+        };
+        let mut done: Vec<(GroupJob, i64)> = Vec::with_capacity(jobs.len());
+        let mut jobs = jobs.into_iter();
+        while let Some(job) = jobs.next() {
+            let result = async {
+                let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+                let result = match &job.write {
+                    GroupWrite::Callflow(w) => {
+                        Self::callflow_in(store, &mut savepoint, w, &job.meta).await
+                    }
+                    GroupWrite::Document(w) => {
+                        Self::document_in(store, &mut savepoint, w, &job.meta).await
+                    }
+                };
+                match result {
+                    Ok(pos) => {
+                        savepoint.commit().await?;
+                        Ok(pos)
+                    }
+                    Err(e) => {
+                        savepoint.rollback().await?;
+                        Err(e)
+                    }
+                }
+            }
+            .await;
+            match result {
+                Ok(pos) => done.push((job, pos)),
+                Err(e) if refusal(&e) => {
+                    let _ = job.reply.send(Err(e));
+                }
+                Err(_) => {
+                    // The transaction may be gone: drop it, redo everything unanswered alone.
+                    let _ = tx.rollback().await;
+                    let rest = done.into_iter().map(|(j, _)| j).chain([job]).chain(jobs);
+                    return Self::one_by_one(store, rest.collect()).await;
+                }
+            }
+        }
+        match tx.commit().await {
+            Ok(()) => {
+                for (job, pos) in done {
+                    let _ = job.reply.send(Ok(pos));
+                }
+            }
+            Err(_) => Self::one_by_one(store, done.into_iter().map(|(j, _)| j).collect()).await,
+        }
+    }
+
+    async fn one_by_one(store: &B, jobs: Vec<GroupJob>) {
+        for job in jobs {
+            let result = Self::alone(store, &job.write, &job.meta).await;
+            let _ = job.reply.send(result);
+        }
     }
 
     async fn write_callflow(
@@ -1376,6 +1536,18 @@ where
         meta: &WriteMeta,
     ) -> StoreResult<i64> {
         let mut tx = store.begin_write().await?;
+        let pos = Self::document_in(store, &mut tx, write, meta).await?;
+        Self::end(tx, meta).await?;
+        Ok(pos)
+    }
+
+    /// A document write's statements (see [`Sql::callflow_in`]).
+    async fn document_in(
+        store: &B,
+        tx: &mut Conn<B>,
+        write: &DocumentWrite,
+        meta: &WriteMeta,
+    ) -> StoreResult<i64> {
         let current: Option<String> = sqlx::query_scalar(DOCUMENT_REV)
             .bind(&write.account_id)
             .bind(&write.id)
@@ -1383,12 +1555,12 @@ where
             .await?;
         match (&write.expected_rev, current) {
             (None, Some(_)) => return Err(StoreError::Conflict),
-            (None, None) => Self::check_id_free(&mut tx, &write.account_id, &write.id).await?,
+            (None, None) => Self::check_id_free(&mut *tx, &write.account_id, &write.id).await?,
             (Some(_), None) => return Err(StoreError::NotFound),
             (Some(expected), Some(rev)) if *expected != rev => return Err(StoreError::Conflict),
             _ => {}
         }
-        let conflicts = Self::key_conflicts(&mut tx, write).await?;
+        let conflicts = Self::key_conflicts(&mut *tx, write).await?;
         if !conflicts.is_empty() {
             return Err(StoreError::KeyTaken(conflicts));
         }
@@ -1413,7 +1585,7 @@ where
         }
         if !write.deleted {
             Self::insert_indexes(
-                &mut tx,
+                &mut *tx,
                 &write.account_id,
                 &write.id,
                 &write.doc_type,
@@ -1440,9 +1612,7 @@ where
             request_id: Some(&write.request_id),
             now,
         };
-        let pos = Self::record(store, &mut tx, &record, meta).await?;
-        Self::end(tx, meta).await?;
-        Ok(pos)
+        Self::record(store, tx, &record, meta).await
     }
 
     async fn write_document(
@@ -1788,7 +1958,7 @@ where
 
     async fn write_callflow_as(&self, write: &CallflowWrite, meta: &WriteMeta) -> StoreResult<i64> {
         let (this, write, meta) = (self.clone(), write.clone(), meta.clone());
-        detached(async move { Sql::write_callflow(&this, &write, &meta).await }).await
+        detached(async move { Sql::grouped(&this, GroupWrite::Callflow(write), meta).await }).await
     }
 
     async fn purge_as(
@@ -1912,7 +2082,7 @@ where
 
     async fn write_document_as(&self, write: &DocumentWrite, meta: &WriteMeta) -> StoreResult<i64> {
         let (this, write, meta) = (self.clone(), write.clone(), meta.clone());
-        detached(async move { Sql::write_document(&this, &write, &meta).await }).await
+        detached(async move { Sql::grouped(&this, GroupWrite::Document(write), meta).await }).await
     }
 
     async fn list_deleted(

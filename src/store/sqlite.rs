@@ -10,7 +10,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::sql::{discard_if_in_transaction, Backend, FeedEntry, INSERT_CHANGE, NEXT_POSITION};
+use super::sql::{
+    discard_if_in_transaction, Backend, FeedEntry, GroupCommit, INSERT_CHANGE, NEXT_POSITION,
+};
 use super::{ChangeEvent, FaultSwitch, StoreError};
 
 #[derive(Debug, Clone)]
@@ -24,6 +26,8 @@ pub struct SqliteStore {
     faults: FaultSwitch,
     /// `<file>-writes` beside the database file (see [`super::CachedStore`]); `None` in memory.
     marker: Option<Arc<std::path::PathBuf>>,
+    /// Concurrent document writes share one transaction and one fsync.
+    group: Arc<GroupCommit>,
 }
 
 impl SqliteStore {
@@ -77,6 +81,7 @@ impl SqliteStore {
             page_limit,
             faults: FaultSwitch::default(),
             marker,
+            group: Default::default(),
         })
     }
 }
@@ -161,6 +166,10 @@ impl Backend for SqliteStore {
 
     fn change_events(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<ChangeEvent>> {
         None
+    }
+
+    fn group_commit(&self) -> Option<&GroupCommit> {
+        Some(&self.group)
     }
 
     fn write_marker(&self) -> Option<std::path::PathBuf> {

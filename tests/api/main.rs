@@ -3,6 +3,7 @@
 mod helpers;
 
 mod auth;
+mod cache;
 mod callflows;
 mod calltests;
 mod concurrency;
