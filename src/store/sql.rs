@@ -810,6 +810,8 @@ where
             .bind(&write.id)
             .fetch_optional(&mut *tx)
             .await?;
+        // A new id has no index rows to clear (its id is free in the whole account).
+        let existed = current.is_some();
         match (&write.expected_rev, current) {
             (None, Some(_)) => return Err(StoreError::Conflict),
             (None, None) => Self::check_id_free(&mut *tx, &write.account_id, &write.id).await?,
@@ -851,17 +853,19 @@ where
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        for delete in [
-            DELETE_NUMBERS,
-            DELETE_PATTERNS,
-            DELETE_REFERENCES,
-            DELETE_SEARCH_KEYS,
-        ] {
-            sqlx::query(delete)
-                .bind(&write.account_id)
-                .bind(&write.id)
-                .execute(&mut *tx)
-                .await?;
+        if existed {
+            for delete in [
+                DELETE_NUMBERS,
+                DELETE_PATTERNS,
+                DELETE_REFERENCES,
+                DELETE_SEARCH_KEYS,
+            ] {
+                sqlx::query(delete)
+                    .bind(&write.account_id)
+                    .bind(&write.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         if !write.deleted {
             Self::insert_indexes(
@@ -1553,6 +1557,8 @@ where
             .bind(&write.id)
             .fetch_optional(&mut *tx)
             .await?;
+        // A new id has no index rows to clear (its id is free in the whole account).
+        let existed = current.is_some();
         match (&write.expected_rev, current) {
             (None, Some(_)) => return Err(StoreError::Conflict),
             (None, None) => Self::check_id_free(&mut *tx, &write.account_id, &write.id).await?,
@@ -1576,12 +1582,14 @@ where
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        for delete in [DELETE_DOCUMENT_KEYS, DELETE_SEARCH_KEYS, DELETE_OWNERS] {
-            sqlx::query(delete)
-                .bind(&write.account_id)
-                .bind(&write.id)
-                .execute(&mut *tx)
-                .await?;
+        if existed {
+            for delete in [DELETE_DOCUMENT_KEYS, DELETE_SEARCH_KEYS, DELETE_OWNERS] {
+                sqlx::query(delete)
+                    .bind(&write.account_id)
+                    .bind(&write.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         if !write.deleted {
             Self::insert_indexes(
