@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::documents::pipeline::{Kind, Target};
 use crate::domain::callflow::{listing_summary, public_view};
-use crate::domain::numbers::{dial_plan, normalize};
+use crate::domain::numbers::{dial_plan_of, normalize};
 use crate::schema::SchemaError;
 
 use super::error::{ApiError, ApiResult};
@@ -169,7 +169,7 @@ async fn compute_list(state: &AppState, scope: &AccountScope) -> ApiResult<Reply
     let account_id = scope.account.id.clone();
     // Better than Kazoo: `?number=N` lists the callflows holding N (as dialled or normalised).
     if let Some(number) = scope.ctx.query("number") {
-        let plan = dial_plan(&Value::Object(scope.account.doc.clone()));
+        let plan = dial_plan_of(scope.account.doc.get("dial_plan"));
         let mut found = state
             .store
             .callflows_with_number(&account_id, number)

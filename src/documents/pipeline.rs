@@ -22,7 +22,6 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use crate::domain::callflow::{self as cf, metadata_candidates};
-use crate::domain::numbers::dial_plan;
 use crate::history::feed::FeedSignal;
 use crate::routing::RouteCache;
 use crate::schema::{SchemaError, SchemaErrors, SchemaSet};
@@ -576,7 +575,10 @@ impl Pipeline {
         let mut public = cf::public_part(&data);
         drop(data);
         self.check_list_limits(&public)?;
-        cf::precheck_numbers(&mut public, &dial_plan(&Value::Object(account.doc.clone())))?;
+        cf::precheck_numbers(
+            &mut public,
+            &crate::domain::numbers::dial_plan_of(account.doc.get("dial_plan")),
+        )?;
         // Pattern compile errors are reported together with the schema's, so one round trip
         // shows everything wrong with the document.
         let mut errors = SchemaErrors::default();

@@ -5,7 +5,7 @@
 //! A rewrite is `prefix + <highest-numbered group that took part> + suffix` (the whole match
 //! when the regex has no group), which is what Erlang's `re` returns as the last capture.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
 use serde_json::Value;
@@ -47,6 +47,36 @@ static DEFAULT_CONVERTERS: LazyLock<Vec<Converter>> = LazyLock::new(|| {
         Converter::new(r"^[2-9]\d{7,}$", "+"),
     ]
 });
+
+/// Most distinct dial plans [`dial_plan_of`] keeps compiled before starting over.
+const PLAN_CACHE_CAP: usize = 1024;
+
+static PLANS: LazyLock<std::sync::Mutex<std::collections::HashMap<String, Arc<Vec<Converter>>>>> =
+    LazyLock::new(Default::default);
+
+/// An account's `dial_plan` (the value of its `dial_plan` key), compiled once per distinct
+/// plan: keyed by the plan's JSON text, so a changed plan is a new entry and nothing can be
+/// stale. Requests, writes and simulations share the compiled regexes.
+pub fn dial_plan_of(plan: Option<&Value>) -> Arc<Vec<Converter>> {
+    static EMPTY: LazyLock<Arc<Vec<Converter>>> = LazyLock::new(Default::default);
+    let Some(plan) = plan.filter(|p| p.as_object().is_some_and(|m| !m.is_empty())) else {
+        return EMPTY.clone();
+    };
+    let key = plan.to_string();
+    // A poisoned lock only means a panic elsewhere mid-insert; the map is still a valid cache.
+    let mut plans = PLANS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(hit) = plans.get(&key) {
+        return hit.clone();
+    }
+    if plans.len() >= PLAN_CACHE_CAP {
+        plans.clear();
+    }
+    let mut doc = serde_json::Map::new();
+    doc.insert("dial_plan".into(), plan.clone());
+    let compiled = Arc::new(dial_plan(&Value::Object(doc)));
+    plans.insert(key, compiled.clone());
+    compiled
+}
 
 /// Rules read from an account's `dial_plan` object (`{"<regex>": {"prefix", "suffix"}}`);
 /// entries whose regex does not compile are skipped, as Kazoo skips them.
@@ -101,6 +131,25 @@ pub fn search_key(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dial_plan_is_compiled_once_per_distinct_plan() {
+        let plan = serde_json::json!({"^(\\d{7})$": {"prefix": "+1415"}});
+        let first = dial_plan_of(Some(&plan));
+        let again = dial_plan_of(Some(&plan));
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the same plan is not compiled twice"
+        );
+        assert_eq!(normalize("5550100", &first), "+14155550100");
+        let other = serde_json::json!({"^(\\d{7})$": {"prefix": "+1212"}});
+        assert_eq!(
+            normalize("5550100", &dial_plan_of(Some(&other))),
+            "+12125550100"
+        );
+        assert!(dial_plan_of(None).is_empty());
+        assert!(dial_plan_of(Some(&serde_json::json!({}))).is_empty());
+    }
 
     #[test]
     fn kazoo_worked_examples() {

@@ -15,15 +15,7 @@ use crate::engine::trace::OutcomeKind;
 
 /// `cf_util:normalize_capture_group`: E.164 with the account's dial plan.
 pub(crate) fn normalize(rt: &Run<'_>, number: &str) -> String {
-    let plan = rt
-        .account()
-        .and_then(|a| a.get("dial_plan"))
-        .map(|p| {
-            let mut m = Map::new();
-            m.insert("dial_plan".into(), p.clone());
-            crate::domain::numbers::dial_plan(&Value::Object(m))
-        })
-        .unwrap_or_default();
+    let plan = crate::domain::numbers::dial_plan_of(rt.account().and_then(|a| a.get("dial_plan")));
     crate::domain::numbers::normalize(number, &plan)
 }
 
