@@ -706,6 +706,15 @@ fn accounts(rows: Vec<AccountRow>) -> StoreResult<Vec<Account>> {
 #[derive(Debug, Default)]
 pub(super) struct GroupCommit {
     queue: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<GroupJob>>,
+    /// Batches committed so far (tests, the metrics).
+    commits: std::sync::atomic::AtomicU64,
+}
+
+impl GroupCommit {
+    /// Batches committed so far.
+    pub(super) fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Most writes one commit takes.
@@ -1127,6 +1136,11 @@ where
         }
         match tx.commit().await {
             Ok(()) => {
+                if let Some(group) = store.group_commit() {
+                    group
+                        .commits
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 for (job, pos) in done {
                     let _ = job.reply.send(Ok(pos));
                 }

@@ -87,6 +87,11 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// Transactions the group commit has committed (each holding one or more writes).
+    pub fn group_commits(&self) -> u64 {
+        self.group.commits()
+    }
+
     /// Test hook: the switch that makes writes fail before their revision (see
     /// [`FaultSwitch`]).
     pub fn faults_for_test(&self) -> FaultSwitch {

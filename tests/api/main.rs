@@ -12,6 +12,7 @@ mod documents;
 mod envelope;
 mod fidelity;
 mod fidelity_listing;
+mod group_commit;
 mod history;
 mod isolation;
 mod limits;
