@@ -594,10 +594,7 @@ fn finalize(input: FinalizeInput<'_>) -> Response {
     if let Some(token) = ctx.and_then(|c| c.auth_token.as_ref()) {
         body.entry("auth_token").or_insert_with(|| json!(token));
     }
-    body.insert(
-        "timestamp".into(),
-        json!(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-    );
+    body.insert("timestamp".into(), json!(timestamp()));
     if ctx
         .map(|c| c.authenticated.load(Ordering::Relaxed))
         .unwrap_or(false)
@@ -677,6 +674,24 @@ fn finalize(input: FinalizeInput<'_>) -> Response {
     let mut response = (status, text).into_response();
     response.headers_mut().extend(headers);
     response
+}
+
+/// The envelope's `timestamp` (UTC, to the second), formatted once per second per thread.
+fn timestamp() -> String {
+    thread_local! {
+        static LAST: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    let now = chrono::Utc::now();
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != now.timestamp() {
+            *last = (
+                now.timestamp(),
+                now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            );
+        }
+        last.1.clone()
+    })
 }
 
 /// `{"data":DATA,...rest of the envelope}` with `data` as given (JSON text).

@@ -173,7 +173,13 @@ pub struct TokenSigner {
     encoding: EncodingKey,
     decoding: DecodingKey,
     pub ttl_secs: u64,
+    /// Tokens whose signature was verified, with their claims: a token is checked once, and
+    /// later only its expiry is (the signing key never changes while the process runs).
+    verified: std::sync::Arc<quick_cache::sync::Cache<String, Claims>>,
 }
+
+/// Verified tokens kept (the least used go first).
+const VERIFIED_TOKENS: usize = 16_384;
 
 impl std::fmt::Debug for TokenSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -189,6 +195,7 @@ impl TokenSigner {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             ttl_secs,
+            verified: std::sync::Arc::new(quick_cache::sync::Cache::new(VERIFIED_TOKENS)),
         }
     }
 
@@ -218,12 +225,20 @@ impl TokenSigner {
     /// Like [`TokenSigner::verify`], but says why a token is refused: Kazoo answers an expired
     /// token differently from a forged or garbled one.
     pub fn check(&self, token: &str) -> Result<Claims, TokenError> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
-        validation.validate_exp = false;
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
-            .map_err(|_| TokenError::Invalid)?
-            .claims;
+        let claims = match self.verified.get(token) {
+            Some(claims) => claims,
+            None => {
+                let mut validation = Validation::new(Algorithm::HS256);
+                validation.leeway = 0;
+                validation.validate_exp = false;
+                let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+                    .map_err(|_| TokenError::Invalid)?
+                    .claims;
+                // Only tokens with a valid signature are kept; a forged one is checked again.
+                self.verified.insert(token.to_string(), claims.clone());
+                claims
+            }
+        };
         if claims.exp <= unix_now() {
             return Err(TokenError::Expired);
         }
@@ -241,6 +256,31 @@ fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_verified_token_is_remembered_but_its_expiry_and_forgeries_are_not() {
+        let signer = TokenSigner::new("key", 3600);
+        let (token, claims) = signer
+            .issue("a".repeat(32).as_str(), None, "cb_user_auth")
+            .unwrap();
+        assert_eq!(signer.check(&token), Ok(claims.clone()));
+        assert_eq!(signer.check(&token), Ok(claims), "from the verified cache");
+        // One character of the signature changed (not the last, whose low bits are padding).
+        let mut forged: Vec<char> = token.chars().collect();
+        let at = forged.len() - 10;
+        forged[at] = if forged[at] == 'A' { 'B' } else { 'A' };
+        let forged: String = forged.into_iter().collect();
+        assert_eq!(signer.check(&forged), Err(TokenError::Invalid));
+        let other = TokenSigner::new("another key", 3600);
+        assert_eq!(other.check(&token), Err(TokenError::Invalid));
+        // Expired: refused on its first check and again from the cache.
+        let short = TokenSigner::new("key", 0);
+        let (old, _) = short
+            .issue("b".repeat(32).as_str(), None, "cb_user_auth")
+            .unwrap();
+        assert_eq!(short.check(&old), Err(TokenError::Expired));
+        assert_eq!(short.check(&old), Err(TokenError::Expired));
+    }
 
     #[test]
     fn credentials_match_kazoo_md5() {
