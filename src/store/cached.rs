@@ -161,14 +161,19 @@ struct Caches {
 
 impl Caches {
     /// A write of `id` in `account_id` ended (committed or not).
+    ///
+    /// The order matters. The generation moves first, so a read that began before the write
+    /// ended cannot put the old document back after it is forgotten ([`Memo::fill`]). The
+    /// account's stripe moves last, once nothing old is left to read, so a reply stamped with
+    /// the new stripe value was computed from the new document.
     fn written(&self, account_id: &str, id: &str) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        self.stripe(account_id).fetch_add(1, Ordering::SeqCst);
         let k = key(account_id, id);
         self.users.forget(&k);
         self.callflows.forget(&k);
         self.documents.forget(&k);
         self.by_id.forget(&k);
+        self.stripe(account_id).fetch_add(1, Ordering::SeqCst);
     }
 
     fn stripe(&self, account_id: &str) -> &AtomicU64 {
@@ -414,9 +419,10 @@ impl Store for CachedStore {
             }
             let now = marker_len(marker);
             if now != known.load(Ordering::SeqCst) {
+                // Same order as `Caches::written`: generation, forget, then the stamp.
                 self.caches.generation.fetch_add(1, Ordering::SeqCst);
-                self.caches.external.fetch_add(1, Ordering::SeqCst);
                 self.caches.clear();
+                self.caches.external.fetch_add(1, Ordering::SeqCst);
                 known.store(now, Ordering::SeqCst);
                 metrics::counter!("callflowd_document_cache_external_writes_total").increment(1);
             }
