@@ -107,7 +107,7 @@ pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<Ap
         pipeline,
         routes,
         store,
-        replies: Arc::new(crate::api::listing::ReplyCache::new(
+        replies: Arc::new(crate::api::replies::ReplyCache::new(
             (args.document_cache_bytes / 4).max(1),
         )),
         schemas,

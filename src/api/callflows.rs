@@ -162,9 +162,8 @@ async fn list(State(state): State<AppState>, scope: AccountScope) -> ApiResult<R
 }
 
 async fn compute_list(state: &AppState, scope: &AccountScope) -> ApiResult<Reply> {
-    let (state, scope) = (state.clone(), scope);
     if super::history::wants_deleted(scope) {
-        return super::history::deleted_listing(&state, scope, None).await;
+        return super::history::deleted_listing(state, scope, None).await;
     }
     let account_id = scope.account.id.clone();
     // Better than Kazoo: `?number=N` lists the callflows holding N (as dialled or normalised).
@@ -207,7 +206,7 @@ async fn compute_list(state: &AppState, scope: &AccountScope) -> ApiResult<Reply
     }
     let page = Page::from_request(&scope.ctx, &state.config)?;
     let filters = listing::Filters::from_request(&scope.ctx);
-    let (docs, next) = listing::collect(&state, &account_id, &page, &filters).await?;
+    let (docs, next) = listing::collect(state, &account_id, &page, &filters).await?;
     let items: Vec<Value> = docs
         .iter()
         .map(|d| listing_summary(&d.id, &d.doc))

@@ -125,6 +125,10 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
 
     let (mut parts, body) = req.into_parts();
     let method = parts.method.clone();
+    // An early refusal: the error's envelope, no extra header.
+    let refuse = |e: ApiError, ctx: Option<&ReqCtx>| {
+        finish(e.status(), envelope_of(e), ctx, HeaderMap::new(), &method)
+    };
 
     // Prometheus scrapes plain text, not an envelope (unless it is served elsewhere).
     if state.config.metrics_on_api && parts.uri.path() == "/metrics" && method == Method::GET {
@@ -139,20 +143,20 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
     match normalise_path(&parts.uri) {
         Ok(Some(uri)) => parts.uri = uri,
         Ok(None) => {}
-        Err(e) => return finish(e.status(), envelope_of(e), None, HeaderMap::new(), &method),
+        Err(e) => return refuse(e, None),
     }
 
     if parts.uri.path().starts_with("/v2/") {
         // No crossbar endpoint lists HEAD among its methods (`allowed_methods`): 405.
         if method == Method::HEAD {
             let e = ApiError::method_not_allowed();
-            return finish(e.status(), envelope_of(e), None, HeaderMap::new(), &method);
+            return refuse(e, None);
         }
         // cowboy's content negotiation: JSON (or JSONP) is all callflowd provides, except the
         // change feed's event stream and a diff's text form.
         if !accepts_json(&parts.headers) && !accepts_raw(parts.uri.path(), &parts.headers) {
             let e = ApiError::not_acceptable();
-            return finish(e.status(), envelope_of(e), None, HeaderMap::new(), &method);
+            return refuse(e, None);
         }
     }
 
@@ -186,7 +190,7 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
     if declared.is_some_and(|n| n > drain_cap as u64) {
         metrics::counter!("callflowd_bodies_refused_total", "reason" => "too_large").increment(1);
         let e = too_large();
-        return finish(e.status(), envelope_of(e), None, HeaderMap::new(), &method);
+        return refuse(e, None);
     }
     let read = read_body(body, limit, drain_cap);
     let bytes = match tokio::time::timeout(state.config.body_timeout, read).await {
@@ -195,7 +199,7 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
             metrics::counter!("callflowd_bodies_refused_total", "reason" => "too_large")
                 .increment(1);
             let e = too_large();
-            return finish(e.status(), envelope_of(e), None, HeaderMap::new(), &method);
+            return refuse(e, None);
         }
         Ok(Err(BodyError::Broken)) => {
             let e = ApiError::new(
@@ -203,17 +207,17 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
                 "bad_request",
                 Some(json!({"message": "the request body could not be read"})),
             );
-            return finish(e.status(), envelope_of(e), None, HeaderMap::new(), &method);
+            return refuse(e, None);
         }
         Err(_) => {
             let e = ApiError::request_timeout();
-            return finish(e.status(), envelope_of(e), None, HeaderMap::new(), &method);
+            return refuse(e, None);
         }
     };
 
     let mut ctx = match parse_request(&state, &parts, &bytes, &request_id) {
         Ok(ctx) => ctx,
-        Err(e) => return finish(e.status(), envelope_of(e), None, HeaderMap::new(), &method),
+        Err(e) => return refuse(e, None),
     };
     if ctx.basic_auth.is_none() {
         ctx.token_check = ctx.auth_token.as_deref().map(|t| state.signer.check(t));
@@ -252,13 +256,7 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
     // Garbage and forged tokens go on as if no token had been sent.
     if matches!(ctx.token_check, Some(Err(crate::auth::TokenError::Expired))) {
         let e = ApiError::invalid_token();
-        return finish(
-            e.status(),
-            envelope_of(e),
-            Some(&ctx),
-            HeaderMap::new(),
-            &method,
-        );
+        return refuse(e, Some(&ctx));
     }
 
     // Verb tunnelling: `verb` in data, query string or envelope replaces the method, but only
@@ -266,15 +264,7 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
     // a prefetcher, a replayed access log) must never change anything, whatever it carries.
     let effective = match ctx.tunnelled_method(&method) {
         Ok(m) => m,
-        Err(e) => {
-            return finish(
-                e.status(),
-                envelope_of(e),
-                Some(&ctx),
-                HeaderMap::new(),
-                &method,
-            )
-        }
+        Err(e) => return refuse(e, Some(&ctx)),
     };
     parts.method = effective.clone();
     parts.extensions.insert(ctx.clone());

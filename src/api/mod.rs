@@ -19,6 +19,7 @@ pub mod lint;
 pub mod listing;
 pub mod lookup;
 pub mod openapi;
+pub mod replies;
 pub mod reply;
 pub mod request;
 pub mod schemas;
@@ -131,7 +132,7 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     pub store: DynStore,
     /// Read replies kept while their account is unchanged.
-    pub replies: Arc<listing::ReplyCache>,
+    pub replies: Arc<replies::ReplyCache>,
     /// The one save path for every document type.
     pub pipeline: crate::documents::pipeline::Pipeline,
     pub routes: Arc<crate::routing::RouteCache>,

@@ -728,15 +728,9 @@ impl Store for CachedStore {
         self.inner.list_drafts(account_id).await
     }
 
-    /// Drafts are not cached; a draft of a new callflow only reserves its id.
+    /// Drafts are not cached, and a draft changes no cached row.
     async fn write_draft(&self, write: &DraftWrite, meta: &WriteMeta) -> StoreResult<i64> {
-        let (inner, w, m) = (self.inner.clone(), write.clone(), meta.clone());
-        self.write(
-            &write.account_id,
-            vec![write.callflow_id.clone()],
-            async move { inner.write_draft(&w, &m).await },
-        )
-        .await
+        self.inner.write_draft(write, meta).await
     }
 
     async fn delete_draft(
