@@ -59,6 +59,82 @@ pub enum Command {
     Lint(LintArgs),
     /// Run the account's saved call tests (all, or those named); exit code 1 when one fails.
     Test(TestArgs),
+    /// Import documents from callflowd's NDJSON export or Kazoo's CouchDB dumps
+    /// (`_all_docs?include_docs=true`); exit code 1 when a document was refused.
+    Import(ImportArgs),
+    /// Export documents as NDJSON (one document per line, accounts first) to stdout.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// Dump files, read in order (`-` reads stdin).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Import every document into this account (id), whatever account the dump names.
+    #[arg(long, conflicts_with = "create_accounts")]
+    pub account: Option<String>,
+    /// Create the accounts the dump describes (its `account` documents) when missing; without
+    /// it, each document goes to the account it names, which must exist.
+    #[arg(long)]
+    pub create_accounts: bool,
+    /// Check everything and report what would happen; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// A document whose id is taken by a different stored document: refused (`fail`), left
+    /// alone (`skip`), or saved as a new revision of it (`replace`). Equal documents are
+    /// always left alone.
+    #[arg(long, value_enum, default_value_t = crate::transfer::import::OnConflict::Fail)]
+    pub on_conflict: crate::transfer::import::OnConflict,
+    /// Write one NDJSON line per document (id, action, Kazoo's error) to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Commit message recorded with every revision written.
+    #[arg(long, default_value = "import")]
+    pub message: String,
+    /// Documents per transaction.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub batch_size: u64,
+    /// Most patterns an account may hold (as `serve --max-patterns-per-account`).
+    #[arg(
+        long,
+        env = "CALLFLOWD_MAX_PATTERNS_PER_ACCOUNT",
+        default_value_t = 2_000
+    )]
+    pub max_patterns_per_account: usize,
+    /// Progress display: a bar on a terminal, plain lines otherwise (`auto`), or none.
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// How a long command shows progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Progress {
+    Auto,
+    Bar,
+    Plain,
+    None,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// Only this account (id); all accounts when not given.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Only these document types (`callflow`, `device`, `user`, `vmbox`, ...); repeat for
+    /// several.
+    #[arg(long = "type")]
+    pub types: Vec<String>,
+    /// Soft-deleted documents too (imported back as deleted).
+    #[arg(long)]
+    pub include_deleted: bool,
+    /// Write here instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Clone, Args)]

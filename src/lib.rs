@@ -37,3 +37,6 @@ pub mod startup;
 pub mod store;
 /// Logging setup.
 pub mod telemetry;
+
+/// Import and export (Kazoo dumps, NDJSON), and the import jobs of the API.
+pub mod transfer;

@@ -145,6 +145,13 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
+        Command::Import(args) => {
+            let code = callflowd::transfer::cli::import(args).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }
+        Command::Export(args) => callflowd::transfer::cli::export(args).await?,
     }
     Ok(())
 }

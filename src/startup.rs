@@ -41,13 +41,14 @@ pub struct App {
 /// The application state for a store and settings (also used by tests and benches).
 pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<AppState> {
     crate::telemetry::metrics_handle();
-    let store: DynStore = match args.document_cache_bytes {
-        0 => store,
-        budget => match store::CachedStore::serving(store.clone(), budget) {
+    // Wrapped even with a budget of 0 (nothing then fits in memory): the wrapper is also what
+    // notices writes of other processes on the same file (`callflowd import`, ...), after which
+    // route snapshots are dropped too.
+    let store: DynStore =
+        match store::CachedStore::serving(store.clone(), args.document_cache_bytes) {
             Some(cached) => Arc::new(cached),
             None => store,
-        },
-    };
+        };
     if let Some(workers) = args.hash_workers {
         crate::auth::hasher::configure(workers);
     }

@@ -73,7 +73,9 @@ pub async fn record_route(req: Request, next: Next) -> Response {
 
 async fn handle(state: AppState, req: Request, next: Next, request_id: String) -> Response {
     // Reads cached in memory catch up with what other processes wrote to the store.
-    state.store.sync_external();
+    if state.store.sync_external() {
+        state.routes.invalidate_all();
+    }
     let cors = [
         "origin",
         "access-control-request-method",

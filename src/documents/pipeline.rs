@@ -811,7 +811,7 @@ fn belongs(stored: &StoredCallflow, parent: Option<(&str, &str)>) -> bool {
 }
 
 /// Kazoo's errors for values another document of the account holds.
-fn key_errors(ty: &DocType, conflicts: Vec<crate::store::KeyConflict>) -> SchemaErrors {
+pub fn key_errors(ty: &DocType, conflicts: Vec<crate::store::KeyConflict>) -> SchemaErrors {
     SchemaErrors(
         conflicts
             .into_iter()
@@ -895,7 +895,7 @@ pub(super) fn stamp_private(
 }
 
 /// Kazoo's encoded account database name.
-fn account_db(id: &str) -> String {
+pub fn account_db(id: &str) -> String {
     if id.len() == 32 {
         format!("account%2F{}%2F{}%2F{}", &id[0..2], &id[2..4], &id[4..])
     } else {

@@ -30,9 +30,9 @@ use serde_json::{Map, Value};
 
 use super::Draft;
 use super::{
-    detached, Account, AuditQuery, CallflowWrite, Change, ChangeEvent, DocumentWrite, DraftWrite,
-    DynStore, Revision, RevisionInfo, RouteKey, Store, StoreResult, StoredCallflow, User,
-    WriteMeta,
+    detached, Account, AuditQuery, BatchWrite, CallflowWrite, Change, ChangeEvent, DocumentWrite,
+    DraftWrite, DynStore, Revision, RevisionInfo, RouteKey, Store, StoreResult, StoredCallflow,
+    User, WriteMeta,
 };
 
 /// How often a serving process looks at the marker file, at most.
@@ -403,7 +403,8 @@ impl Store for CachedStore {
     /// The marker is looked at most once per [`LOOK_EVERY`]; an announcing process waits
     /// [`ANNOUNCE_SETTLE`] (longer) after announcing before its write counts as done, so a
     /// request that begins after that still finds the announcement.
-    fn sync_external(&self) {
+    fn sync_external(&self) -> bool {
+        let mut found = false;
         if let Mode::Cache {
             marker,
             known,
@@ -415,7 +416,7 @@ impl Store for CachedStore {
             // saw every announcement older than ANNOUNCE_SETTLE: nothing to do.
             let at = epoch.elapsed().as_micros() as u64 + 1;
             if at.saturating_sub(looked.load(Ordering::SeqCst)) < LOOK_EVERY.as_micros() as u64 {
-                return;
+                return false;
             }
             let now = marker_len(marker);
             if now != known.load(Ordering::SeqCst) {
@@ -425,9 +426,11 @@ impl Store for CachedStore {
                 self.caches.external.fetch_add(1, Ordering::SeqCst);
                 known.store(now, Ordering::SeqCst);
                 metrics::counter!("callflowd_document_cache_external_writes_total").increment(1);
+                found = true;
             }
             looked.fetch_max(at, Ordering::SeqCst);
         }
+        found
     }
 
     async fn create_account(
@@ -457,6 +460,10 @@ impl Store for CachedStore {
             self.inner.get_account(id),
         )
         .await
+    }
+
+    async fn all_accounts(&self) -> StoreResult<Vec<Account>> {
+        self.inner.all_accounts().await
     }
 
     async fn accounts_by_realm(&self, realm: &str) -> StoreResult<Vec<Account>> {
@@ -665,6 +672,28 @@ impl Store for CachedStore {
         let (inner, w, m) = (self.inner.clone(), write.clone(), meta.clone());
         self.write(&write.account_id, vec![write.id.clone()], async move {
             inner.write_document_as(&w, &m).await
+        })
+        .await
+    }
+
+    async fn write_batch(
+        &self,
+        writes: Vec<BatchWrite>,
+        meta: &WriteMeta,
+    ) -> StoreResult<Vec<StoreResult<i64>>> {
+        let this = self.clone();
+        let meta = meta.clone();
+        detached(async move {
+            let written: Vec<(String, String)> = writes
+                .iter()
+                .map(|w| (w.account_id().to_string(), w.id().to_string()))
+                .collect();
+            let result = this.inner.write_batch(writes, &meta).await;
+            for (account_id, id) in &written {
+                this.caches.written(account_id, id);
+            }
+            this.announce().await;
+            result
         })
         .await
     }

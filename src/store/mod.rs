@@ -258,6 +258,29 @@ pub struct DocumentWrite {
     pub request_id: String,
 }
 
+/// One write of [`Store::write_batch`].
+#[derive(Debug, Clone)]
+pub enum BatchWrite {
+    Callflow(CallflowWrite),
+    Document(DocumentWrite),
+}
+
+impl BatchWrite {
+    pub fn account_id(&self) -> &str {
+        match self {
+            BatchWrite::Callflow(w) => &w.account_id,
+            BatchWrite::Document(w) => &w.account_id,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            BatchWrite::Callflow(w) => &w.id,
+            BatchWrite::Document(w) => &w.id,
+        }
+    }
+}
+
 /// A unique value another document of the account already holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyConflict {
@@ -434,8 +457,11 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Called as each request begins: a caching store catches up with writes other processes
-    /// announced (see [`CachedStore`]). Nothing to do for others.
-    fn sync_external(&self) {}
+    /// announced (see [`CachedStore`]); true when it found some (what else this process keeps
+    /// of the store, the route snapshots, must then be dropped too). Nothing to do for others.
+    fn sync_external(&self) -> bool {
+        false
+    }
 
     /// Creates an account (and optionally its first user) in one transaction. When the store
     /// holds no account yet, the new one becomes the superduper (top-level admin) account;
@@ -447,6 +473,8 @@ pub trait Store: Send + Sync + 'static {
         admin: Option<&User>,
     ) -> StoreResult<Account>;
     async fn account_count(&self) -> StoreResult<i64>;
+    /// Every account, ordered by id (exports).
+    async fn all_accounts(&self) -> StoreResult<Vec<Account>>;
     async fn get_account(&self, id: &str) -> StoreResult<Option<Account>>;
     async fn accounts_by_realm(&self, realm: &str) -> StoreResult<Vec<Account>>;
     async fn accounts_by_name_key(&self, name_key: &str) -> StoreResult<Vec<Account>>;
@@ -581,6 +609,17 @@ pub trait Store: Send + Sync + 'static {
     }
     /// [`Store::write_document`], recorded as `meta` says; returns the feed position.
     async fn write_document_as(&self, write: &DocumentWrite, meta: &WriteMeta) -> StoreResult<i64>;
+    /// Writes in order in one transaction (bulk imports): each write in a savepoint of its
+    /// own, seeing the writes before it, so the batch does exactly what the same writes one by
+    /// one would. A write refused by its own checks ([`StoreError::Conflict`], a clash, the
+    /// pattern cap) gets its error in the answer and the others go on; any other failure rolls
+    /// the whole batch back and is the outer error. One commit (one fsync) for the batch; a dry
+    /// run rolls it back at the end. The answer has one result per write, in order.
+    async fn write_batch(
+        &self,
+        writes: Vec<BatchWrite>,
+        meta: &WriteMeta,
+    ) -> StoreResult<Vec<StoreResult<i64>>>;
     /// Hard delete of a document.
     async fn purge_document(
         &self,

@@ -12,9 +12,9 @@ use sqlx::{
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::{
-    detached, rev_number, Account, AuditQuery, CallflowWrite, Change, ChangeEvent, DocumentWrite,
-    Draft, DraftWrite, KeyConflict, KeyKind, Revision, RevisionInfo, RouteKey, Store, StoreError,
-    StoreResult, StoredCallflow, UniqueConflict, User, WriteMeta, DRAFT_TYPE,
+    detached, rev_number, Account, AuditQuery, BatchWrite, CallflowWrite, Change, ChangeEvent,
+    DocumentWrite, Draft, DraftWrite, KeyConflict, KeyKind, Revision, RevisionInfo, RouteKey,
+    Store, StoreError, StoreResult, StoredCallflow, UniqueConflict, User, WriteMeta, DRAFT_TYPE,
 };
 use crate::domain::{now_gregorian, numbers::search_key, owners, search};
 
@@ -191,6 +191,8 @@ const ACCOUNTS_BY_REALM: &str =
 const ACCOUNTS_BY_NAME_KEY: &str =
     "SELECT id, name, realm, parent_id, tree, superduper, doc, created \
      FROM accounts WHERE name_key = $1 ORDER BY id";
+const ALL_ACCOUNTS: &str = "SELECT id, name, realm, parent_id, tree, superduper, doc, created \
+     FROM accounts ORDER BY id";
 const API_KEY_CANDIDATES: &str =
     "SELECT id, name, realm, parent_id, tree, superduper, doc, created, \
      api_key_hash FROM accounts WHERE api_key_prefix = $1 AND api_key_hash IS NOT NULL";
@@ -720,10 +722,7 @@ impl GroupCommit {
 /// Most writes one commit takes.
 const GROUP_MAX: usize = 64;
 
-pub(super) enum GroupWrite {
-    Callflow(CallflowWrite),
-    Document(DocumentWrite),
-}
+pub(super) use super::BatchWrite as GroupWrite;
 
 pub(super) struct GroupJob {
     write: GroupWrite,
@@ -1147,6 +1146,37 @@ where
             }
             Err(_) => Self::one_by_one(store, done.into_iter().map(|(j, _)| j).collect()).await,
         }
+    }
+
+    /// [`Store::write_batch`]: the writes in order, a savepoint each, one commit.
+    async fn batch(
+        store: &B,
+        writes: &[GroupWrite],
+        meta: &WriteMeta,
+    ) -> StoreResult<Vec<StoreResult<i64>>> {
+        let mut tx = store.begin_write().await?;
+        let mut answers = Vec::with_capacity(writes.len());
+        for write in writes {
+            let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+            let result = match write {
+                GroupWrite::Callflow(w) => Self::callflow_in(store, &mut savepoint, w, meta).await,
+                GroupWrite::Document(w) => Self::document_in(store, &mut savepoint, w, meta).await,
+            };
+            match result {
+                Ok(pos) => {
+                    savepoint.commit().await?;
+                    answers.push(Ok(pos));
+                }
+                Err(e) if refusal(&e) => {
+                    savepoint.rollback().await?;
+                    answers.push(Err(e));
+                }
+                // The transaction is dropped, so rolled back: nothing of the batch stays.
+                Err(e) => return Err(e),
+            }
+        }
+        Self::end(tx, meta).await?;
+        Ok(answers)
     }
 
     async fn one_by_one(store: &B, jobs: Vec<GroupJob>) {
@@ -1857,6 +1887,10 @@ where
         .await
     }
 
+    async fn all_accounts(&self) -> StoreResult<Vec<Account>> {
+        accounts(sqlx::query_as(ALL_ACCOUNTS).fetch_all(self.read()).await?)
+    }
+
     async fn account_count(&self) -> StoreResult<i64> {
         Ok(sqlx::query_scalar(ACCOUNT_COUNT)
             .fetch_one(self.read())
@@ -2105,6 +2139,15 @@ where
     async fn write_document_as(&self, write: &DocumentWrite, meta: &WriteMeta) -> StoreResult<i64> {
         let (this, write, meta) = (self.clone(), write.clone(), meta.clone());
         detached(async move { Sql::grouped(&this, GroupWrite::Document(write), meta).await }).await
+    }
+
+    async fn write_batch(
+        &self,
+        writes: Vec<BatchWrite>,
+        meta: &WriteMeta,
+    ) -> StoreResult<Vec<StoreResult<i64>>> {
+        let (this, meta) = (self.clone(), meta.clone());
+        detached(async move { Sql::batch(&this, &writes, &meta).await }).await
     }
 
     async fn list_deleted(
