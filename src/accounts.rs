@@ -71,10 +71,13 @@ pub async fn new_account(store: &dyn Store, new: NewAccount) -> StoreResult<Crea
             account_id: id,
             username: username.to_lowercase(),
             first_name: Some(username.clone()),
-            last_name: None,
+            // The users schema requires both names: without one the user document could not be
+            // saved again (a POST to it, an import of an export).
+            last_name: Some("Admin".into()),
             enabled: true,
             md5_hash,
             sha1_hash,
+            profile: admin_profile(username),
         }),
         _ => None,
     };
@@ -87,4 +90,27 @@ pub async fn new_account(store: &dyn Store, new: NewAccount) -> StoreResult<Crea
         api_key,
         user_id: user.map(|u| u.id),
     })
+}
+
+/// The public fields of an account's first user, as the users schema completes them (the
+/// document is then what a `PUT /users` of the same fields would have stored, so it saves and
+/// imports again unchanged).
+fn admin_profile(username: &str) -> Map<String, Value> {
+    let mut doc = Map::new();
+    doc.insert("username".into(), Value::String(username.to_lowercase()));
+    doc.insert("first_name".into(), Value::String(username.to_string()));
+    doc.insert("last_name".into(), Value::String("Admin".into()));
+    doc.insert("enabled".into(), Value::Bool(true));
+    doc.insert("priv_level".into(), Value::String("admin".into()));
+    let mut value = Value::Object(doc.clone());
+    static SCHEMAS: std::sync::OnceLock<Option<crate::schema::SchemaSet>> =
+        std::sync::OnceLock::new();
+    let schemas = SCHEMAS.get_or_init(|| crate::schema::SchemaSet::embedded().ok());
+    match schemas.as_ref().map(|s| s.validate("users", &mut value)) {
+        Some(Ok(())) => match value {
+            Value::Object(validated) => validated,
+            _ => doc,
+        },
+        _ => doc,
+    }
 }

@@ -280,6 +280,10 @@ pub struct ServeArgs {
     /// Longest pattern (characters) a callflow may hold.
     #[arg(long, env = "CALLFLOWD_MAX_PATTERN_LENGTH", default_value_t = 1_024)]
     pub max_pattern_length: usize,
+    /// Largest dump `PUT /v2/accounts/{A}/imports` accepts, in bytes (streamed to a temporary
+    /// file, never held in memory).
+    #[arg(long, env = "CALLFLOWD_MAX_IMPORT_BYTES", default_value_t = 4 * 1024 * 1024 * 1024)]
+    pub max_import_bytes: u64,
     /// Largest `page_size` served; larger requests get pages of this size (with
     /// `next_start_key`).
     #[arg(long, env = "CALLFLOWD_MAX_PAGE_SIZE", default_value_t = 1_000)]

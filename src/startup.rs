@@ -67,6 +67,7 @@ pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<Ap
             .unwrap_or(args.max_body_bytes.saturating_mul(8)),
         request_timeout: args.request_timeout,
         max_page_size: args.max_page_size.max(1),
+        max_import_bytes: args.max_import_bytes,
         max_listing_rows: args.max_listing_rows.max(1),
         metrics_on_api: args.metrics_listen.is_none(),
         trusted_proxies: args.trusted_proxies.clone(),
@@ -105,6 +106,7 @@ pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<Ap
     };
     Ok(AppState::new(crate::api::Shared {
         stopping: Arc::new(tokio::sync::watch::channel(false).0),
+        imports: Default::default(),
         pipeline,
         routes,
         store,

@@ -13,12 +13,14 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::schema::SchemaError;
@@ -189,12 +191,22 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
         .and_then(|v| v.trim().parse::<u64>().ok());
     let limit = state.config.max_body_bytes;
     let drain_cap = state.config.max_body_drain_bytes.max(limit);
-    if declared.is_some_and(|n| n > drain_cap as u64) {
+    // An import's dump is not read here: its handler streams it to a file, with its own cap.
+    let upload = method == Method::PUT && super::transfer::is_import_upload(parts.uri.path());
+    if !upload && declared.is_some_and(|n| n > drain_cap as u64) {
         metrics::counter!("callflowd_bodies_refused_total", "reason" => "too_large").increment(1);
         let e = too_large();
         return refuse(e, None);
     }
-    let read = read_body(body, limit, drain_cap);
+    let mut upload_body = None;
+    let read = async {
+        if upload {
+            upload_body = Some(body);
+            Ok(Bytes::new())
+        } else {
+            read_body(body, limit, drain_cap).await
+        }
+    };
     let bytes = match tokio::time::timeout(state.config.body_timeout, read).await {
         Ok(Ok(b)) => b,
         Ok(Err(BodyError::TooLarge)) => {
@@ -270,11 +282,21 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
     };
     parts.method = effective.clone();
     parts.extensions.insert(ctx.clone());
+    if let Some(body) = upload_body {
+        parts.extensions.insert(super::transfer::Upload::new(body));
+    }
     // A whole-request deadline: past it the client is answered 503 and the handler dropped.
     // Writes run in tasks of their own (the save pipeline's commit), so one already under way
     // still completes; only the answer is lost.
     let run = next.run(Request::from_parts(parts, Body::empty()));
-    let response = match tokio::time::timeout(state.config.request_timeout, run).await {
+    // An upload takes as long as the client takes to send it (the server's idle-socket
+    // limits still apply).
+    let deadline = if upload {
+        Duration::from_secs(24 * 3600)
+    } else {
+        state.config.request_timeout
+    };
+    let response = match tokio::time::timeout(deadline, run).await {
         Ok(response) => response,
         Err(_) => {
             metrics::counter!("callflowd_requests_timed_out_total").increment(1);
@@ -500,6 +522,8 @@ fn accepts_raw(path: &str, headers: &HeaderMap) -> bool {
     };
     let path = path.trim_end_matches('/');
     (path.ends_with("/changes") && wanted("text/event-stream"))
+        || (path.contains("/imports/") && wanted("text/event-stream"))
+        || (path.ends_with("/export") && wanted("application/x-ndjson"))
         || (path.ends_with("/diff") && wanted("text/plain"))
 }
 

@@ -24,6 +24,7 @@ pub mod reply;
 pub mod request;
 pub mod schemas;
 mod simulations;
+pub mod transfer;
 
 use std::sync::Arc;
 
@@ -54,6 +55,8 @@ pub struct ApiConfig {
     pub request_timeout: std::time::Duration,
     /// Largest `page_size` served.
     pub max_page_size: usize,
+    /// Largest import dump accepted over HTTP.
+    pub max_import_bytes: u64,
     /// Most rows a `paginate=false` listing answers.
     pub max_listing_rows: usize,
     /// `/metrics` is served on the API listener (no `--metrics-listen`).
@@ -75,6 +78,7 @@ impl Default for ApiConfig {
             max_body_drain_bytes: 8 * 1024 * 1024,
             request_timeout: std::time::Duration::from_secs(30),
             max_page_size: 1_000,
+            max_import_bytes: 4 * 1024 * 1024 * 1024,
             max_listing_rows: 10_000,
             metrics_on_api: true,
             trusted_proxies: vec![
@@ -144,6 +148,8 @@ pub struct Shared {
     pub limiter: Option<Arc<crate::auth::throttle::RequestLimiter>>,
     /// The last health probe: when, and whether the store was usable.
     pub health: Arc<tokio::sync::Mutex<Option<(std::time::Instant, bool)>>>,
+    /// Import jobs started over HTTP.
+    pub imports: Arc<crate::transfer::jobs::Jobs>,
     /// Set when the server begins to stop: long-lived responses (change-feed streams) end.
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
@@ -164,6 +170,7 @@ pub fn router(state: AppState) -> Router {
         .merge(lint::router())
         .merge(lint::tests_router())
         .merge(lookup::router())
+        .merge(transfer::router())
         .merge(schemas::router())
         .route("/v2/openapi.json", get(openapi::serve))
         .route("/docs", get(docs_page::page))

@@ -872,7 +872,7 @@ pub(super) fn stamp_private(
     doc.entry("pvt_account_id")
         .or_insert_with(|| json!(account_id));
     doc.entry("pvt_account_db")
-        .or_insert_with(|| json!(account_db(account_id)));
+        .or_insert_with(|| json!(crate::domain::account_db(account_id)));
     if first_save {
         doc.insert("pvt_created".into(), json!(now));
     }
@@ -892,15 +892,6 @@ pub(super) fn stamp_private(
         Some(n) => doc.insert("pvt_alphanum_name".into(), json!(n)),
         None => doc.remove("pvt_alphanum_name"),
     };
-}
-
-/// Kazoo's encoded account database name.
-pub fn account_db(id: &str) -> String {
-    if id.len() == 32 {
-        format!("account%2F{}%2F{}%2F{}", &id[0..2], &id[2..4], &id[4..])
-    } else {
-        format!("account%2F{id}")
-    }
 }
 
 /// The values in first-seen order, each once.

@@ -10,6 +10,15 @@ pub mod search;
 
 use rand::RngCore;
 
+/// Kazoo's encoded account database name.
+pub fn account_db(id: &str) -> String {
+    if id.len() == 32 {
+        format!("account%2F{}%2F{}%2F{}", &id[0..2], &id[2..4], &id[4..])
+    } else {
+        format!("account%2F{id}")
+    }
+}
+
 /// A new 32-lowercase-hex document id, as CouchDB generates them.
 pub fn new_id() -> String {
     let mut bytes = [0u8; 16];

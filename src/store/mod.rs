@@ -47,6 +47,9 @@ pub struct User {
     pub enabled: bool,
     pub md5_hash: String,
     pub sha1_hash: String,
+    /// The public fields its user document starts from when the store creates it with an
+    /// account (the users schema's defaults applied); empty when read back.
+    pub profile: Map<String, Value>,
 }
 
 /// A stored callflow document (private fields included).

@@ -230,6 +230,7 @@ fn login_user(account_id: &str, id: String, doc: &Map<String, Value>) -> Option<
         enabled: true,
         md5_hash: text(USER_MD5_HASH)?,
         sha1_hash: text(USER_SHA1_HASH)?,
+        profile: Map::new(),
     })
 }
 
@@ -435,6 +436,7 @@ impl From<UserRow> for User {
             enabled: row.enabled != 0,
             md5_hash: row.md5_hash,
             sha1_hash: row.sha1_hash,
+            profile: Map::new(),
         }
     }
 }
@@ -1760,7 +1762,7 @@ where
             // The first user is an ordinary user document (served by `/users`), with its
             // credentials as argon2 hashes in private fields.
             let now = now_gregorian();
-            let mut doc = Map::new();
+            let mut doc = user.profile.clone();
             doc.insert("_id".into(), Value::String(user.id.clone()));
             doc.insert("username".into(), Value::String(user.username.clone()));
             for (key, value) in [
@@ -1774,7 +1776,12 @@ where
             doc.insert("enabled".into(), Value::Bool(user.enabled));
             doc.insert("priv_level".into(), Value::String("admin".into()));
             doc.insert("pvt_type".into(), Value::String("user".into()));
+            doc.insert("pvt_vsn".into(), Value::String("1".into()));
             doc.insert("pvt_account_id".into(), Value::String(created.id.clone()));
+            doc.insert(
+                "pvt_account_db".into(),
+                Value::String(crate::domain::account_db(&created.id)),
+            );
             doc.insert("pvt_created".into(), Value::from(now));
             doc.insert("pvt_modified".into(), Value::from(now));
             doc.insert(USER_MD5_HASH.into(), Value::String(user.md5_hash.clone()));

@@ -375,7 +375,9 @@ impl Importer<'_> {
         let doc_type = source.doc_type.clone().unwrap_or_default();
         if doc_type == "account" {
             // Handled before the documents (`--create-accounts`), or not at all.
-            self.ignore("account");
+            if !self.opts.create_accounts {
+                self.ignore("account");
+            }
             return Ok(None);
         }
         let Some(kind) = kind_of(&doc_type) else {
@@ -448,7 +450,7 @@ impl Importer<'_> {
         doc.insert("pvt_account_id".into(), json!(account.id));
         doc.insert(
             "pvt_account_db".into(),
-            json!(pipeline::account_db(&account.id)),
+            json!(crate::domain::account_db(&account.id)),
         );
         doc.entry("pvt_vsn").or_insert_with(|| json!("1"));
         doc.entry("pvt_created")
@@ -458,6 +460,7 @@ impl Importer<'_> {
         if let Some(password) = password.filter(|p| !p.is_empty()) {
             doc.insert("password".into(), json!(password));
         }
+        let doc = in_source_order(&source.doc, doc);
         Ok(Some(Planned {
             source,
             kind,
@@ -844,6 +847,19 @@ struct Existing {
 /// Private fields of Kazoo's that are never kept: unsalted credential hashes (a user's are
 /// kept as argon2 hashes of them instead).
 const KAZOO_SECRETS: &[&str] = &["pvt_md5_auth", "pvt_sha1_auth"];
+
+/// `doc` with its keys in the order the dump had them (new ones after): an export imported
+/// again is the same text.
+fn in_source_order(source: &Map<String, Value>, mut doc: Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::with_capacity(doc.len());
+    for key in source.keys() {
+        if let Some(value) = doc.shift_remove(key) {
+            out.insert(key.clone(), value);
+        }
+    }
+    out.extend(doc);
+    out
+}
 
 /// The public fields, without a user's write-only password.
 fn public_without_password(doc: &Map<String, Value>) -> Map<String, Value> {

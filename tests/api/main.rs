@@ -23,6 +23,7 @@ mod pcre;
 mod safety;
 mod simulations;
 mod socket;
+mod transfer;
 
 /// Says which backend this run covers; without PostgreSQL the PostgreSQL leg is skipped.
 #[test]
