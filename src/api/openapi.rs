@@ -57,6 +57,8 @@ pub enum Body {
     Kazoo(&'static str),
     /// `data` is an object in callflowd's own terms (described in the summary).
     Object,
+    /// Not an envelope: a dump (callflowd's NDJSON export or Kazoo's `_all_docs` JSON).
+    Dump,
 }
 
 /// A query-string parameter.
@@ -617,6 +619,72 @@ fn build_catalogue() -> Vec<Op> {
         .body(Body::Object)
         .created(),
     );
+    // Imports and exports (transfer.rs).
+    let mut start = Op::new(
+        Method::PUT,
+        format!("{ACCOUNT}/imports"),
+        "import_start",
+        "transfer",
+    )
+    .summary("Start an import job of a dump into the account (answers 202 with the job)")
+    .body(Body::Dump)
+    .query([
+        q("dry_run", Type::Boolean, "Check everything, write nothing."),
+        q(
+            "on_conflict",
+            Type::String,
+            "fail, skip or replace: what happens to a document whose id holds a different one.",
+        ),
+        q(
+            "commit_message",
+            Type::String,
+            "Recorded with every revision the import writes.",
+        ),
+    ]);
+    start.status = 202;
+    ops.push(start);
+    ops.push(
+        Op::new(
+            Method::GET,
+            format!("{ACCOUNT}/imports"),
+            "import_list",
+            "transfer",
+        )
+        .summary("This node's import jobs of the account, newest first")
+        .answer(Answer::List),
+    );
+    ops.push(
+        Op::new(
+            Method::GET,
+            format!("{ACCOUNT}/imports/{{job_id}}"),
+            "import_fetch",
+            "transfer",
+        )
+        .summary("An import job: state, counts, per-document problems (or text/event-stream)")
+        .answer(Answer::Any),
+    );
+    ops.push(
+        Op::new(
+            Method::GET,
+            format!("{ACCOUNT}/export"),
+            "export",
+            "transfer",
+        )
+        .summary("The account's documents as NDJSON, accounts first")
+        .answer(Answer::Raw("application/x-ndjson"))
+        .query([
+            q(
+                "type",
+                Type::String,
+                "Only these document types (comma-separated pvt_types).",
+            ),
+            q(
+                "include_deleted",
+                Type::Boolean,
+                "Soft-deleted documents too.",
+            ),
+        ]),
+    );
     ops.push(
         Op::new(Method::GET, "/v2/openapi.json", "openapi", "service")
             .summary("This document")
@@ -856,6 +924,10 @@ fn build_document(ops: &[Op], schemas: &SchemaSet) -> OpenApi {
         ("routing", "Number lookups."),
         ("lint", "Lint, routing analysis and call tests."),
         ("simulations", "Call simulations."),
+        (
+            "transfer",
+            "Imports (Kazoo dumps, NDJSON) as jobs, and the NDJSON export.",
+        ),
         ("schemas", "The schemas request bodies are validated with."),
         ("service", "Health, metrics and this contract."),
     ]
@@ -1143,6 +1215,20 @@ fn request_body(
                     .build(),
             )),
         Body::Object => typed(Type::Object),
+        Body::Dump => {
+            let text = || ContentBuilder::new().schema(Some(string())).build();
+            return Some(
+                RequestBodyBuilder::new()
+                    .required(Some(Required::True))
+                    .description(Some(
+                        "A dump: callflowd's NDJSON export (one record per line), or Kazoo's \
+                         CouchDB `_all_docs?include_docs=true` JSON.",
+                    ))
+                    .content("application/x-ndjson", text())
+                    .content("application/json", text())
+                    .build(),
+            );
+        }
     };
     let envelope = typed(Type::Object)
         .description(Some("Kazoo's request envelope."))
@@ -1199,7 +1285,7 @@ fn success_response(op: &Op, status: u16) -> utoipa::openapi::Response {
                     ContentBuilder::new().schema(Some(string())).build(),
                 );
             }
-            if op.id == "changes" {
+            if op.id == "changes" || op.id == "import_fetch" {
                 response = response.content(
                     "text/event-stream",
                     ContentBuilder::new().schema(Some(string())).build(),

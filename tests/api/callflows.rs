@@ -101,7 +101,7 @@ async fn fetch_returns_metadata_and_revision() {
         json!({"name": "Support", "numbers": ["2000"], "pvt_type": "callflow"})
     );
     assert_eq!(meta[&user_id]["pvt_type"], "user");
-    assert_eq!(meta[&user_id]["name"], "admin");
+    assert_eq!(meta[&user_id]["name"], "admin Admin");
     assert!(
         meta.get("timeout").is_none(),
         "branch names that resolve nothing are skipped"

@@ -369,7 +369,7 @@ async fn metadata_resolves_every_document_type_named_in_the_flow() {
         (&menu, "Main menu", "menu"),
         (&media, "Hello", "media"),
         (&rule, "Open", "temporal_rule"),
-        (&owner, "admin", "user"),
+        (&owner, "admin Admin", "user"),
     ] {
         assert_eq!(meta[doc]["name"], name, "{pvt_type}: {meta}");
         assert_eq!(meta[doc]["pvt_type"], pvt_type, "{meta}");
