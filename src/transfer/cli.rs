@@ -87,7 +87,7 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<i32> {
             Counting::new(open_input(path)?, read.clone()),
         )));
     }
-    let items = source::spawn_reader(inputs, 1_024);
+    let items = source::spawn_reader(inputs, 128);
 
     let report = match &args.report {
         Some(path) => Some(BufWriter::new(

@@ -219,6 +219,7 @@ pub async fn run(
         observer,
         holding: None,
         slot: 0,
+        in_flight: None,
     };
     for doc in accounts {
         importer.account_doc(doc).await?;
@@ -228,6 +229,7 @@ pub async fn run(
         match item {
             Item::Broken(message) => {
                 importer.flush(std::mem::take(&mut batch)).await?;
+                importer.complete().await?;
                 return Err(ImportError::Broken(message));
             }
             Item::Skipped { reason } => {
@@ -246,6 +248,7 @@ pub async fn run(
         }
     }
     importer.flush(batch).await?;
+    importer.complete().await?;
     Ok(importer.counts)
 }
 
@@ -263,6 +266,7 @@ struct Importer<'a> {
     /// batch, so that they are told in file order whatever step decided them.
     holding: Option<Vec<(usize, Outcome)>>,
     slot: usize,
+    in_flight: Option<InFlight>,
 }
 
 impl Importer<'_> {
@@ -461,6 +465,12 @@ impl Importer<'_> {
             doc.insert("password".into(), json!(password));
         }
         let doc = in_source_order(&source.doc, doc);
+        let mut source = source;
+        if kind.pvt_type() != "user" {
+            // Only a user's credentials are read from the dump's document later: the rest of
+            // it is not kept while the batch waits (memory stays flat with large documents).
+            source.doc = Map::new();
+        }
         Ok(Some(Planned {
             source,
             kind,
@@ -470,14 +480,17 @@ impl Importer<'_> {
         }))
     }
 
-    /// Decides and writes a batch.
+    /// Decides a batch and starts writing it; the write runs while the next batch is read
+    /// and validated, and is completed (its outcomes told) before that batch is decided, so
+    /// every decision sees what the batches before it wrote.
     async fn flush(&mut self, batch: Vec<Planned>) -> Result<(), ImportError> {
+        self.complete().await?;
         if batch.is_empty() {
             return Ok(());
         }
         let stored = self.stored(&batch).await?;
         let mut writes = Vec::with_capacity(batch.len());
-        let mut waiting: Vec<(Planned, Action, usize)> = Vec::with_capacity(batch.len());
+        let mut waiting: Vec<Waiting> = Vec::with_capacity(batch.len());
         self.holding = Some(Vec::with_capacity(batch.len()));
         for (slot, (mut planned, existing)) in batch.into_iter().zip(stored).enumerate() {
             self.slot = slot;
@@ -543,42 +556,69 @@ impl Importer<'_> {
                     .unwrap_or_else(|| cf::next_revision(None, &planned.doc)),
                 Some(rev) => cf::next_revision(Some(rev), &planned.doc),
             };
-            let op = if expected_rev.is_some() {
-                ChangeOp::Update
-            } else {
-                ChangeOp::Create
+            let item = Waiting {
+                planned,
+                action,
+                slot,
+                new_rev,
+                expected_rev,
             };
-            let write = self.write_of(&planned, &id, new_rev, expected_rev, op);
-            if self.opts.dry_run && !self.planned_accounts.contains_key(&account_id) {
-                writes.push(write);
-                waiting.push((planned, action, slot));
-            } else if self.opts.dry_run {
+            if self.opts.dry_run && self.planned_accounts.contains_key(&account_id) {
                 // The account does not exist yet: nothing for the store to check it against
                 // but the import's own earlier documents (the overlay).
-                self.remember(&planned, &id);
-                let rev = write_rev(&write);
+                self.remember(&item.planned, &id);
                 self.report(Outcome {
                     account_id: Some(account_id),
                     doc_type: Some(pvt_type.into()),
                     id: Some(id),
                     action,
-                    rev: Some(rev),
+                    rev: Some(item.new_rev),
                     error: None,
                 });
-            } else {
-                writes.push(write);
-                waiting.push((planned, action, slot));
+                continue;
             }
+            writes.push(self.write_of(&item));
+            waiting.push(item);
         }
-        if writes.is_empty() {
-            self.release();
+        let holding = self.holding.take().unwrap_or_default();
+        let store = self.pipeline.store.clone();
+        let meta = self.meta();
+        let task = (!writes.is_empty())
+            .then(|| tokio::spawn(async move { store.write_batch(writes, &meta).await }));
+        self.in_flight = Some(InFlight {
+            task,
+            waiting,
+            holding,
+        });
+        Ok(())
+    }
+
+    /// Completes the batch being written: its results, the routes it changed, its outcomes
+    /// told in file order.
+    async fn complete(&mut self) -> Result<(), ImportError> {
+        let Some(InFlight {
+            task,
+            waiting,
+            holding,
+        }) = self.in_flight.take()
+        else {
             return Ok(());
-        }
-        let revs: Vec<String> = writes.iter().map(write_rev).collect();
-        let results = self.write(writes).await?;
+        };
+        self.holding = Some(holding);
+        let results = match task {
+            None => Vec::new(),
+            Some(task) => match task.await.map_err(anyhow::Error::from)? {
+                Ok(results) => results,
+                Err(StoreError::Unavailable(e)) => return Err(StoreError::Unavailable(e).into()),
+                // The transaction itself failed: each write alone, so that the one at fault
+                // gets the error and the others are saved.
+                Err(_) => self.one_by_one(&waiting).await?,
+            },
+        };
         let mut touched: Vec<String> = Vec::new();
-        for (((planned, action, slot), result), rev) in waiting.into_iter().zip(results).zip(revs) {
-            self.slot = slot;
+        for (item, result) in waiting.into_iter().zip(results) {
+            self.slot = item.slot;
+            let planned = item.planned;
             let id = planned.source.id.clone().unwrap_or_default();
             let account_id = planned.account.id.clone();
             match result {
@@ -593,8 +633,8 @@ impl Importer<'_> {
                         account_id: Some(account_id),
                         doc_type: Some(planned.kind.pvt_type().into()),
                         id: Some(id),
-                        action,
-                        rev: Some(rev),
+                        action: item.action,
+                        rev: Some(item.new_rev),
                         error: None,
                     });
                 }
@@ -627,44 +667,43 @@ impl Importer<'_> {
         self.observer.progress(&self.counts);
     }
 
-    /// Writes a batch; when the batch as a whole fails, each write is tried alone so that the
-    /// one at fault gets the error and the others are saved.
-    async fn write(
+    /// Each write of a failed batch in a transaction of its own.
+    async fn one_by_one(
         &self,
-        writes: Vec<BatchWrite>,
+        waiting: &[Waiting],
     ) -> Result<Vec<Result<i64, StoreError>>, ImportError> {
-        let store = &self.pipeline.store;
         let meta = self.meta();
-        match store.write_batch(writes.clone(), &meta).await {
-            Ok(results) => Ok(results),
-            Err(StoreError::Unavailable(e)) => Err(StoreError::Unavailable(e).into()),
-            Err(_) if writes.len() > 1 => {
-                let mut results = Vec::with_capacity(writes.len());
-                for write in writes {
-                    match store.write_batch(vec![write], &meta).await {
-                        Ok(mut one) => results.push(one.pop().unwrap_or(Err(StoreError::Other(
-                            anyhow::anyhow!("the store answered nothing for a write"),
-                        )))),
-                        Err(StoreError::Unavailable(e)) => {
-                            return Err(StoreError::Unavailable(e).into())
-                        }
-                        Err(e) => results.push(Err(e)),
-                    }
-                }
-                Ok(results)
+        let mut results = Vec::with_capacity(waiting.len());
+        for item in waiting {
+            match self
+                .pipeline
+                .store
+                .write_batch(vec![self.write_of(item)], &meta)
+                .await
+            {
+                Ok(mut one) => results.push(one.pop().unwrap_or_else(|| {
+                    Err(StoreError::Other(anyhow::anyhow!(
+                        "the store answered nothing for a write"
+                    )))
+                })),
+                Err(StoreError::Unavailable(e)) => return Err(StoreError::Unavailable(e).into()),
+                Err(e) => results.push(Err(e)),
             }
-            Err(e) => Ok(vec![Err(e)]),
         }
+        Ok(results)
     }
 
-    fn write_of(
-        &self,
-        planned: &Planned,
-        id: &str,
-        new_rev: String,
-        expected_rev: Option<String>,
-        op: ChangeOp,
-    ) -> BatchWrite {
+    fn write_of(&self, item: &Waiting) -> BatchWrite {
+        let (planned, id) = (
+            &item.planned,
+            item.planned.source.id.as_deref().unwrap_or(""),
+        );
+        let (new_rev, expected_rev) = (item.new_rev.clone(), item.expected_rev.clone());
+        let op = if expected_rev.is_some() {
+            ChangeOp::Update
+        } else {
+            ChangeOp::Create
+        };
         let doc = planned.doc.clone();
         match planned.kind {
             Kind::Callflow => BatchWrite::Callflow(CallflowWrite {
@@ -834,6 +873,23 @@ impl Importer<'_> {
             ),
         );
     }
+}
+
+/// A document decided and being written.
+struct Waiting {
+    planned: Planned,
+    action: Action,
+    /// Its place in the batch.
+    slot: usize,
+    new_rev: String,
+    expected_rev: Option<String>,
+}
+
+/// The batch being written while the next one is read.
+struct InFlight {
+    task: Option<tokio::task::JoinHandle<Result<Vec<Result<i64, StoreError>>, StoreError>>>,
+    waiting: Vec<Waiting>,
+    holding: Vec<(usize, Outcome)>,
 }
 
 /// What a stored document is, for the decision.
@@ -1016,13 +1072,6 @@ pub fn error_json(e: ApiError) -> Value {
 /// A revision a create may start from: `N-...` with N at least 1.
 fn usable_rev(rev: &str) -> bool {
     matches!(rev.split_once('-'), Some((n, rest)) if n.parse::<u64>().is_ok_and(|n| n >= 1) && !rest.is_empty())
-}
-
-fn write_rev(write: &BatchWrite) -> String {
-    match write {
-        BatchWrite::Callflow(w) => w.new_rev.clone(),
-        BatchWrite::Document(w) => w.new_rev.clone(),
-    }
 }
 
 /// The values in first-seen order, each once.

@@ -172,7 +172,7 @@ impl Jobs {
                 let reopened = file.reopen()?;
                 let counted = super::source::Counting::new(reopened, running.bytes_read.clone());
                 let items =
-                    super::source::spawn_reader(vec![Box::new(BufReader::new(counted))], 1_024);
+                    super::source::spawn_reader(vec![Box::new(BufReader::new(counted))], 128);
                 let mut observer = JobObserver { job: &running };
                 let counts = import::run(&pipeline, items, &opts, Vec::new(), &mut observer)
                     .await

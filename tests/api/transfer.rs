@@ -203,8 +203,13 @@ async fn a_kazoo_dump_is_checked_by_a_dry_run_then_imported_and_a_second_run_cha
     let (real, outcomes) = import_text(&app, &dump, opts(None)).await;
     assert_eq!(summary(&outcomes), summary(&dry_outcomes));
     assert_eq!(real, dry);
+    let backend = if app.database_url.starts_with("postgres") {
+        "postgresql"
+    } else {
+        "sqlite"
+    };
     println!(
-        "kazoo dump import: {} created, {} refused, {:?} not imported",
+        "kazoo dump import [{backend}]: {} created, {} refused, {:?} not imported",
         real.created, real.failed, real.ignored
     );
 
