@@ -848,3 +848,46 @@ async fn the_command_line_exports_and_imports_with_a_report() {
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+#[tokio::test]
+async fn a_server_sees_at_once_what_the_command_line_imported_beside_it() {
+    let app = TestApp::spawn().await;
+    let (account, token) = app.top_level_account("beside").await;
+    let path = format!("/v2/accounts/{account}/lookup?number=7777");
+    // The account's routes are in the server's memory before the import.
+    let lookup = || app.call(Method::GET, &path, Some(&token), None);
+    assert_eq!(lookup().await.status, StatusCode::NOT_FOUND);
+    let id = hex_id("beside");
+    let dir = tempfile::tempdir().expect("dir");
+    let dump = dir.path().join("one.ndjson");
+    std::fs::write(&dump, one_callflow(&account, &id, "Beside", "7777")).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_callflowd"))
+        .arg("import")
+        .arg(&dump)
+        .args(["--database-url", &app.database_url, "--progress", "none"])
+        .output()
+        .expect("import runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // SQLite: the command announced its write before it ended, so the very next request
+    // sees it. PostgreSQL: the change arrives by notification; allow it a moment.
+    let started = std::time::Instant::now();
+    loop {
+        let found = lookup().await;
+        if found.status == StatusCode::OK {
+            assert!(found.text.contains(&id), "{}", found.text);
+            break;
+        }
+        assert!(
+            app.database_url.starts_with("postgres") && started.elapsed().as_secs() < 5,
+            "the server does not see the imported callflow: {}",
+            found.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let fetched = app.fetch(&token, &account, &id).await;
+    assert_eq!(fetched.status, StatusCode::OK, "{}", fetched.text);
+}
