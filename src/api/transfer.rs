@@ -103,7 +103,7 @@ async fn start(
     };
     let cap = state.config.max_import_bytes;
     // Spooled to a file: the job reads it at its own pace, and memory stays flat.
-    let file = tempfile::NamedTempFile::new().map_err(|e| ApiError::internal(e))?;
+    let file = tempfile::NamedTempFile::new().map_err(ApiError::internal)?;
     let mut out = tokio::fs::File::from_std(file.reopen().map_err(ApiError::internal)?);
     let mut size: u64 = 0;
     let mut body = body;

@@ -197,7 +197,7 @@ struct Planned {
 /// fields; for each claimed value, the id holding it.
 #[derive(Default)]
 struct Overlay {
-    docs: HashMap<(String, String), (&'static str, Map<String, Value>, bool, String)>,
+    docs: HashMap<(String, String), Existing>,
     claims: HashMap<(String, String), String>,
 }
 
@@ -566,7 +566,7 @@ impl Importer<'_> {
             if self.opts.dry_run && self.planned_accounts.contains_key(&account_id) {
                 // The account does not exist yet: nothing for the store to check it against
                 // but the import's own earlier documents (the overlay).
-                self.remember(&item.planned, &id);
+                self.remember(&item.planned, &id, &item.new_rev);
                 self.report(Outcome {
                     account_id: Some(account_id),
                     doc_type: Some(pvt_type.into()),
@@ -624,7 +624,7 @@ impl Importer<'_> {
             match result {
                 Ok(_) => {
                     if self.opts.dry_run {
-                        self.remember(&planned, &id);
+                        self.remember(&planned, &id, &item.new_rev);
                     }
                     if matches!(planned.kind, Kind::Callflow) && !touched.contains(&account_id) {
                         touched.push(account_id.clone());
@@ -764,13 +764,8 @@ impl Importer<'_> {
         for p in batch {
             let id = p.source.id.clone().unwrap_or_default();
             let key = (p.account.id.clone(), id.clone());
-            if let Some((doc_type, doc, deleted, rev)) = self.overlay.docs.get(&key) {
-                out.push(Some(Existing {
-                    doc_type: (*doc_type).to_string(),
-                    rev: rev.clone(),
-                    doc: doc.clone(),
-                    deleted: *deleted,
-                }));
+            if let Some(existing) = self.overlay.docs.get(&key) {
+                out.push(Some(existing.clone()));
                 continue;
             }
             let Some(doc_type) = present.get(&key) else {
@@ -854,7 +849,7 @@ impl Importer<'_> {
     }
 
     /// A dry run keeps what a written document would hold.
-    fn remember(&mut self, planned: &Planned, id: &str) {
+    fn remember(&mut self, planned: &Planned, id: &str, rev: &str) {
         let account_id = planned.account.id.clone();
         if !planned.deleted {
             for claim in claims_of(planned) {
@@ -865,12 +860,12 @@ impl Importer<'_> {
         }
         self.overlay.docs.insert(
             (account_id, id.to_string()),
-            (
-                planned.kind.pvt_type(),
-                public_without_password(&planned.doc),
-                planned.deleted,
-                planned.source.rev.clone().unwrap_or_default(),
-            ),
+            Existing {
+                doc_type: planned.kind.pvt_type().to_string(),
+                rev: rev.to_string(),
+                doc: public_without_password(&planned.doc),
+                deleted: planned.deleted,
+            },
         );
     }
 }
@@ -885,14 +880,18 @@ struct Waiting {
     expected_rev: Option<String>,
 }
 
+/// What the store answers for a batch: one result per write, or the batch's failure.
+type BatchAnswer = Result<Vec<Result<i64, StoreError>>, StoreError>;
+
 /// The batch being written while the next one is read.
 struct InFlight {
-    task: Option<tokio::task::JoinHandle<Result<Vec<Result<i64, StoreError>>, StoreError>>>,
+    task: Option<tokio::task::JoinHandle<BatchAnswer>>,
     waiting: Vec<Waiting>,
     holding: Vec<(usize, Outcome)>,
 }
 
 /// What a stored document is, for the decision.
+#[derive(Clone)]
 struct Existing {
     doc_type: String,
     rev: String,

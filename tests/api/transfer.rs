@@ -675,8 +675,8 @@ async fn an_import_over_http_runs_as_a_job_with_progress_events_and_per_document
     let last = events
         .text
         .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("data: "))
         .expect("a data line");
     let done: Value = serde_json::from_str(last).expect("json");
     assert_eq!(done["status"], "done");
