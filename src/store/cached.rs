@@ -58,7 +58,8 @@ pub fn json_weight(v: &Value) -> u64 {
     }
 }
 
-fn map_weight(m: &Map<String, Value>) -> u64 {
+/// Approximate heap bytes of a JSON object (see [`json_weight`]).
+pub fn map_weight(m: &Map<String, Value>) -> u64 {
     48 + m
         .iter()
         .map(|(k, v)| 32 + k.len() as u64 + json_weight(v))

@@ -1158,6 +1158,24 @@ where
     ) -> StoreResult<Vec<StoreResult<i64>>> {
         let mut tx = store.begin_write().await?;
         let mut answers = Vec::with_capacity(writes.len());
+        // A write refuses (its own checks: revision, id, unique values, pattern cap) before its
+        // first statement that changes anything, so a refusal leaves nothing to undo and needs
+        // no savepoint; only a publish (`consume_draft`) checks after writing.
+        if meta.consume_draft.is_none() {
+            for write in writes {
+                let result = match write {
+                    GroupWrite::Callflow(w) => Self::callflow_in(store, &mut tx, w, meta).await,
+                    GroupWrite::Document(w) => Self::document_in(store, &mut tx, w, meta).await,
+                };
+                match result {
+                    Ok(pos) => answers.push(Ok(pos)),
+                    Err(e) if refusal(&e) => answers.push(Err(e)),
+                    Err(e) => return Err(e),
+                }
+            }
+            Self::end(tx, meta).await?;
+            return Ok(answers);
+        }
         for write in writes {
             let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
             let result = match write {

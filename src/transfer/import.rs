@@ -171,6 +171,9 @@ pub enum ImportError {
     Other(#[from] anyhow::Error),
 }
 
+/// Most bytes (as held in memory) of the documents of one batch.
+const MAX_BATCH_BYTES: u64 = 8 * 1024 * 1024;
+
 /// The kinds of document an import keeps.
 fn kind_of(doc_type: &str) -> Option<Kind> {
     match doc_type {
@@ -225,6 +228,8 @@ pub async fn run(
         importer.account_doc(doc).await?;
     }
     let mut batch = Vec::with_capacity(opts.batch_size);
+    // Large documents make smaller batches: a batch also ends past this many bytes in memory.
+    let mut weight = 0u64;
     while let Some(item) = items.recv().await {
         match item {
             Item::Broken(message) => {
@@ -239,9 +244,11 @@ pub async fn run(
             Item::Doc(doc) => {
                 importer.counts.read += 1;
                 if let Some(planned) = importer.plan(*doc).await? {
+                    weight += crate::store::cached::map_weight(&planned.doc);
                     batch.push(planned);
-                    if batch.len() >= opts.batch_size {
+                    if batch.len() >= opts.batch_size || weight >= MAX_BATCH_BYTES {
                         importer.flush(std::mem::take(&mut batch)).await?;
+                        weight = 0;
                     }
                 }
             }
