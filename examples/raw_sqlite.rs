@@ -2,7 +2,10 @@
 //! SQLite file, one transaction (and so one fsync) each, with the settings callflowd uses
 //! (WAL, `synchronous=FULL`), from one connection for `seconds`, and prints the rate.
 //!
-//! `cargo run --release --example raw_sqlite -- /tmp/raw.db 5 body.json`
+//! `cargo run --release --example raw_sqlite -- /tmp/raw.db 5 body.json [BATCH]`
+//!
+//! With `BATCH` (default 1), that many inserts share each transaction: `bench/import`'s
+//! baseline, the naive ceiling for its batches.
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +23,11 @@ async fn main() -> anyhow::Result<()> {
         Some(p) => std::fs::read_to_string(p)?,
         None => r#"{"numbers":["+15550000000"],"flow":{"module":"user","data":{"id":"u"}}}"#.into(),
     };
+    let batch: u64 = args
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let _ = std::fs::remove_file(&path);
     let mut conn = SqliteConnectOptions::new()
         .filename(&path)
@@ -35,14 +43,16 @@ async fn main() -> anyhow::Result<()> {
     let mut n = 0u64;
     while started.elapsed() < Duration::from_secs(seconds) {
         let mut tx = conn.begin().await?;
-        sqlx::query("INSERT INTO docs (id, number, doc) VALUES (?, ?, ?)")
-            .bind(format!("{n:032x}"))
-            .bind(format!("+1555{n:07}"))
-            .bind(&doc)
-            .execute(&mut *tx)
-            .await?;
+        for _ in 0..batch {
+            sqlx::query("INSERT INTO docs (id, number, doc) VALUES (?, ?, ?)")
+                .bind(format!("{n:032x}"))
+                .bind(format!("+1555{n:07}"))
+                .bind(&doc)
+                .execute(&mut *tx)
+                .await?;
+            n += 1;
+        }
         tx.commit().await?;
-        n += 1;
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
