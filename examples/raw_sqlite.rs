@@ -23,11 +23,7 @@ async fn main() -> anyhow::Result<()> {
         Some(p) => std::fs::read_to_string(p)?,
         None => r#"{"numbers":["+15550000000"],"flow":{"module":"user","data":{"id":"u"}}}"#.into(),
     };
-    let batch: u64 = args
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1)
-        .max(1);
+    let batch: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1).max(1);
     let _ = std::fs::remove_file(&path);
     let mut conn = SqliteConnectOptions::new()
         .filename(&path)

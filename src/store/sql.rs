@@ -815,20 +815,26 @@ where
         write: &CallflowWrite,
         meta: &WriteMeta,
     ) -> StoreResult<i64> {
-        let current: Option<String> = sqlx::query_scalar(CALLFLOW_REV)
-            .bind(&write.account_id)
-            .bind(&write.id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        // A new id has no index rows to clear (its id is free in the whole account).
-        let existed = current.is_some();
-        match (&write.expected_rev, current) {
-            (None, Some(_)) => return Err(StoreError::Conflict),
-            (None, None) => Self::check_id_free(&mut *tx, &write.account_id, &write.id).await?,
-            (Some(_), None) => return Err(StoreError::NotFound),
-            (Some(expected), Some(rev)) if *expected != rev => return Err(StoreError::Conflict),
-            _ => {}
-        }
+        // A create only needs its id free in the whole account (callflows included): one
+        // statement. A new id has no index rows to clear.
+        let existed = match &write.expected_rev {
+            None => {
+                Self::check_id_free(&mut *tx, &write.account_id, &write.id).await?;
+                false
+            }
+            Some(expected) => {
+                let current: Option<String> = sqlx::query_scalar(CALLFLOW_REV)
+                    .bind(&write.account_id)
+                    .bind(&write.id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                match current {
+                    None => return Err(StoreError::NotFound),
+                    Some(rev) if *expected != rev => return Err(StoreError::Conflict),
+                    Some(_) => true,
+                }
+            }
+        };
         let conflicts = Self::conflicts(&mut *tx, write).await?;
         if !conflicts.is_empty() {
             return Err(StoreError::Unique(conflicts));
@@ -1616,20 +1622,25 @@ where
         write: &DocumentWrite,
         meta: &WriteMeta,
     ) -> StoreResult<i64> {
-        let current: Option<String> = sqlx::query_scalar(DOCUMENT_REV)
-            .bind(&write.account_id)
-            .bind(&write.id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        // A new id has no index rows to clear (its id is free in the whole account).
-        let existed = current.is_some();
-        match (&write.expected_rev, current) {
-            (None, Some(_)) => return Err(StoreError::Conflict),
-            (None, None) => Self::check_id_free(&mut *tx, &write.account_id, &write.id).await?,
-            (Some(_), None) => return Err(StoreError::NotFound),
-            (Some(expected), Some(rev)) if *expected != rev => return Err(StoreError::Conflict),
-            _ => {}
-        }
+        // As for callflows: a create needs only its id free in the whole account.
+        let existed = match &write.expected_rev {
+            None => {
+                Self::check_id_free(&mut *tx, &write.account_id, &write.id).await?;
+                false
+            }
+            Some(expected) => {
+                let current: Option<String> = sqlx::query_scalar(DOCUMENT_REV)
+                    .bind(&write.account_id)
+                    .bind(&write.id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                match current {
+                    None => return Err(StoreError::NotFound),
+                    Some(rev) if *expected != rev => return Err(StoreError::Conflict),
+                    Some(_) => true,
+                }
+            }
+        };
         let conflicts = Self::key_conflicts(&mut *tx, write).await?;
         if !conflicts.is_empty() {
             return Err(StoreError::KeyTaken(conflicts));

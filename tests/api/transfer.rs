@@ -891,3 +891,111 @@ async fn a_server_sees_at_once_what_the_command_line_imported_beside_it() {
     let fetched = app.fetch(&token, &account, &id).await;
     assert_eq!(fetched.status, StatusCode::OK, "{}", fetched.text);
 }
+
+/// A Kazoo dump of one account database: its account document (sorted among the others by id,
+/// as `_all_docs` sorts them) and two callflows.
+fn account_dump(account: &str, name: &str, number: &str) -> String {
+    let db = account_db(account);
+    let mut rows = vec![
+        json!({"_id": hex_id(&format!("{name}-a")), "_rev": "1-a", "pvt_type": "callflow",
+               "pvt_account_db": db, "name": format!("{name} main"), "numbers": [number],
+               "flow": {"module": "play", "data": {"id": "x"}}}),
+        json!({"_id": account, "_rev": "7-b", "pvt_type": "account", "pvt_account_db": db,
+               "name": name, "realm": format!("{name}.kazoo.example"), "pvt_tree": [],
+               "timezone": "Europe/Paris"}),
+        json!({"_id": hex_id(&format!("{name}-z")), "_rev": "2-c", "pvt_type": "callflow",
+               "pvt_account_db": db, "name": format!("{name} other"), "numbers": ["9999"],
+               "flow": {"module": "play", "data": {"id": "x"}}}),
+    ];
+    rows.sort_by(|a, b| a["_id"].as_str().cmp(&b["_id"].as_str()));
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|doc| json!({"id": doc["_id"], "key": doc["_id"], "value": {"rev": doc["_rev"]}, "doc": doc}))
+        .collect();
+    json!({"total_rows": rows.len(), "offset": 0, "rows": rows}).to_string()
+}
+
+#[tokio::test]
+async fn several_account_databases_are_imported_into_the_accounts_they_describe() {
+    let app = TestApp::spawn().await;
+    let (first, second) = (hex_id("kazoo-account-1"), hex_id("kazoo-account-2"));
+    let dir = tempfile::tempdir().expect("dir");
+    let files = [
+        (
+            dir.path().join("one.json"),
+            account_dump(&first, "alpha", "2001"),
+        ),
+        (
+            dir.path().join("two.json"),
+            account_dump(&second, "beta", "2001"),
+        ),
+    ];
+    for (path, text) in &files {
+        std::fs::write(path, text).expect("write");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_callflowd"))
+        .arg("import")
+        .args(files.iter().map(|(p, _)| p))
+        .args([
+            "--create-accounts",
+            "--progress",
+            "none",
+            "--database-url",
+            &app.database_url,
+        ])
+        .output()
+        .expect("import runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary");
+    assert_eq!(summary["counts"]["accounts_created"], 2, "{summary}");
+    assert_eq!(summary["counts"]["created"], 4, "{summary}");
+    for (account, name) in [(&first, "alpha"), (&second, "beta")] {
+        let stored = app
+            .state
+            .store
+            .get_account(account)
+            .await
+            .expect("read")
+            .expect("created with the dump's id");
+        assert_eq!(stored.name, name);
+        assert_eq!(
+            stored.realm.as_deref(),
+            Some(format!("{name}.kazoo.example").as_str())
+        );
+        assert_eq!(stored.doc["timezone"], "Europe/Paris");
+        // The same number in two accounts: each account holds its own.
+        let cf = app
+            .state
+            .store
+            .callflows_with_number(account, "2001")
+            .await
+            .expect("read");
+        assert_eq!(cf.len(), 1);
+        assert_eq!(cf[0].doc["name"], format!("{name} main"));
+        assert_eq!(cf[0].doc["pvt_account_id"], json!(account));
+    }
+    // Without --create-accounts, documents of an unknown account are refused, not guessed.
+    let third = hex_id("kazoo-account-3");
+    let path = dir.path().join("three.json");
+    std::fs::write(&path, account_dump(&third, "gamma", "3001")).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_callflowd"))
+        .arg("import")
+        .arg(&path)
+        .args(["--progress", "none", "--database-url", &app.database_url])
+        .output()
+        .expect("import runs");
+    assert_eq!(out.status.code(), Some(1));
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary");
+    assert_eq!(summary["counts"]["failed"], 2, "{summary}");
+    assert!(app
+        .state
+        .store
+        .get_account(&third)
+        .await
+        .expect("read")
+        .is_none());
+}
