@@ -895,7 +895,7 @@ pub(super) fn stamp_private(
 }
 
 /// The values in first-seen order, each once.
-fn dedup(values: Vec<String>) -> Vec<String> {
+pub fn dedup(values: Vec<String>) -> Vec<String> {
     let mut seen = std::collections::HashSet::with_capacity(values.len());
     values
         .into_iter()

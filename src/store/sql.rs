@@ -815,26 +815,14 @@ where
         write: &CallflowWrite,
         meta: &WriteMeta,
     ) -> StoreResult<i64> {
-        // A create only needs its id free in the whole account (callflows included): one
-        // statement. A new id has no index rows to clear.
-        let existed = match &write.expected_rev {
-            None => {
-                Self::check_id_free(&mut *tx, &write.account_id, &write.id).await?;
-                false
-            }
-            Some(expected) => {
-                let current: Option<String> = sqlx::query_scalar(CALLFLOW_REV)
-                    .bind(&write.account_id)
-                    .bind(&write.id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                match current {
-                    None => return Err(StoreError::NotFound),
-                    Some(rev) if *expected != rev => return Err(StoreError::Conflict),
-                    Some(_) => true,
-                }
-            }
-        };
+        let existed = Self::check_revision(
+            &mut *tx,
+            CALLFLOW_REV,
+            &write.account_id,
+            &write.id,
+            write.expected_rev.as_deref(),
+        )
+        .await?;
         let conflicts = Self::conflicts(&mut *tx, write).await?;
         if !conflicts.is_empty() {
             return Err(StoreError::Unique(conflicts));
@@ -1564,6 +1552,33 @@ where
 
     /// [`StoreError::Conflict`] when a callflow, a user, another document or the account itself
     /// has the id.
+    /// The precondition of a write: a create (`expected` none) needs its id free in the whole
+    /// account, one statement; a change needs the stored revision (read with `statement`) to
+    /// be `expected`. Answers whether the document existed (a new id has no index rows to
+    /// clear).
+    async fn check_revision(
+        conn: &mut Conn<B>,
+        statement: &'static str,
+        account_id: &str,
+        id: &str,
+        expected: Option<&str>,
+    ) -> StoreResult<bool> {
+        let Some(expected) = expected else {
+            Self::check_id_free(&mut *conn, account_id, id).await?;
+            return Ok(false);
+        };
+        let current: Option<String> = sqlx::query_scalar(statement)
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        match current {
+            None => Err(StoreError::NotFound),
+            Some(rev) if rev != expected => Err(StoreError::Conflict),
+            Some(_) => Ok(true),
+        }
+    }
+
     async fn check_id_free(conn: &mut Conn<B>, account_id: &str, id: &str) -> StoreResult<()> {
         let used: i64 = sqlx::query_scalar(ID_IN_USE)
             .bind(account_id)
@@ -1622,25 +1637,14 @@ where
         write: &DocumentWrite,
         meta: &WriteMeta,
     ) -> StoreResult<i64> {
-        // As for callflows: a create needs only its id free in the whole account.
-        let existed = match &write.expected_rev {
-            None => {
-                Self::check_id_free(&mut *tx, &write.account_id, &write.id).await?;
-                false
-            }
-            Some(expected) => {
-                let current: Option<String> = sqlx::query_scalar(DOCUMENT_REV)
-                    .bind(&write.account_id)
-                    .bind(&write.id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                match current {
-                    None => return Err(StoreError::NotFound),
-                    Some(rev) if *expected != rev => return Err(StoreError::Conflict),
-                    Some(_) => true,
-                }
-            }
-        };
+        let existed = Self::check_revision(
+            &mut *tx,
+            DOCUMENT_REV,
+            &write.account_id,
+            &write.id,
+            write.expected_rev.as_deref(),
+        )
+        .await?;
         let conflicts = Self::key_conflicts(&mut *tx, write).await?;
         if !conflicts.is_empty() {
             return Err(StoreError::KeyTaken(conflicts));

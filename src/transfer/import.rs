@@ -329,29 +329,23 @@ impl Importer<'_> {
         let Some(id) = source.id.clone() else {
             return Ok(());
         };
+        let told = |action| Outcome {
+            account_id: Some(id.clone()),
+            doc_type: Some("account".into()),
+            id: Some(id.clone()),
+            action,
+            rev: None,
+            error: None,
+        };
         if self.account(&id).await?.is_some() {
-            self.report(Outcome {
-                account_id: Some(id.clone()),
-                doc_type: Some("account".into()),
-                id: Some(id),
-                action: Action::Unchanged,
-                rev: None,
-                error: None,
-            });
+            self.report(told(Action::Unchanged));
             return Ok(());
         }
         let account = account_from(&id, &source.doc);
         if self.opts.dry_run {
             self.planned_accounts.insert(id.clone(), account);
             self.counts.accounts_created += 1;
-            self.observer.outcome(&Outcome {
-                account_id: Some(id.clone()),
-                doc_type: Some("account".into()),
-                id: Some(id),
-                action: Action::Created,
-                rev: None,
-                error: None,
-            });
+            self.observer.outcome(&told(Action::Created));
             return Ok(());
         }
         match self
@@ -363,14 +357,7 @@ impl Importer<'_> {
             Ok(created) => {
                 self.accounts.insert(id.clone(), Some(created));
                 self.counts.accounts_created += 1;
-                self.observer.outcome(&Outcome {
-                    account_id: Some(id.clone()),
-                    doc_type: Some("account".into()),
-                    id: Some(id),
-                    action: Action::Created,
-                    rev: None,
-                    error: None,
-                });
+                self.observer.outcome(&told(Action::Created));
             }
             Err(e @ (StoreError::Taken(_) | StoreError::Conflict)) => {
                 let error = error_json(ApiError::from(e));
@@ -719,8 +706,8 @@ impl Importer<'_> {
                 expected_rev,
                 new_rev,
                 references: cf::references(&doc),
-                numbers: dedup(cf::string_list(&doc, "numbers")),
-                patterns: dedup(cf::string_list(&doc, "patterns")),
+                numbers: pipeline::dedup(cf::string_list(&doc, "numbers")),
+                patterns: pipeline::dedup(cf::string_list(&doc, "patterns")),
                 doc,
                 deleted: planned.deleted,
                 op,
@@ -1078,13 +1065,4 @@ pub fn error_json(e: ApiError) -> Value {
 /// A revision a create may start from: `N-...` with N at least 1.
 fn usable_rev(rev: &str) -> bool {
     matches!(rev.split_once('-'), Some((n, rest)) if n.parse::<u64>().is_ok_and(|n| n >= 1) && !rest.is_empty())
-}
-
-/// The values in first-seen order, each once.
-fn dedup(values: Vec<String>) -> Vec<String> {
-    let mut seen = std::collections::HashSet::with_capacity(values.len());
-    values
-        .into_iter()
-        .filter(|v| seen.insert(v.clone()))
-        .collect()
 }

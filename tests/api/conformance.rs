@@ -6,7 +6,7 @@
 use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{reference_dir, TestApp};
+use crate::helpers::{reference_or_skip, TestApp};
 
 fn load(dir: &std::path::Path) -> Vec<(String, Value)> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
@@ -138,24 +138,9 @@ async fn run(label: &str, app: &TestApp, examples: &std::path::Path) {
     );
 }
 
-fn reference_or_skip() -> Option<std::path::PathBuf> {
-    match reference_dir() {
-        Some(dir) => Some(dir),
-        None if std::env::var("CALLFLOWD_REQUIRE_REFERENCE").as_deref() == Ok("1") => {
-            panic!("CALLFLOWD_REQUIRE_REFERENCE=1 but ../shared/reference/kazoo is missing")
-        }
-        None => {
-            println!(
-                "NOTICE: ../shared/reference/kazoo not found; Kazoo conformance suite skipped"
-            );
-            None
-        }
-    }
-}
-
 #[tokio::test]
 async fn kazoo_examples_with_builtin_schemas() {
-    let Some(reference) = reference_or_skip() else {
+    let Some(reference) = reference_or_skip("the Kazoo conformance suite") else {
         return;
     };
     let app = TestApp::spawn().await;
@@ -164,7 +149,7 @@ async fn kazoo_examples_with_builtin_schemas() {
 
 #[tokio::test]
 async fn kazoo_examples_with_kazoo_schema_files() {
-    let Some(reference) = reference_or_skip() else {
+    let Some(reference) = reference_or_skip("the Kazoo conformance suite") else {
         return;
     };
     let schemas = reference.join("schemas");

@@ -82,6 +82,21 @@ pub fn reference_dir() -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
+/// The reference directory, or `None` with a visible notice naming what is skipped; a panic
+/// when CI requires it (`CALLFLOWD_REQUIRE_REFERENCE=1`).
+pub fn reference_or_skip(what: &str) -> Option<PathBuf> {
+    match reference_dir() {
+        Some(dir) => Some(dir),
+        None if std::env::var("CALLFLOWD_REQUIRE_REFERENCE").as_deref() == Ok("1") => {
+            panic!("CALLFLOWD_REQUIRE_REFERENCE=1 but ../shared/reference/kazoo is missing")
+        }
+        None => {
+            println!("NOTICE: ../shared/reference/kazoo not found; {what} skipped");
+            None
+        }
+    }
+}
+
 impl TestApp {
     pub async fn spawn() -> Self {
         Self::spawn_with(|_| {}).await

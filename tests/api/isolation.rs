@@ -137,6 +137,7 @@ async fn endpoints(app: &TestApp, v: &Victim) -> Vec<(Method, String)> {
             .replace("{list_id}", &v.list)
             .replace("{entry_id}", &v.entry)
             .replace("{doc_id}", doc_id)
+            .replace("{job_id}", some_id)
             .replace("{rev}", "1");
         assert!(!path.contains('{'), "unfilled parameter in {template}");
         let query = match template.rsplit('/').next() {

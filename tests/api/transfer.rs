@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use callflowd::transfer::import::{self, Action, Counts, Observer, OnConflict, Options, Outcome};
 use callflowd::transfer::source;
 
-use crate::helpers::{reference_dir, TestApp};
+use crate::helpers::{reference_or_skip, TestApp};
 
 struct Collect(Vec<Outcome>);
 
@@ -53,21 +53,6 @@ fn account_db(id: &str) -> String {
 fn hex_id(seed: &str) -> String {
     use md5::Digest;
     hex::encode(md5::Md5::digest(seed.as_bytes()))
-}
-
-fn reference_or_skip() -> Option<std::path::PathBuf> {
-    match reference_dir() {
-        Some(dir) => Some(dir),
-        None if std::env::var("CALLFLOWD_REQUIRE_REFERENCE").as_deref() == Ok("1") => {
-            panic!("CALLFLOWD_REQUIRE_REFERENCE=1 but ../shared/reference/kazoo is missing")
-        }
-        None => {
-            println!(
-                "NOTICE: ../shared/reference/kazoo not found; Kazoo dump import tests skipped"
-            );
-            None
-        }
-    }
 }
 
 /// A Kazoo `_all_docs?include_docs=true` dump of account `account`: every valid example
@@ -163,7 +148,7 @@ async fn feed_position(app: &TestApp, account: &str) -> i64 {
 
 #[tokio::test]
 async fn a_kazoo_dump_is_checked_by_a_dry_run_then_imported_and_a_second_run_changes_nothing() {
-    let Some(reference) = reference_or_skip() else {
+    let Some(reference) = reference_or_skip("the Kazoo dump import tests") else {
         return;
     };
     let app = TestApp::spawn().await;
