@@ -53,9 +53,9 @@ impl SqliteStore {
             .after_connect(move |conn, _| {
                 let pages = limit.load(Ordering::Relaxed);
                 Box::pin(async move {
-                    // The one writer keeps more of the indexes it checks in memory (32 MiB
+                    // The one writer keeps more of the indexes it checks in memory (16 MiB
                     // instead of SQLite's 2 MiB): fewer page reads per write as they grow.
-                    sqlx::query("PRAGMA cache_size = -32768")
+                    sqlx::query("PRAGMA cache_size = -16384")
                         .execute(&mut *conn)
                         .await?;
                     if pages > 0 {

@@ -172,7 +172,7 @@ pub enum ImportError {
 }
 
 /// Most bytes (as held in memory) of the documents of one batch.
-const MAX_BATCH_BYTES: u64 = 8 * 1024 * 1024;
+const MAX_BATCH_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The kinds of document an import keeps.
 fn kind_of(doc_type: &str) -> Option<Kind> {
