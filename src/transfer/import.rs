@@ -66,9 +66,8 @@ pub struct Options {
     /// Documents per transaction.
     pub batch_size: usize,
     pub request_id: String,
-    /// Who imports (the account of the credentials; recorded as `pvt_auth_account_id` of
-    /// nothing: imported documents keep their private fields, but the revisions and the change
-    /// feed record it).
+    /// Who imports: recorded with each revision and change-feed entry the import writes (the
+    /// imported documents keep the dump's `pvt_auth_account_id`).
     pub auth_account_id: Option<String>,
     pub auth_user_id: Option<String>,
 }
