@@ -201,6 +201,9 @@ struct Planned {
 struct Overlay {
     docs: HashMap<(String, String), Existing>,
     claims: HashMap<(String, String), String>,
+    /// Values a replaced document gave up: `(account, claim, its id)`. The store, whose dry-run
+    /// transactions were rolled back, still sees them held; the real run would not.
+    released: std::collections::HashSet<(String, String, String)>,
 }
 
 /// Runs an import of the documents arriving on `items`.
@@ -490,8 +493,8 @@ impl Importer<'_> {
             let id = planned.source.id.clone().unwrap_or_default();
             let account_id = planned.account.id.clone();
             let pvt_type = planned.kind.pvt_type();
-            let (action, expected_rev) = match existing {
-                None => (Action::Created, None),
+            let (action, expected_rev, released) = match existing {
+                None => (Action::Created, None, Vec::new()),
                 Some(existing) => {
                     let same_type = existing.doc_type == pvt_type;
                     let equal = same_type
@@ -520,7 +523,19 @@ impl Importer<'_> {
                             });
                             continue;
                         }
-                        OnConflict::Replace if same_type => (Action::Replaced, Some(existing.rev)),
+                        OnConflict::Replace if same_type => {
+                            // What the stored document holds and this one does not.
+                            let released = if self.opts.dry_run && !existing.deleted {
+                                let kept = claims_of(&planned);
+                                claims_in(planned.kind, &existing.doc)
+                                    .into_iter()
+                                    .filter(|c| !kept.contains(c))
+                                    .collect()
+                            } else {
+                                Vec::new()
+                            };
+                            (Action::Replaced, Some(existing.rev), released)
+                        }
                         _ => {
                             let error = conflict_error(&existing.doc_type);
                             self.refuse(&planned.source, Some(&account_id), error);
@@ -555,10 +570,12 @@ impl Importer<'_> {
                 slot,
                 new_rev,
                 expected_rev,
+                released,
             };
             if self.opts.dry_run && self.planned_accounts.contains_key(&account_id) {
                 // The account does not exist yet: nothing for the store to check it against
                 // but the import's own earlier documents (the overlay).
+                self.release_claims(&account_id, &id, &item.released);
                 self.remember(&item.planned, &id, &item.new_rev);
                 self.report(Outcome {
                     account_id: Some(account_id),
@@ -614,9 +631,14 @@ impl Importer<'_> {
             let planned = item.planned;
             let id = planned.source.id.clone().unwrap_or_default();
             let account_id = planned.account.id.clone();
+            let result = match result {
+                Err(e) if self.opts.dry_run => self.forgive(&account_id, e),
+                other => other,
+            };
             match result {
                 Ok(_) => {
                     if self.opts.dry_run {
+                        self.release_claims(&account_id, &id, &item.released);
                         self.remember(&planned, &id, &item.new_rev);
                     }
                     if matches!(planned.kind, Kind::Callflow) && !touched.contains(&account_id) {
@@ -841,6 +863,47 @@ impl Importer<'_> {
         None
     }
 
+    /// A dry run: the values a replaced document gives up are free for the documents after it.
+    fn release_claims(&mut self, account_id: &str, id: &str, released: &[String]) {
+        for claim in released {
+            let key = (account_id.to_string(), claim.clone());
+            if self.overlay.claims.get(&key).map(String::as_str) == Some(id) {
+                self.overlay.claims.remove(&key);
+            }
+            self.overlay
+                .released
+                .insert((account_id.to_string(), claim.clone(), id.to_string()));
+        }
+    }
+
+    /// A dry run: a clash the store saw only because an earlier replace of this run was rolled
+    /// back (every value it names was given up by its holder) is no clash in the real run.
+    fn forgive(&self, account_id: &str, e: StoreError) -> Result<i64, StoreError> {
+        let released = |claim: String, holder: &str| {
+            self.overlay
+                .released
+                .contains(&(account_id.to_string(), claim, holder.to_string()))
+        };
+        let all_released = match &e {
+            StoreError::Unique(conflicts) => conflicts.iter().all(|c| {
+                let kind = match c.kind {
+                    KeyKind::Number => "n",
+                    KeyKind::Pattern => "p",
+                };
+                released(format!("{kind}:{}", c.value), &c.callflow_id)
+            }),
+            StoreError::KeyTaken(conflicts) => conflicts
+                .iter()
+                .all(|c| released(format!("k:{}:{}", c.kind, c.value), &c.doc_id)),
+            _ => false,
+        };
+        if all_released {
+            Ok(0)
+        } else {
+            Err(e)
+        }
+    }
+
     /// A dry run keeps what a written document would hold.
     fn remember(&mut self, planned: &Planned, id: &str, rev: &str) {
         let account_id = planned.account.id.clone();
@@ -871,6 +934,8 @@ struct Waiting {
     slot: usize,
     new_rev: String,
     expected_rev: Option<String>,
+    /// In a dry run: the values a replace gives up (see [`Overlay::released`]).
+    released: Vec<String>,
 }
 
 /// What the store answers for a batch: one result per write, or the batch's failure.
@@ -918,18 +983,23 @@ fn public_without_password(doc: &Map<String, Value>) -> Map<String, Value> {
 
 /// The values a document keeps unique in its account, as overlay keys.
 fn claims_of(planned: &Planned) -> Vec<String> {
-    match planned.kind {
-        Kind::Callflow => cf::string_list(&planned.doc, "numbers")
+    claims_in(planned.kind, &planned.doc)
+}
+
+/// The values a document of `kind` keeps unique in its account, as overlay keys.
+fn claims_in(kind: Kind, doc: &Map<String, Value>) -> Vec<String> {
+    match kind {
+        Kind::Callflow => cf::string_list(doc, "numbers")
             .into_iter()
             .map(|n| format!("n:{n}"))
             .chain(
-                cf::string_list(&planned.doc, "patterns")
+                cf::string_list(doc, "patterns")
                     .into_iter()
                     .map(|p| format!("p:{p}")),
             )
             .collect(),
         Kind::Doc(ty) => ty
-            .unique_keys(&planned.doc)
+            .unique_keys(doc)
             .into_iter()
             .map(|(field, value)| format!("k:{field}:{value}"))
             .collect(),

@@ -984,3 +984,41 @@ async fn several_account_databases_are_imported_into_the_accounts_they_describe(
         .expect("read")
         .is_none());
 }
+
+#[tokio::test]
+async fn a_dry_run_sees_a_number_freed_by_a_replace_earlier_in_the_dump() {
+    let app = TestApp::spawn().await;
+    let (account, _) = app.top_level_account("freed").await;
+    let moving = hex_id("moving");
+    let (first, _) = import_text(
+        &app,
+        &one_callflow(&account, &moving, "Old", "5100"),
+        opts(None),
+    )
+    .await;
+    assert_eq!(first.created, 1);
+    // The stored callflow gives up 5100 (replaced with 5101); two batches later another
+    // callflow of the dump takes 5100.
+    let dump = [
+        one_callflow(&account, &moving, "New", "5101"),
+        one_callflow(&account, &hex_id("filler-1"), "Filler 1", "5102"),
+        one_callflow(&account, &hex_id("filler-2"), "Filler 2", "5103"),
+        one_callflow(&account, &hex_id("taker"), "Taker", "5100"),
+    ]
+    .join("\n");
+    let run = |dry_run| Options {
+        dry_run,
+        batch_size: 2,
+        on_conflict: OnConflict::Replace,
+        ..opts(None)
+    };
+    let (dry, dry_outcomes) = import_text(&app, &dump, run(true)).await;
+    let (real, outcomes) = import_text(&app, &dump, run(false)).await;
+    assert_eq!(
+        (real.replaced, real.created, real.failed),
+        (1, 3, 0),
+        "{outcomes:?}"
+    );
+    assert_eq!(dry, real, "{dry_outcomes:?}");
+    assert_eq!(summary(&dry_outcomes), summary(&outcomes));
+}
