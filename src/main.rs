@@ -242,30 +242,17 @@ async fn open_pipeline(
     callflowd::documents::pipeline::Pipeline,
     callflowd::store::Account,
 )> {
-    let store = callflowd::store::open_tool(&store_args.database_url)
-        .await
-        .with_context(|| format!("opening {}", store_args.redacted()))?;
-    let account = store
+    let pipeline = callflowd::documents::pipeline::Pipeline::open_tool(
+        &store_args.database_url,
+        callflowd::documents::pipeline::Limits::default(),
+    )
+    .await
+    .with_context(|| format!("opening {}", store_args.redacted()))?;
+    let account = pipeline
+        .store
         .get_account(account_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no account {account_id}"))?;
-    let defaults = callflowd::api::ApiConfig::default();
-    let pipeline = callflowd::documents::pipeline::Pipeline {
-        store: store.clone(),
-        schemas: callflowd::schema::SchemaSet::embedded()?,
-        routes: std::sync::Arc::new(callflowd::routing::RouteCache::new(
-            store.clone(),
-            callflowd::routing::cache::DEFAULT_BUDGET_BYTES,
-        )),
-        limits: callflowd::documents::pipeline::Limits {
-            max_numbers_per_callflow: defaults.max_numbers_per_callflow,
-            max_patterns_per_callflow: defaults.max_patterns_per_callflow,
-            max_patterns_per_account: defaults.max_patterns_per_account,
-            ..Default::default()
-        },
-        history: Default::default(),
-        feed: Default::default(),
-    };
     Ok((pipeline, account))
 }
 

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::header;
+use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
@@ -449,12 +449,7 @@ async fn changes(State(state): State<AppState>, scope: AccountScope) -> ApiResul
         })?,
         None => int_option(&scope, "since")?.unwrap_or(0),
     };
-    let streaming = scope.ctx.query("feed") == Some("sse")
-        || scope
-            .ctx
-            .header("accept")
-            .is_some_and(|a| a.contains("text/event-stream"));
-    if streaming {
+    if super::reply::wants_event_stream(&scope.ctx) {
         return Ok(event_stream(&state, &scope.account.id, since));
     }
     let limit = match int_option(&scope, "limit")? {
@@ -517,12 +512,5 @@ fn event_stream(state: &AppState, account_id: &str, since: i64) -> Response {
             }
         }
     });
-    let stream =
-        Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx)).keep_alive(KeepAlive::default());
-    let mut response = stream.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    // nginx: pass events through as they come instead of buffering the response.
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    raw(response)
+    super::reply::event_stream(rx)
 }

@@ -120,3 +120,33 @@ pub fn raw(response: impl IntoResponse) -> Response {
     response.extensions_mut().insert(Raw);
     response
 }
+
+/// Server-sent events from `events` until it closes: a comment every 15 s keeps proxies from
+/// closing the stream, and nothing caches or buffers it. Sent as it is (see [`Raw`]).
+pub fn event_stream(
+    events: tokio::sync::mpsc::Receiver<
+        Result<axum::response::sse::Event, std::convert::Infallible>,
+    >,
+) -> Response {
+    use axum::response::sse::{KeepAlive, Sse};
+    let stream = Sse::new(tokio_stream::wrappers::ReceiverStream::new(events))
+        .keep_alive(KeepAlive::default());
+    let mut response = stream.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    // nginx: pass events through as they come instead of buffering the response.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    raw(response)
+}
+
+/// Whether the request asks for server-sent events (`feed=sse`, or `Accept:
+/// text/event-stream`).
+pub fn wants_event_stream(ctx: &super::request::ReqCtx) -> bool {
+    ctx.query("feed") == Some("sse")
+        || ctx
+            .header("accept")
+            .is_some_and(|a| a.contains("text/event-stream"))
+}

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
@@ -187,12 +187,7 @@ async fn job(
     let Some(job) = state.imports.get(&scope.account.id, &job_id) else {
         return Err(ApiError::bad_identifier(&job_id));
     };
-    let streaming = scope.ctx.query("feed") == Some("sse")
-        || scope
-            .ctx
-            .header("accept")
-            .is_some_and(|a| a.contains("text/event-stream"));
-    if !streaming {
+    if !super::reply::wants_event_stream(&scope.ctx) {
         return Ok(
             Reply::ok(serde_json::to_value(job.view()).map_err(ApiError::internal)?)
                 .into_response(),
@@ -226,13 +221,7 @@ async fn job(
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     });
-    let stream =
-        Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx)).keep_alive(KeepAlive::default());
-    let mut response = stream.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(raw(response))
+    Ok(super::reply::event_stream(rx))
 }
 
 /// `GET /v2/accounts/{A}/export`: the account's documents as NDJSON (`application/x-ndjson`),

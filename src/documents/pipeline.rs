@@ -215,6 +215,23 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// The pipeline of a command-line tool, which may write beside a running server (its writes
+    /// are announced, see [`crate::store::open_tool`]): embedded schemas, its own route cache.
+    pub async fn open_tool(url: &str, limits: Limits) -> anyhow::Result<Self> {
+        let store = crate::store::open_tool(url).await?;
+        Ok(Self {
+            store: store.clone(),
+            schemas: SchemaSet::embedded()?,
+            routes: Arc::new(RouteCache::new(
+                store,
+                crate::routing::cache::DEFAULT_BUDGET_BYTES,
+            )),
+            limits,
+            history: HistoryConfig::default(),
+            feed: FeedSignal::default(),
+        })
+    }
+
     /// The live document of this kind (and parent), else [`Error::NotFound`].
     pub async fn load(&self, target: Target<'_>) -> Result<StoredCallflow> {
         match self.load_any(target).await? {

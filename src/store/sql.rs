@@ -1094,28 +1094,7 @@ where
         let mut done: Vec<(GroupJob, i64)> = Vec::with_capacity(jobs.len());
         let mut jobs = jobs.into_iter();
         while let Some(job) = jobs.next() {
-            let result = async {
-                let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-                let result = match &job.write {
-                    GroupWrite::Callflow(w) => {
-                        Self::callflow_in(store, &mut savepoint, w, &job.meta).await
-                    }
-                    GroupWrite::Document(w) => {
-                        Self::document_in(store, &mut savepoint, w, &job.meta).await
-                    }
-                };
-                match result {
-                    Ok(pos) => {
-                        savepoint.commit().await?;
-                        Ok(pos)
-                    }
-                    Err(e) => {
-                        savepoint.rollback().await?;
-                        Err(e)
-                    }
-                }
-            }
-            .await;
+            let result = Self::in_savepoint(store, &mut tx, &job.write, &job.meta).await;
             match result {
                 Ok(pos) => done.push((job, pos)),
                 Err(e) if refusal(&e) => {
@@ -1144,7 +1123,40 @@ where
         }
     }
 
-    /// [`Store::write_batch`]: the writes in order, a savepoint each, one commit.
+    /// A callflow or document write's statements inside the transaction `conn` is in.
+    async fn write_in(
+        store: &B,
+        conn: &mut Conn<B>,
+        write: &GroupWrite,
+        meta: &WriteMeta,
+    ) -> StoreResult<i64> {
+        match write {
+            GroupWrite::Callflow(w) => Self::callflow_in(store, conn, w, meta).await,
+            GroupWrite::Document(w) => Self::document_in(store, conn, w, meta).await,
+        }
+    }
+
+    /// [`Sql::write_in`] in a savepoint of its own, rolled back when the write fails.
+    async fn in_savepoint(
+        store: &B,
+        conn: &mut Conn<B>,
+        write: &GroupWrite,
+        meta: &WriteMeta,
+    ) -> StoreResult<i64> {
+        let mut savepoint = sqlx::Connection::begin(&mut *conn).await?;
+        match Self::write_in(store, &mut savepoint, write, meta).await {
+            Ok(pos) => {
+                savepoint.commit().await?;
+                Ok(pos)
+            }
+            Err(e) => {
+                savepoint.rollback().await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Store::write_batch`]: the writes in order, one commit.
     async fn batch(
         store: &B,
         writes: &[GroupWrite],
@@ -1152,39 +1164,18 @@ where
     ) -> StoreResult<Vec<StoreResult<i64>>> {
         let mut tx = store.begin_write().await?;
         let mut answers = Vec::with_capacity(writes.len());
-        // A write refuses (its own checks: revision, id, unique values, pattern cap) before its
-        // first statement that changes anything, so a refusal leaves nothing to undo and needs
-        // no savepoint; only a publish (`consume_draft`) checks after writing.
-        if meta.consume_draft.is_none() {
-            for write in writes {
-                let result = match write {
-                    GroupWrite::Callflow(w) => Self::callflow_in(store, &mut tx, w, meta).await,
-                    GroupWrite::Document(w) => Self::document_in(store, &mut tx, w, meta).await,
-                };
-                match result {
-                    Ok(pos) => answers.push(Ok(pos)),
-                    Err(e) if refusal(&e) => answers.push(Err(e)),
-                    Err(e) => return Err(e),
-                }
-            }
-            Self::end(tx, meta).await?;
-            return Ok(answers);
-        }
         for write in writes {
-            let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-            let result = match write {
-                GroupWrite::Callflow(w) => Self::callflow_in(store, &mut savepoint, w, meta).await,
-                GroupWrite::Document(w) => Self::document_in(store, &mut savepoint, w, meta).await,
+            // A write refuses (its own checks: revision, id, unique values, pattern cap) before
+            // its first statement that changes anything, so a refusal leaves nothing to undo and
+            // needs no savepoint; only a publish (`consume_draft`) checks after writing.
+            let result = if meta.consume_draft.is_none() {
+                Self::write_in(store, &mut tx, write, meta).await
+            } else {
+                Self::in_savepoint(store, &mut tx, write, meta).await
             };
             match result {
-                Ok(pos) => {
-                    savepoint.commit().await?;
-                    answers.push(Ok(pos));
-                }
-                Err(e) if refusal(&e) => {
-                    savepoint.rollback().await?;
-                    answers.push(Err(e));
-                }
+                Ok(pos) => answers.push(Ok(pos)),
+                Err(e) if refusal(&e) => answers.push(Err(e)),
                 // The transaction is dropped, so rolled back: nothing of the batch stays.
                 Err(e) => return Err(e),
             }
@@ -1443,7 +1434,6 @@ where
         Ok(rows.into_iter().map(Change::from).collect())
     }
 
-    /// One id space per account, as one CouchDB database per account: a create fails with
     /// A live document's index rows: the keys `/search` finds it under
     /// ([`search::index_keys`]) and its owners ([`owners::owners`]), typed by its `pvt_type`
     /// (else `doc_type`), as searches and listings filter on it.
@@ -1550,8 +1540,6 @@ where
         Ok(())
     }
 
-    /// [`StoreError::Conflict`] when a callflow, a user, another document or the account itself
-    /// has the id.
     /// The precondition of a write: a create (`expected` none) needs its id free in the whole
     /// account, one statement; a change needs the stored revision (read with `statement`) to
     /// be `expected`. Answers whether the document existed (a new id has no index rows to
@@ -1579,6 +1567,8 @@ where
         }
     }
 
+    /// One id space per account, as one CouchDB database per account: [`StoreError::Conflict`]
+    /// when a callflow, a user, another document or the account itself has the id.
     async fn check_id_free(conn: &mut Conn<B>, account_id: &str, id: &str) -> StoreResult<()> {
         let used: i64 = sqlx::query_scalar(ID_IN_USE)
             .bind(account_id)

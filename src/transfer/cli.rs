@@ -13,23 +13,6 @@ use super::source::{self, Counting};
 use crate::config::{ExportArgs, ImportArgs, Progress};
 use crate::documents::pipeline::{Limits, Pipeline};
 
-/// A pipeline for a command-line tool writing beside a possible server (its writes are
-/// announced, see [`crate::store::open_tool`]).
-pub async fn tool_pipeline(url: &str, limits: Limits) -> anyhow::Result<Pipeline> {
-    let store = crate::store::open_tool(url).await?;
-    Ok(Pipeline {
-        store: store.clone(),
-        schemas: crate::schema::SchemaSet::embedded()?,
-        routes: Arc::new(crate::routing::RouteCache::new(
-            store,
-            crate::routing::cache::DEFAULT_BUDGET_BYTES,
-        )),
-        limits,
-        history: Default::default(),
-        feed: Default::default(),
-    })
-}
-
 fn open_input(path: &std::path::Path) -> anyhow::Result<Box<dyn std::io::Read + Send>> {
     if path.as_os_str() == "-" {
         Ok(Box::new(std::io::stdin()))
@@ -53,7 +36,7 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<i32> {
         .filter(|f| f.as_os_str() != "-")
         .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
         .sum();
-    let pipeline = tool_pipeline(
+    let pipeline = Pipeline::open_tool(
         &args.store.database_url,
         Limits {
             max_patterns_per_account: args.max_patterns_per_account,

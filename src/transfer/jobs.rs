@@ -57,6 +57,7 @@ pub struct JobView {
 
 /// One job.
 pub struct Job {
+    account_id: String,
     state: Mutex<JobView>,
     bytes_read: Arc<AtomicU64>,
     /// Rung after each batch and at the end (progress followers).
@@ -75,6 +76,14 @@ impl Job {
             .load(Ordering::Relaxed)
             .min(view.bytes_total);
         view
+    }
+
+    /// Where the job is (without copying its problems).
+    pub fn status(&self) -> Status {
+        match self.state.lock() {
+            Ok(s) => s.status,
+            Err(poisoned) => poisoned.into_inner().status,
+        }
     }
 
     /// Wakes on each change (compare with [`Job::view`]'s status to know the end).
@@ -102,7 +111,7 @@ impl Jobs {
     pub fn get(&self, account_id: &str, id: &str) -> Option<Arc<Job>> {
         let jobs = self.jobs.lock().ok()?;
         jobs.iter()
-            .find(|(jid, job)| jid == id && job.view().account_id == account_id)
+            .find(|(jid, job)| jid == id && job.account_id == account_id)
             .map(|(_, job)| job.clone())
     }
 
@@ -113,8 +122,8 @@ impl Jobs {
         };
         jobs.iter()
             .rev()
+            .filter(|(_, job)| job.account_id == account_id)
             .map(|(_, job)| job.view())
-            .filter(|v| v.account_id == account_id)
             .collect()
     }
 
@@ -128,6 +137,7 @@ impl Jobs {
     ) -> Arc<Job> {
         let id = crate::domain::new_id();
         let job = Arc::new(Job {
+            account_id: opts.account.clone().unwrap_or_default(),
             state: Mutex::new(JobView {
                 id: id.clone(),
                 account_id: opts.account.clone().unwrap_or_default(),
@@ -150,14 +160,11 @@ impl Jobs {
             // Forget the oldest finished jobs past the cap; running ones always stay.
             while jobs
                 .iter()
-                .filter(|(_, j)| j.view().status != Status::Running)
+                .filter(|(_, j)| j.status() != Status::Running)
                 .count()
                 >= MAX_FINISHED
             {
-                match jobs
-                    .iter()
-                    .position(|(_, j)| j.view().status != Status::Running)
-                {
+                match jobs.iter().position(|(_, j)| j.status() != Status::Running) {
                     Some(i) => {
                         jobs.remove(i);
                     }
@@ -195,7 +202,8 @@ impl Jobs {
                     }
                 }
             });
-            tracing::info!(job = %running.view().id, status = ?running.view().status, "import job ended");
+            let ended = running.view();
+            tracing::info!(job = %ended.id, status = ?ended.status, "import job ended");
         });
         job
     }
