@@ -284,6 +284,16 @@ pub struct ServeArgs {
     /// file, never held in memory).
     #[arg(long, env = "CALLFLOWD_MAX_IMPORT_BYTES", default_value_t = 4 * 1024 * 1024 * 1024)]
     pub max_import_bytes: u64,
+    /// The secret the SIP switch (Kamailio) sends as `Authorization: Bearer ...` on
+    /// `/v2/sip/route` and `/v2/sip/credentials`; without it those endpoints answer 404.
+    /// Never logged.
+    #[arg(long, env = "CALLFLOWD_SIP_SECRET", hide_env_values = true)]
+    pub sip_secret: Option<String>,
+    /// Where calls go when a callflow node needs media (menu, voicemail, play...): a SIP URI
+    /// of a media server (e.g. `sip:media@10.0.0.5:5080`). Without it such calls are
+    /// answered 480.
+    #[arg(long, env = "CALLFLOWD_SIP_MEDIA_URI")]
+    pub sip_media_uri: Option<String>,
     /// Largest `page_size` served; larger requests get pages of this size (with
     /// `next_start_key`).
     #[arg(long, env = "CALLFLOWD_MAX_PAGE_SIZE", default_value_t = 1_000)]

@@ -31,6 +31,8 @@ pub mod schema;
 pub mod server;
 /// Simulations against an account's stored documents (lookup, engine, fetches).
 pub mod simulation;
+
+pub mod sip;
 /// Service assembly and lifecycle.
 pub mod startup;
 /// Persistence backends behind one trait.

@@ -452,51 +452,30 @@ pub async fn run_with(
             })
     };
 
-    let mut docs = DocumentSet::new();
-    docs.set_account(account.doc.clone());
-    let mut fetched: HashSet<Need> = HashSet::new();
-    let mut round = 0;
-    let trace = loop {
-        round += 1;
-        // The recorder is not `Send`: it lives only for this synchronous run.
-        let (trace, wanted) = {
-            let set = overlay(&docs, &inline);
-            let recorder = engine::Recorder::new(&set);
+    let (trace, needs) = with_documents(
+        pipeline,
+        account,
+        &inline,
+        &inline_keys,
+        &overrides.removed,
+        |docs| {
             let start = Start {
                 callflow_id: &start_id,
                 callflow: &start_doc,
                 capture_group: capture_group.as_deref(),
             };
-            let trace = engine::simulate(start, &call, &recorder, &dialplan);
-            let wanted: Vec<Need> = recorder
-                .needs()
-                .into_iter()
-                .filter(|n| !fetched.contains(n))
-                .collect();
-            (trace, wanted)
-        };
-        for need in &wanted {
-            match need {
-                Need::Doc { id, .. } => touched.push(id.clone()),
-                Need::OwnedBy { owner_id, .. } => touched.push(owner_id.clone()),
-                Need::All { doc_type } => touched.push(format!("type:{doc_type}")),
-                Need::Account => {}
-            }
+            engine::simulate(start, &call, docs, &dialplan)
+        },
+    )
+    .await?;
+    for need in &needs {
+        match need {
+            Need::Doc { id, .. } => touched.push(id.clone()),
+            Need::OwnedBy { owner_id, .. } => touched.push(owner_id.clone()),
+            Need::All { doc_type } => touched.push(format!("type:{doc_type}")),
+            Need::Account => {}
         }
-        if wanted.is_empty() || round >= MAX_ROUNDS {
-            break trace;
-        }
-        fetch(
-            pipeline,
-            account_id,
-            &wanted,
-            &inline_keys,
-            &overrides.removed,
-            &mut docs,
-        )
-        .await?;
-        fetched.extend(wanted);
-    };
+    }
     touched.push(start_id.clone());
     for step in &trace.steps {
         touched.push(step.callflow_id.clone());
@@ -504,6 +483,52 @@ pub async fn run_with(
     touched.sort();
     touched.dedup();
     Ok((respond(lookup, &trace), touched))
+}
+
+/// Runs `f` (an engine run) over the account's documents: each run says what it looked for
+/// and did not have, that is read from the store, and `f` runs again, until a run asks for
+/// nothing new (or after [`MAX_ROUNDS`]). `inline` documents win over stored ones; `removed`
+/// ids are never read. Answers the last run's result and everything that was asked for.
+pub(crate) async fn with_documents<T>(
+    pipeline: &Pipeline,
+    account: &Account,
+    inline: &DocumentSet,
+    inline_keys: &HashSet<(String, String)>,
+    removed: &HashSet<String>,
+    mut f: impl FnMut(&dyn engine::Documents) -> T,
+) -> Result<(T, Vec<Need>), StoreError> {
+    let mut docs = DocumentSet::new();
+    docs.set_account(account.doc.clone());
+    let mut fetched: Vec<Need> = Vec::new();
+    let mut round = 0;
+    loop {
+        round += 1;
+        // The recorder is not `Send`: it lives only for this synchronous run.
+        let (result, wanted) = {
+            let set = overlay(&docs, inline);
+            let recorder = engine::Recorder::new(&set);
+            let result = f(&recorder);
+            let wanted: Vec<Need> = recorder
+                .needs()
+                .into_iter()
+                .filter(|n| !fetched.contains(n))
+                .collect();
+            (result, wanted)
+        };
+        if wanted.is_empty() || round >= MAX_ROUNDS {
+            return Ok((result, fetched));
+        }
+        fetch(
+            pipeline,
+            &account.id,
+            &wanted,
+            inline_keys,
+            removed,
+            &mut docs,
+        )
+        .await?;
+        fetched.extend(wanted);
+    }
 }
 
 /// The callflow a run enters: the pending write's version when there is one.

@@ -68,6 +68,8 @@ pub async fn build_state(store: DynStore, args: &ServeArgs) -> anyhow::Result<Ap
         request_timeout: args.request_timeout,
         max_page_size: args.max_page_size.max(1),
         max_import_bytes: args.max_import_bytes,
+        sip_secret: args.sip_secret.clone(),
+        sip_media_uri: args.sip_media_uri.clone(),
         max_listing_rows: args.max_listing_rows.max(1),
         metrics_on_api: args.metrics_listen.is_none(),
         trusted_proxies: args.trusted_proxies.clone(),

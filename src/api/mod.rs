@@ -24,6 +24,7 @@ pub mod reply;
 pub mod request;
 pub mod schemas;
 mod simulations;
+pub mod sip;
 pub mod transfer;
 
 use std::sync::Arc;
@@ -57,6 +58,10 @@ pub struct ApiConfig {
     pub max_page_size: usize,
     /// Largest import dump accepted over HTTP.
     pub max_import_bytes: u64,
+    /// The switch's shared secret for `/v2/sip/*` (`None`: those endpoints are off).
+    pub sip_secret: Option<String>,
+    /// The media server calls are sent to when a node needs media.
+    pub sip_media_uri: Option<String>,
     /// Most rows a `paginate=false` listing answers.
     pub max_listing_rows: usize,
     /// `/metrics` is served on the API listener (no `--metrics-listen`).
@@ -79,6 +84,8 @@ impl Default for ApiConfig {
             request_timeout: std::time::Duration::from_secs(30),
             max_page_size: 1_000,
             max_import_bytes: 4 * 1024 * 1024 * 1024,
+            sip_secret: None,
+            sip_media_uri: None,
             max_listing_rows: 10_000,
             metrics_on_api: true,
             trusted_proxies: vec![
@@ -171,6 +178,7 @@ pub fn router(state: AppState) -> Router {
         .merge(lint::tests_router())
         .merge(lookup::router())
         .merge(transfer::router())
+        .merge(sip::router())
         .merge(schemas::router())
         .route("/v2/openapi.json", get(openapi::serve))
         .route("/docs", get(docs_page::page))

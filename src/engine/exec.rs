@@ -13,7 +13,7 @@ use super::data::{self, EMPTY};
 use super::events::{BridgeEvent, Event};
 use super::modules;
 use super::trace::{Endpoint, Outcome, OutcomeKind, Step, Trace, Warning};
-use super::{Call, Dialplan, Doc, Documents, Start};
+use super::{needs_media, Call, Dial, Dialplan, Doc, Documents, Exit, Leave, Start};
 
 /// Kazoo's `callflow.max_branch_count` default.
 pub(crate) const BRANCH_BUDGET: i64 = 50;
@@ -304,6 +304,12 @@ pub(crate) struct Run<'a> {
     over_limit: bool,
     /// The current node's latest row (metaflow rows may follow it).
     row: usize,
+    /// Routing mode: the run stops where the call must leave callflowd (see [`super::route`]).
+    routing: bool,
+    /// What the bridging module about to wait is ringing (set before [`Run::bridge`]).
+    dial: Option<Dial>,
+    /// Where a routing run stopped.
+    exit: Option<Exit>,
 }
 
 impl<'a> Run<'a> {
@@ -339,7 +345,15 @@ impl<'a> Run<'a> {
             stack: Vec::new(),
             over_limit: false,
             row: 0,
+            routing: false,
+            dial: None,
+            exit: None,
         }
+    }
+
+    /// Says what the next [`Run::bridge`] rings; a routing run stops there with it.
+    pub fn dial(&mut self, dial: Dial) {
+        self.dial = Some(dial);
     }
 
     /// Return-stack depth.
@@ -548,6 +562,23 @@ impl<'a> Run<'a> {
             matches!(e, Event::Bridge(_))
         }) {
             Next::Hangup => Bridged::Hangup,
+            Next::Nothing if self.routing => {
+                // The call leaves callflowd here: the switch rings what the module dials.
+                let step = self.step_index().unwrap_or_default();
+                let (module, doc, path) = self
+                    .steps
+                    .get(step)
+                    .map(|s| (s.module.clone(), s.callflow_id.clone(), s.path.clone()))
+                    .unwrap_or_default();
+                self.exit = Some(Exit {
+                    step,
+                    module,
+                    callflow_id: doc,
+                    path,
+                    leave: Leave::Bridge(self.dial.take().unwrap_or_default()),
+                });
+                Bridged::Answered
+            }
             Next::Nothing => {
                 self.assume(format!("{what}: the bridge is answered"));
                 Bridged::Answered
@@ -624,6 +655,8 @@ enum Finish {
     Ending(Box<Ending>),
     Loop(String),
     StepLimit,
+    /// A routing run reached a node that needs the switch or a media server.
+    Leave(Box<Exit>),
 }
 
 pub(crate) fn run(
@@ -631,8 +664,10 @@ pub(crate) fn run(
     call: &Call,
     docs: &dyn Documents,
     dialplan: &dyn Dialplan,
-) -> Trace {
+    routing: bool,
+) -> (Trace, Option<Exit>) {
     let mut rt = Run::new(call, docs, dialplan);
+    rt.routing = routing;
     rt.capture_group = start.capture_group.map(str::to_string);
     if start.callflow.contains_key("metaflow") {
         rt.warnings.push(Warning {
@@ -647,6 +682,10 @@ pub(crate) fn run(
     };
     let root = with_preflow(&rt, root);
     let finish = execute(&mut rt, root);
+    let exit = match &finish {
+        Finish::Leave(exit) => Some((**exit).clone()),
+        _ => None,
+    };
     let outcome = conclude(&mut rt, finish);
     for i in rt.cursor..call.events.len() {
         rt.warnings.push(Warning {
@@ -658,11 +697,12 @@ pub(crate) fn run(
             step: None,
         });
     }
-    Trace {
+    let trace = Trace {
         steps: rt.steps,
         outcome,
         warnings: rt.warnings,
-    }
+    };
+    (trace, exit)
 }
 
 /// The account's `preflow.always` callflow runs first, as a `callflow` node whose `_` is the
@@ -729,8 +769,27 @@ fn execute<'a>(rt: &mut Run<'a>, root: FlowRef<'a>) -> Finish {
             rt.stack.len(),
         ));
         rt.row = rt.steps.len() - 1;
+        if rt.routing && needs_media(&module) {
+            rt.say(format!(
+                "{module} needs media: the call goes to the media server here"
+            ));
+            rt.exit = Some(Exit {
+                step: rt.row,
+                module: module.clone(),
+                callflow_id: current.doc.to_string(),
+                path: current.path.clone(),
+                leave: Leave::Media,
+            });
+        }
+        if let Some(exit) = rt.exit.take() {
+            return Finish::Leave(Box::new(exit));
+        }
+        rt.dial = None;
         let action = launch(rt, &current, &module);
         let step_at = rt.row;
+        if let Some(exit) = rt.exit.take() {
+            return Finish::Leave(Box::new(exit));
+        }
         match action {
             Action::Continue { key, reason } => {
                 match resolve(rt, &current, &key, reason, step_at) {
@@ -909,6 +968,15 @@ fn conclude(rt: &mut Run<'_>, finish: Finish) -> Outcome {
             (e.kind, e.endpoint, e.cause, e.detail)
         }
         Finish::Loop(msg) => (OutcomeKind::Loop, None, None, msg),
+        Finish::Leave(exit) => (
+            OutcomeKind::HandedOff,
+            None,
+            None,
+            format!(
+                "the call leaves callflowd at {} ({})",
+                exit.path, exit.module
+            ),
+        ),
         Finish::StepLimit => (
             OutcomeKind::StepLimit,
             None,

@@ -20,6 +20,7 @@ pub mod trace;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub use events::{parse_events, Event, EventError};
@@ -290,7 +291,106 @@ pub fn simulate(
     docs: &dyn Documents,
     dialplan: &dyn Dialplan,
 ) -> Trace {
-    exec::run(start, call, docs, dialplan)
+    exec::run(start, call, docs, dialplan, false).0
+}
+
+/// Runs the call as [`simulate`] does until it must leave callflowd: a bridge with no event
+/// left in the script (the switch rings what [`Exit`] names; the script holds the failures of
+/// earlier bridges, in order, so a retry replays the call to the next node), or a node that
+/// needs media. `None` when the call ends inside callflowd (the trace's outcome says how).
+pub fn route(
+    start: Start<'_>,
+    call: &Call,
+    docs: &dyn Documents,
+    dialplan: &dyn Dialplan,
+) -> (Trace, Option<Exit>) {
+    exec::run(start, call, docs, dialplan, true)
+}
+
+/// Where a routing run stopped.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Exit {
+    /// Index of the step in the trace.
+    pub step: usize,
+    pub module: String,
+    pub callflow_id: String,
+    /// JSON path of the node in that callflow.
+    pub path: String,
+    pub leave: Leave,
+}
+
+/// Why the call leaves callflowd.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Leave {
+    /// Ring these endpoints (or carriers).
+    Bridge(Dial),
+    /// The node plays, records or collects: a media server takes the call.
+    Media,
+}
+
+/// What a bridging node rings, as Kazoo's endpoint builder made it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Dial {
+    /// `simultaneous` (every target at once) or `single` (one after the other).
+    pub strategy: String,
+    /// The node's ring time in seconds (0: each target's own).
+    pub timeout: i64,
+    pub targets: Vec<Target>,
+}
+
+/// One thing a bridge rings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Target {
+    /// A device of the account (its SIP settings are in `devices/{id}`).
+    Device {
+        id: String,
+        /// The member's own ring time (ring groups), seconds.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        timeout: Option<i64>,
+        /// Seconds before this member starts ringing (ring groups).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        delay: Option<i64>,
+    },
+    /// An outbound call through the account's carriers (`resources` documents) or the
+    /// system's.
+    Carrier { number: String, local: bool },
+}
+
+/// Modules that need a media server (they answer, play, record or collect digits) rather
+/// than the switch's routing or the engine's logic. A routing run stops before them.
+pub fn needs_media(module: &str) -> bool {
+    !matches!(
+        module,
+        // Bridges: the switch rings their endpoints.
+        "user" | "device" | "ring_group" | "group" | "resources" | "offnet" | "route_to_cid"
+            // Pure logic: the engine decides on the way.
+            | "callflow"
+            | "temporal_route"
+            | "check_cid"
+            | "cidlistmatch"
+            | "branch_bnumber"
+            | "branch_variable"
+            | "set_cid"
+            | "prepend_cid"
+            | "set_variable"
+            | "set_variables"
+            | "set"
+            | "set_alert_info"
+            | "language"
+            | "privacy"
+            | "manual_presence"
+            | "after_bridge"
+            | "edr"
+            | "webhook"
+            | "missed_call_alert"
+            | "notification"
+            | "noop"
+            | "skel"
+            | "response"
+            | "hangup"
+    )
 }
 
 #[cfg(test)]

@@ -643,6 +643,17 @@ impl Store for CachedStore {
         Ok(found)
     }
 
+    async fn document_id_by_key(
+        &self,
+        account_id: &str,
+        key_kind: &str,
+        value: &str,
+    ) -> StoreResult<Option<String>> {
+        self.inner
+            .document_id_by_key(account_id, key_kind, value)
+            .await
+    }
+
     async fn get_document(
         &self,
         account_id: &str,

@@ -585,6 +585,14 @@ pub trait Store: Send + Sync + 'static {
         account_id: &str,
         ids: &[String],
     ) -> StoreResult<Vec<(String, String, Map<String, Value>)>>;
+    /// The live document holding a unique value (`key_kind` is the rule's field, e.g.
+    /// `sip.username`; `value` as the rule normalises it), if any.
+    async fn document_id_by_key(
+        &self,
+        account_id: &str,
+        key_kind: &str,
+        value: &str,
+    ) -> StoreResult<Option<String>>;
     /// An account document (any type but callflows and login users), soft-deleted ones
     /// included, with its type.
     async fn get_document(

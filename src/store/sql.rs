@@ -163,6 +163,8 @@ const DELETE_DOCUMENT_KEYS: &str =
     "DELETE FROM document_keys WHERE account_id = $1 AND doc_id = $2";
 const INSERT_DOCUMENT_KEY: &str =
     "INSERT INTO document_keys (account_id, key_kind, value, doc_id) VALUES ($1, $2, $3, $4)";
+const DOCUMENT_BY_KEY: &str = "SELECT doc_id FROM document_keys \
+     WHERE account_id = $1 AND key_kind = $2 AND value = $3";
 const DOCUMENT_KEY_HOLDER: &str = "SELECT doc_id FROM document_keys \
      WHERE account_id = $1 AND key_kind = $2 AND value = $3 AND doc_id <> $4";
 const ID_IN_USE: &str =
@@ -2116,6 +2118,20 @@ where
             }
         }
         Ok(found)
+    }
+
+    async fn document_id_by_key(
+        &self,
+        account_id: &str,
+        key_kind: &str,
+        value: &str,
+    ) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar(DOCUMENT_BY_KEY)
+            .bind(account_id)
+            .bind(key_kind)
+            .bind(value)
+            .fetch_optional(self.read())
+            .await?)
     }
 
     async fn get_document(

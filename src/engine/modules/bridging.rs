@@ -13,7 +13,7 @@ use crate::engine::data::{self, label, text};
 use crate::engine::exec::{Action, Bridged, Ending, FlowRef, Run};
 use crate::engine::metaflows;
 use crate::engine::trace::{Endpoint, OutcomeKind};
-use crate::engine::Doc;
+use crate::engine::{Dial, Doc, Target};
 
 /// Kazoo's `DEFAULT_TIMEOUT_S`.
 const DEFAULT_TIMEOUT_S: i64 = 20;
@@ -22,6 +22,9 @@ const DEFAULT_TIMEOUT_S: i64 = 20;
 pub(crate) struct Ep<'a> {
     pub id: String,
     pub doc: Option<&'a Doc>,
+    /// A ring group member's own ring time and start delay, seconds.
+    pub timeout: Option<i64>,
+    pub delay: Option<i64>,
 }
 
 impl Ep<'_> {
@@ -79,6 +82,8 @@ fn device_ep<'a>(
     Some(Ep {
         id: id.to_string(),
         doc: Some(doc),
+        timeout: None,
+        delay: None,
     })
 }
 
@@ -102,9 +107,32 @@ fn user_eps<'a>(
         out.push(Ep {
             id: id.to_string(),
             doc: Some(dev),
+            timeout: None,
+            delay: None,
         });
     }
     out
+}
+
+/// What a bridge over `eps` rings, for a routing run.
+fn dial_of(eps: &[Ep<'_>], strategy: &str, timeout: i64) -> Dial {
+    Dial {
+        strategy: if strategy == "single" {
+            "single"
+        } else {
+            "simultaneous"
+        }
+        .to_string(),
+        timeout,
+        targets: eps
+            .iter()
+            .map(|e| Target::Device {
+                id: e.id.clone(),
+                timeout: e.timeout,
+                delay: e.delay,
+            })
+            .collect(),
+    }
 }
 
 fn list(eps: &[Ep<'_>]) -> String {
@@ -254,6 +282,7 @@ pub(crate) fn user<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
         ring_time(t),
         skipped_note(&skipped)
     ));
+    rt.dial(dial_of(&eps, strategy, t));
     let result = rt.bridge(&format!("ringing user {name}"));
     let endpoint = Endpoint::new(
         "user",
@@ -293,6 +322,7 @@ pub(crate) fn device<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
         .map(|n| format!(" (forwarded to {n})"))
         .unwrap_or_default();
     rt.say(format!("rings device {}{fwd} {}", ep.label(), ring_time(t)));
+    rt.dial(dial_of(std::slice::from_ref(&ep), "simultaneous", t));
     let result = rt.bridge(&format!("ringing device {}", ep.label()));
     let endpoint = Endpoint::new("device", Some(id), ep.doc.and_then(data::doc_name));
     bridge_result(
@@ -368,8 +398,10 @@ fn ring_group_members<'a>(
             }
             _ => device_ep(rt, id, can_self, skipped).into_iter().collect(),
         };
-        for ep in eps {
+        for mut ep in eps {
             if !out.iter().any(|e| e.id == ep.id) {
+                ep.timeout = data::int(m, "timeout");
+                ep.delay = data::int(m, "delay");
                 out.push(ep);
             }
         }
@@ -417,6 +449,7 @@ fn ring_members<'a>(
     ));
     let callee = eps.first().and_then(|e| e.doc);
     for attempt in 1..=repeats {
+        rt.dial(dial_of(&eps, strategy, t));
         match rt.bridge(&format!("ringing {what}, attempt {attempt}")) {
             Bridged::Answered => {
                 return answered(
@@ -501,6 +534,7 @@ pub(crate) fn group<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
         list(&eps),
         skipped_note(&skipped)
     ));
+    rt.dial(dial_of(&eps, strategy, t));
     let result = rt.bridge(&format!("ringing group {name}"));
     let endpoint = Endpoint::new("group", id, data::doc_name(g));
     let callee = eps.first().and_then(|e| e.doc);
@@ -635,6 +669,14 @@ fn carriers<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>, local: bool) -> Action<'a>
         .unwrap_or_default();
     rt.say(format!("calls {to} out through {via}{hunt}"));
     let endpoint = Endpoint::new("resources", None, Some(to.clone()));
+    rt.dial(Dial {
+        strategy: "single".into(),
+        timeout: 0,
+        targets: vec![Target::Carrier {
+            number: to.clone(),
+            local,
+        }],
+    });
     match rt.bridge(&format!("the outbound call to {to}")) {
         Bridged::Answered => answered(
             rt,
@@ -744,6 +786,8 @@ pub(crate) fn hotdesk<'a>(rt: &mut Run<'a>, node: &FlowRef<'a>) -> Action<'a> {
                     eps.push(Ep {
                         id: did.to_string(),
                         doc: Some(dev),
+                        timeout: None,
+                        delay: None,
                     });
                 }
             }
