@@ -46,7 +46,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create an account with an admin user and an API key; prints one JSON object.
     CreateAccount(CreateAccountArgs),
     /// Show which callflow a dialled number reaches in an account, and why (JSON).
@@ -429,7 +429,7 @@ impl ServeArgs {
             database_url,
         ])?;
         match Cli::from_arg_matches(&matches)?.command {
-            Command::Serve(args) => Ok(args),
+            Command::Serve(args) => Ok(*args),
             _ => Err(clap::Error::new(clap::error::ErrorKind::InvalidSubcommand)),
         }
     }

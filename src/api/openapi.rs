@@ -70,6 +70,15 @@ pub struct Query {
     pub description: &'static str,
 }
 
+const fn req(name: &'static str, kind: Type, description: &'static str) -> Query {
+    Query {
+        name,
+        kind,
+        required: true,
+        description,
+    }
+}
+
 const fn q(name: &'static str, kind: Type, description: &'static str) -> Query {
     Query {
         name,
@@ -97,6 +106,8 @@ pub struct Op {
     pub query: Vec<Query>,
     /// Served without credentials.
     pub public: bool,
+    /// Authenticated by the switch's shared secret (`Authorization: Bearer`), not a token.
+    pub switch: bool,
     /// For a creation: the operation ids its new document can be fetched, changed and deleted
     /// with (`data.id` becomes the id parameter named here).
     pub links: Option<(&'static str, Vec<String>)>,
@@ -121,6 +132,7 @@ impl Op {
             answer: Answer::Document,
             query: Vec::new(),
             public: false,
+            switch: false,
             links: None,
         }
     }
@@ -152,6 +164,11 @@ impl Op {
 
     fn public(mut self) -> Self {
         self.public = true;
+        self
+    }
+
+    fn switch(mut self) -> Self {
+        self.switch = true;
         self
     }
 }
@@ -686,6 +703,45 @@ fn build_catalogue() -> Vec<Op> {
         ]),
     );
     ops.push(
+        Op::new(Method::GET, "/v2/sip/route", "sip_route", "sip")
+            .summary("Where a new call goes: a Kamailio rtjson document (or a reply to send)")
+            .answer(Answer::Raw("application/json"))
+            .switch()
+            .query([
+                req("ruser", Type::String, "The request URI's user: the number dialled."),
+                req(
+                    "rdomain",
+                    Type::String,
+                    "The request URI's domain: the account's realm.",
+                ),
+                q("fuser", Type::String, "The From user (the caller's number)."),
+                q("fdomain", Type::String, "The From domain."),
+                q("src_ip", Type::String, "The address the INVITE came from (carriers are known by it)."),
+                q("call_id", Type::String, "The call's Call-ID, for the logs."),
+                q(
+                    "auth_user",
+                    Type::String,
+                    "The SIP username the switch authenticated the caller as (digest).",
+                ),
+                q(
+                    "failures",
+                    Type::String,
+                    "How the bridges of this call ended so far, in order: SIP codes, `timeout` or `unregistered`, comma-separated.",
+                ),
+                q("node", Type::String, "The node the last failure came from (`callflow_id:path`)."),
+            ]),
+    );
+    ops.push(
+        Op::new(Method::GET, "/v2/sip/credentials", "sip_credentials", "sip")
+            .summary("A device's digest HA1 (never its password) for the switch to check REGISTER and INVITE")
+            .answer(Answer::Raw("application/json"))
+            .switch()
+            .query([
+                req("username", Type::String, "The device's SIP username."),
+                req("realm", Type::String, "The account's realm."),
+            ]),
+    );
+    ops.push(
         Op::new(Method::GET, "/v2/openapi.json", "openapi", "service")
             .summary("This document")
             .answer(Answer::Raw("application/json"))
@@ -855,6 +911,17 @@ fn build_document(ops: &[Op], schemas: &SchemaSet) -> OpenApi {
                 "The `auth_token` a login (`PUT /v2/user_auth` or `/v2/api_auth`) answered.",
             ))),
         )
+        .security_scheme(
+            "switch_secret",
+            SecurityScheme::Http(
+                utoipa::openapi::security::HttpBuilder::new()
+                    .scheme(utoipa::openapi::security::HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The SIP switch's shared secret (`--sip-secret`); see docs/sip.md.",
+                    ))
+                    .build(),
+            ),
+        )
         .schema("SuccessEnvelope", success_envelope())
         .schema(
             "DocumentEnvelope",
@@ -929,6 +996,10 @@ fn build_document(ops: &[Op], schemas: &SchemaSet) -> OpenApi {
             "Imports (Kazoo dumps, NDJSON) as jobs, and the NDJSON export.",
         ),
         ("schemas", "The schemas request bodies are validated with."),
+        (
+            "sip",
+            "The SIP switch's routing decisions and device credentials (docs/sip.md).",
+        ),
         ("service", "Health, metrics and this contract."),
     ]
     .into_iter()
@@ -1111,6 +1182,12 @@ fn operation(op: &Op, schemas: &SchemaSet) -> utoipa::openapi::path::Operation {
     }
     if op.public {
         builder = builder.securities(Some([SecurityRequirement::default()]));
+    }
+    if op.switch {
+        builder = builder.securities(Some([SecurityRequirement::new(
+            "switch_secret",
+            Vec::<String>::new(),
+        )]));
     }
     let mut operation = builder.build();
     if let Body::Kazoo(schema) = op.body {

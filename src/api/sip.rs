@@ -1,7 +1,8 @@
 //! The switch's endpoints (`/v2/sip/*`): Kamailio asks where a new call goes
 //! (`GET /v2/sip/route`, answered as an rtjson document) and for a device's digest HA1
 //! (`GET /v2/sip/credentials`). Both need the switch's shared secret (`--sip-secret`) as
-//! `Authorization: Bearer ...`; without a configured secret they do not exist (404).
+//! `Authorization: Bearer ...` (401 without it); with no secret configured they answer 404
+//! `sip_disabled`.
 //! docs/sip.md describes the parameters and the Kamailio side.
 
 use std::collections::HashMap;
@@ -30,7 +31,11 @@ pub fn router() -> Router<AppState> {
 fn check_switch(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     use subtle::ConstantTimeEq;
     let Some(secret) = state.config.sip_secret.as_deref() else {
-        return Err(ApiError::not_found());
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "sip_disabled",
+            Some(json!({"message": "SIP routing is off: start callflowd with --sip-secret"})),
+        ));
     };
     let given = headers
         .get(header::AUTHORIZATION)

@@ -249,11 +249,10 @@ pub async fn route(
     };
     let callflow_id = found.callflow_id.to_string();
     let capture_group = found.capture_group.clone();
-    let lookup_explain = crate::routing::lookup_data(&found, Value::Null)
-        .get("explanation")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("{number} reaches callflow {callflow_id}"));
+    let lookup_explain = match found.reason.as_ref() {
+        "" => format!("{number} reaches callflow {callflow_id}"),
+        reason => format!("{number} reaches callflow {callflow_id}: {reason}"),
+    };
     let stored = pipeline
         .load(Target::new(Kind::Callflow, &account.id, &callflow_id))
         .await?;

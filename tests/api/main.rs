@@ -22,6 +22,7 @@ mod openapi;
 mod pcre;
 mod safety;
 mod simulations;
+mod sip;
 mod socket;
 mod transfer;
 
