@@ -32,6 +32,7 @@ PASSWORD = "sip-test-admin-password"
 
 WORK = tempfile.mkdtemp(prefix="callflowd-sip-")
 PROCS = []
+AGENTS = []
 
 
 _NEXT_PORT = [20000 + (os.getpid() * 7) % 30000]
@@ -62,6 +63,14 @@ def log(msg):
 
 def fail(msg):
     log(f"sip: FAILED: {msg}")
+    for agent in AGENTS:
+        state = "running" if agent.proc.poll() is None else f"exited {agent.proc.returncode}"
+        log(f"--- agent {agent.name} on {agent.ip}:{agent.port} ({agent.mode}): {state}")
+        for path in (os.path.join(WORK, f"{agent.name}.err"), os.path.join(WORK, f"{agent.name}.out")):
+            if os.path.exists(path):
+                with open(path, errors="replace") as f:
+                    for line in f.readlines()[-5:]:
+                        log("  " + line.rstrip()[:300])
     for name in ("callflowd.err", "kamailio.err"):
         path = os.path.join(WORK, name)
         if os.path.exists(path):
@@ -440,14 +449,15 @@ class Agent:
         self.ip = ip
         self.port = free_port()
         self.log = os.path.join(WORK, f"{name}_messages.log")
-        scenario = write(f"uas_{mode}.xml", UAS[mode])
+        scenario = write(f"uas_{name}.xml", UAS[mode])
         self.proc = subprocess.Popen(
             ["sipp", "-sf", scenario, "-i", ip, "-p", str(self.port), "-m", "100000",
              "-trace_msg", "-message_file", self.log, "-nostdin",
              "-mp", str(free_port())],
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(WORK, f"{name}.err"), "w"),
-            cwd=WORK)
+            stdout=open(os.path.join(WORK, f"{name}.out"), "w"),
+            stderr=open(os.path.join(WORK, f"{name}.err"), "w"), cwd=WORK)
         PROCS.append(self.proc)
+        AGENTS.append(self)
         self.seen = 0
 
     def invites(self):
