@@ -26,7 +26,10 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
             .and_then(|b| {
                 b.set_buckets_for_metric(
                     Matcher::Full("callflowd_sip_route_duration_seconds".into()),
-                    &[1e-4, 2.5e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 1.0],
+                    &[
+                        1e-4, 2e-4, 3e-4, 5e-4, 7.5e-4, 1e-3, 1.5e-3, 2e-3, 3e-3, 5e-3, 1e-2,
+                        2.5e-2, 0.1, 1.0,
+                    ],
                 )
             })
             .expect("bucket lists are not empty");
