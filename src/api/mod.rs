@@ -26,6 +26,7 @@ pub mod schemas;
 mod simulations;
 pub mod sip;
 pub mod transfer;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -179,6 +180,7 @@ pub fn router(state: AppState) -> Router {
         .merge(lookup::router())
         .merge(transfer::router())
         .merge(sip::router())
+        .merge(ui::router())
         .merge(schemas::router())
         .route("/v2/openapi.json", get(openapi::serve))
         .route("/docs", get(docs_page::page))

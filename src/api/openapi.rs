@@ -742,6 +742,30 @@ fn build_catalogue() -> Vec<Op> {
             ]),
     );
     ops.push(
+        Op::new(Method::GET, "/ui", "ui_page_bare", "service")
+            .summary("The browser editor (the same page as /ui/)")
+            .answer(Answer::Raw("text/html"))
+            .public(),
+    );
+    ops.push(
+        Op::new(Method::GET, "/ui/", "ui_page", "service")
+            .summary("The browser editor (docs/ui.md)")
+            .answer(Answer::Raw("text/html"))
+            .public(),
+    );
+    ops.push(
+        Op::new(Method::GET, "/ui/app.js", "ui_script", "service")
+            .summary("The browser editor's script")
+            .answer(Answer::Raw("text/javascript"))
+            .public(),
+    );
+    ops.push(
+        Op::new(Method::GET, "/ui/style.css", "ui_style", "service")
+            .summary("The browser editor's stylesheet")
+            .answer(Answer::Raw("text/css"))
+            .public(),
+    );
+    ops.push(
         Op::new(Method::GET, "/v2/openapi.json", "openapi", "service")
             .summary("This document")
             .answer(Answer::Raw("application/json"))

@@ -180,19 +180,21 @@ async fn a_busy_user_fails_over_to_voicemail_at_the_media_server() {
     assert_eq!(r.body["callflow_id"], cf.as_str());
     assert_eq!(r.body["node"], format!("{cf}:flow"));
     assert_eq!(r.body["on_net"], true);
+    // Devices come in the store's order (by id): find each by its URI.
     let routes = r.body["routes"].as_array().expect("routes");
-    let uris: Vec<&str> = routes.iter().filter_map(|r| r["uri"].as_str()).collect();
-    assert_eq!(
-        uris,
-        [
-            "sip:bob-desk@localhost;cfd_lookup=1",
-            "sip:bob@192.0.2.7:5062"
-        ]
-    );
-    assert!(routes[0].get("dst_uri").is_none());
-    assert_eq!(routes[1]["dst_uri"], "sip:bob@192.0.2.7:5062");
-    assert_eq!(routes[0]["fr_inv_timer"], 15000);
-    let extra = routes[0]["headers"]["extra"].as_str().expect("headers");
+    let by_uri = |uri: &str| {
+        routes
+            .iter()
+            .find(|r| r["uri"] == uri)
+            .unwrap_or_else(|| panic!("no route {uri} in {routes:?}"))
+    };
+    assert_eq!(routes.len(), 2);
+    let desk_route = by_uri("sip:bob-desk@localhost;cfd_lookup=1");
+    let phone_route = by_uri("sip:bob@192.0.2.7:5062");
+    assert!(desk_route.get("dst_uri").is_none());
+    assert_eq!(phone_route["dst_uri"], "sip:bob@192.0.2.7:5062");
+    assert_eq!(desk_route["fr_inv_timer"], 15000);
+    let extra = desk_route["headers"]["extra"].as_str().expect("headers");
     assert!(
         extra.contains(&format!("X-Callflowd-Device: {desk}\r\n")),
         "{extra}"
