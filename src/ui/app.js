@@ -109,7 +109,7 @@ const GROUPS = [
   ["Queues", ["acdc_member", "acdc_agent", "acdc_queue", "acdc_wait_time"]],
 ];
 
-const ICONS = { user: "👤", device: "☎", ring_group: "🔔", group: "👥", menu: "☰", voicemail: "✉", temporal_route: "🕒", callflow: "↪", play: "▶", resources: "🌐", offnet: "🌐", conference: "🗣", faxbox: "📠", hangup: "✖", response: "⛔" };
+const ICONS = { user: "☺", device: "☎", ring_group: "☏", group: "☷", page_group: "☷", menu: "☰", voicemail: "✉", temporal_route: "◷", callflow: "↪", play: "▶", tts: "▶", resources: "⇄", offnet: "⇄", conference: "☊", faxbox: "℻", receive_fax: "℻", hangup: "✖", response: "⊘", language: "¶", set_cid: "✎", prepend_cid: "✎", check_cid: "?", park: "Ⓟ" };
 
 const REF_TYPES = { user: "users", device: "devices", menu: "menus", voicemail: "vmboxes", callflow: "callflows", play: "media", group: "groups", faxbox: "faxboxes", receive_fax: "faxboxes", cidlistmatch: "lists", directory: "directories" };
 
@@ -156,16 +156,21 @@ async function login(event) {
   $("login").hidden = true;
   $("workspace").hidden = false;
   $("account-bar").hidden = false;
-  await loadChildren();
   renderAccounts();
   await openAccount();
 }
 
-async function loadChildren() {
-  const r = await api("GET", `/v2/accounts/${state.account}/children`);
-  if (r.status === 200 && Array.isArray(r.body.data)) {
-    for (const child of r.body.data) state.accounts.push({ id: child.id, name: child.name });
-  }
+// Another account the token reaches (a sub-account), by id: added to the account list.
+async function addAccount() {
+  const id = $("account-id").value.trim();
+  if (!/^[0-9a-f]{32}$/.test(id)) { say("An account id is 32 hexadecimal characters.", true); return; }
+  const r = await api("GET", `/v2/accounts/${id}`);
+  if (r.status !== 200) { say(`That account is out of reach (${r.status}).`, true); return; }
+  if (!state.accounts.some((a) => a.id === id)) state.accounts.push({ id, name: r.body.data.name || id });
+  state.account = id;
+  $("account-id").value = "";
+  renderAccounts();
+  await openAccount();
 }
 
 function renderAccounts() {
@@ -252,7 +257,10 @@ async function lookup() {
 async function openCallflow(id) {
   const live = await api("GET", acct(`/callflows/${id}`));
   if (live.status !== 200) { say(`Cannot open ${id}: ${live.body.message || live.status}`, true); return; }
-  const draft = await api("GET", acct(`/callflows/${id}/draft`));
+  // The drafts listing tells whether one exists without asking for a missing one.
+  const drafts = await api("GET", acct("/callflows/drafts"));
+  const hasDraft = drafts.status === 200 && Array.isArray(drafts.body.data) && drafts.body.data.some((d) => d.id === id);
+  const draft = hasDraft ? await api("GET", acct(`/callflows/${id}/draft`)) : { status: 404 };
   const doc = draft.status === 200 ? draft.body.data : live.body.data;
   startEditing({ id, live: live.body.data, liveRev: live.body.revision, draftRev: draft.status === 200 ? draft.body.revision : null, doc });
   say(draft.status === 200 ? "Editing the saved draft." : "Editing the live callflow (saving makes a draft).");
@@ -826,7 +834,10 @@ async function rollback(revision) {
   const r = await api("PUT", acct(`/callflows/${cur.id}/rollback`), { revision }, { envelope: { commit_message: `rolled back to revision ${revision} in the editor` } });
   if (r.status !== 200) { say(`Not rolled back: ${r.body.message || r.status}`, true); return; }
   say(`Rolled back to revision ${revision}: now revision ${r.body.revision}.`);
-  await api("DELETE", acct(`/callflows/${cur.id}/draft`));
+  const drafts = await api("GET", acct("/callflows/drafts"));
+  if (drafts.status === 200 && (drafts.body.data || []).some((d) => d.id === cur.id)) {
+    await api("DELETE", acct(`/callflows/${cur.id}/draft`));
+  }
   await loadCallflows();
   await openCallflow(cur.id);
   showPanel("history");
@@ -849,6 +860,7 @@ function init() {
   $("login-form").addEventListener("submit", login);
   $("logout").addEventListener("click", () => { state.token = null; location.reload(); });
   $("account-select").addEventListener("change", async (e) => { state.account = e.target.value; await openAccount(); });
+  $("account-form").addEventListener("submit", (e) => { e.preventDefault(); addAccount(); });
   $("search").addEventListener("input", () => { renderList(); lookup(); });
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); lookup(); });
   $("new-callflow").addEventListener("click", newCallflow);
