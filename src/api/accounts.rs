@@ -1,5 +1,6 @@
-//! `GET /v2/accounts/{ACCOUNT_ID}` and `PUT /v2/accounts/{PARENT_ID}` (sub-accounts), enough
-//! for Kazoo's account hierarchy rule to hold for real.
+//! `GET /v2/accounts/{ACCOUNT_ID}`, `PUT /v2/accounts/{PARENT_ID}` (sub-accounts), and the
+//! `children` and `descendants` listings, enough for Kazoo's account hierarchy rule to hold
+//! for real.
 
 use axum::extract::State;
 use axum::routing::get;
@@ -16,7 +17,46 @@ use super::reply::Reply;
 use super::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v2/accounts/{account_id}", get(fetch).put(create_child))
+    Router::new()
+        .route("/v2/accounts/{account_id}", get(fetch).put(create_child))
+        .route("/v2/accounts/{account_id}/children", get(children))
+        .route("/v2/accounts/{account_id}/descendants", get(descendants))
+}
+
+/// A row of Kazoo's `children` and `descendants` listings.
+fn account_row(account: &Account) -> Value {
+    json!({"id": account.id, "name": account.name, "realm": account.realm})
+}
+
+/// `GET /v2/accounts/{A}/children`: the accounts whose parent is `A`, by name.
+async fn children(State(state): State<AppState>, scope: AccountScope) -> ApiResult<Reply> {
+    let id = scope.account.id.clone();
+    sub_accounts(&state, move |a| a.parent_id.as_deref() == Some(id.as_str())).await
+}
+
+/// `GET /v2/accounts/{A}/descendants`: every account below `A`, by name.
+async fn descendants(State(state): State<AppState>, scope: AccountScope) -> ApiResult<Reply> {
+    let id = scope.account.id.clone();
+    sub_accounts(&state, move |a| a.id != id && a.tree.contains(&id)).await
+}
+
+async fn sub_accounts(state: &AppState, keep: impl Fn(&Account) -> bool) -> ApiResult<Reply> {
+    let mut rows: Vec<Account> = state
+        .store
+        .all_accounts()
+        .await?
+        .into_iter()
+        .filter(|a| keep(a))
+        .collect();
+    rows.sort_by(|a, b| {
+        a.name
+            .to_lowercase()
+            .cmp(&b.name.to_lowercase())
+            .then(a.id.cmp(&b.id))
+    });
+    Ok(Reply::ok(Value::Array(
+        rows.iter().map(account_row).collect(),
+    )))
 }
 
 /// Public view of an account with Kazoo's derived keys.

@@ -334,6 +334,22 @@ fn build_catalogue() -> Vec<Op> {
             .summary("Create a sub-account under this account")
             .body(Body::Kazoo("accounts"))
             .created(),
+        Op::new(
+            Method::GET,
+            format!("{ACCOUNT}/children"),
+            "account_children",
+            "accounts",
+        )
+        .summary("The accounts directly below this one")
+        .answer(Answer::List),
+        Op::new(
+            Method::GET,
+            format!("{ACCOUNT}/descendants"),
+            "account_descendants",
+            "accounts",
+        )
+        .summary("Every account below this one")
+        .answer(Answer::List),
     ];
     let callflows = format!("{ACCOUNT}/callflows");
     crud(

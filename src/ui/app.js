@@ -70,6 +70,7 @@ const state = {
   current: null, // {id, doc, live, draftRev, undo: [], redo: []}
   selected: "flow",
   errors: new Map(), // node path -> messages
+  findings: new Map(), // node path -> lint findings
   visited: new Map(), // node path -> step numbers
   clipboard: null,
   panel: "palette",
@@ -153,11 +154,20 @@ async function login(event) {
   state.account = r.body.data.account_id;
   state.accounts = [{ id: state.account, name: r.body.data.account_name || account }];
   $("login-password").value = "";
+  await loadDescendants();
+  renderAccounts();
+  await openAccount();
+  // Shown once the account is loaded, so nothing can be clicked into a half-loaded page.
   $("login").hidden = true;
   $("workspace").hidden = false;
   $("account-bar").hidden = false;
-  renderAccounts();
-  await openAccount();
+}
+
+async function loadDescendants() {
+  const r = await api("GET", `/v2/accounts/${state.account}/descendants`);
+  if (r.status === 200 && Array.isArray(r.body.data)) {
+    for (const a of r.body.data) if (!state.accounts.some((x) => x.id === a.id)) state.accounts.push({ id: a.id, name: a.name });
+  }
 }
 
 // Another account the token reaches (a sub-account), by id: added to the account list.
@@ -413,6 +423,8 @@ function renderTree(doc, options = {}) {
     if (steps) classes.push("visited");
     const errors = options.readOnly ? null : state.errors.get(path);
     if (errors) classes.push("has-error");
+    const findings = options.readOnly ? null : state.findings.get(path);
+    if (findings) classes.push("has-finding");
     if (options.changed && options.changed.has(path)) classes.push("changed");
     const label = nodeRef(node);
     const box = h(options.readOnly ? "div" : "button", {
@@ -427,7 +439,8 @@ function renderTree(doc, options = {}) {
     h("span", { class: "module" }, node.module),
     label ? h("span", { class: "ref" }, label) : null,
     steps ? h("span", { class: "step" }, `step ${steps.join(", ")}`) : null,
-    errors ? h("span", { class: "node-error", role: "alert" }, errors.join("; ")) : null);
+    errors ? h("span", { class: "node-error", role: "alert" }, errors.join("; ")) : null,
+    findings ? h("span", { class: "node-finding" }, findings.map((f) => `${f.severity} ${f.rule}: ${f.message}`).join("; ")) : null);
     const kids = Object.entries(node.children || {}).filter(([, c]) => c && c.module);
     if (!kids.length) return box;
     return h("div", { class: "tree" }, box, h("div", { class: "children" }, kids.map(([key, child]) =>
@@ -637,13 +650,43 @@ async function saveDraft() {
     if (!cur.id) cur.id = r.body.data.id;
     cur.draftRev = r.body.revision;
     state.errors.clear();
+    const count = await lint();
     render();
-    say("Draft saved.");
+    say(count ? `Draft saved; the lint has ${count} finding(s), shown on their nodes.` : "Draft saved.");
     return true;
   }
   const messages = pinErrors(r.body);
   say(`Not saved: ${messages.join(" | ") || r.body.message || r.status}`, true);
   return false;
+}
+
+// The lint over the working copy: flow findings pinned on their nodes, number and pattern
+// findings (a pattern another one shadows, a number a pattern also matches) beside the fields.
+async function lint() {
+  const cur = state.current;
+  state.findings.clear();
+  const doc = clone(cur.doc);
+  if (cur.id) doc.id = cur.id;
+  const r = await api("PUT", acct("/lint"), doc);
+  if (r.status !== 200) return 0;
+  const findings = (r.body.data && r.body.data.findings) || [];
+  const meta = [];
+  for (const f of findings) {
+    if (f.callflow_id && f.callflow_id !== cur.id && f.callflow_id !== "draft") continue;
+    if (f.path && f.path.startsWith("flow")) {
+      let path = "flow";
+      const parts = f.path.split(".");
+      for (let i = 1; i + 1 < parts.length && parts[i] === "children"; i += 2) {
+        if (!nodeAt(cur.doc, `${path}.children.${parts[i + 1]}`)) break;
+        path = `${path}.children.${parts[i + 1]}`;
+      }
+      state.findings.set(path, [...(state.findings.get(path) || []), f]);
+    } else {
+      meta.push(h("span", { class: f.severity === "error" ? "warn" : "" }, `${f.path}: ${f.message}. `));
+    }
+  }
+  if (meta.length) $("meta-checks").replaceChildren(...meta);
+  return findings.length;
 }
 
 // A line diff (longest common subsequence) of two JSON documents, for the publish dialog.
@@ -820,9 +863,12 @@ async function compare(revision) {
     for (const k of keys) walk(x && x.children && x.children[k], y && y.children && y.children[k], `${path}.children.${k}`);
   };
   walk(a.flow, b.flow, "flow");
+  const meta = ["name", "numbers", "patterns"].filter((k) => JSON.stringify(a[k] ?? null) !== JSON.stringify(b[k] ?? null))
+    .map((k) => h("li", {}, `${k}: ${JSON.stringify(a[k] ?? null)} → ${JSON.stringify(b[k] ?? null)}`));
   const dialog = h("dialog", { id: "compare-dialog", "aria-label": `Revision ${revision} against the live callflow` },
     h("h2", {}, `Revision ${revision} (left) and the live callflow (right)`),
     h("p", {}, `${changed.size} node(s) differ; they are highlighted.`),
+    meta.length ? h("ul", { id: "compare-meta" }, meta) : null,
     h("div", { class: "side-by-side" }, h("div", {}, renderTree(a, { readOnly: true, changed })), h("div", {}, renderTree(b, { readOnly: true, changed }))),
     h("button", { type: "button", onclick: () => { dialog.close(); dialog.remove(); } }, "Close"));
   document.body.append(dialog);

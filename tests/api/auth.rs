@@ -371,3 +371,78 @@ async fn sub_account_creation_validates_name() {
         "Field is required but missing"
     );
 }
+
+/// `children` lists the accounts right below, `descendants` every account below, and a
+/// sub-account's token reaches neither listing of its parent.
+#[tokio::test]
+async fn children_and_descendants_list_the_accounts_below() {
+    let app = TestApp::spawn().await;
+    let create = |parent: String, name: &'static str| {
+        let app = &app;
+        async move {
+            let r = app
+                .call(
+                    Method::PUT,
+                    &format!("/v2/accounts/{parent}"),
+                    Some(&app.admin_token),
+                    Some(json!({"data": {"name": name}})),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+            (
+                r.data()["id"].as_str().unwrap().to_string(),
+                r.data()["api_key"].as_str().unwrap().to_string(),
+            )
+        }
+    };
+    let (east, east_key) = create(app.admin_account.clone(), "East").await;
+    let (west, _) = create(app.admin_account.clone(), "west").await;
+    let (shop, _) = create(east.clone(), "Shop").await;
+    let names = |r: &crate::helpers::Resp| -> Vec<String> {
+        r.data()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let list = |path: String| {
+        let app = &app;
+        async move { app.call(Method::GET, &path, Some(&app.admin_token), None).await }
+    };
+    let r = list(format!("/v2/accounts/{}/children", app.admin_account)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(names(&r), ["East", "west"]);
+    assert_eq!(r.data()[1]["id"], west.as_str());
+    let r = list(format!("/v2/accounts/{}/descendants", app.admin_account)).await;
+    assert_eq!(names(&r), ["East", "Shop", "west"]);
+    let r = list(format!("/v2/accounts/{east}/children")).await;
+    assert_eq!(names(&r), ["Shop"]);
+    assert_eq!(r.data()[0]["id"], shop.as_str());
+    let r = list(format!("/v2/accounts/{shop}/descendants")).await;
+    assert_eq!(names(&r), Vec::<String>::new());
+
+    // East's own key reaches East's listings, not its parent's.
+    let token = app.api_login(&east_key).await.body["auth_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = app
+        .call(
+            Method::GET,
+            &format!("/v2/accounts/{east}/descendants"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(names(&r), ["Shop"]);
+    let r = app
+        .call(
+            Method::GET,
+            &format!("/v2/accounts/{}/children", app.admin_account),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+}

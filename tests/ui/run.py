@@ -191,8 +191,10 @@ def main():
         bad.click()
         page.click("#delete-node")
         page.click("#save-draft")
-        expect(page.locator("#status")).to_have_text("Draft saved.")
-        log("ui: the server's validation error is pinned on the language node; deleting it saves the draft")
+        expect(page.locator("#status")).to_contain_text("Draft saved")
+        # The lint's findings on the draft are pinned on their nodes too (a menu without `_`).
+        expect(page.locator("#canvas .node.has-finding[data-path='flow'] .node-finding")).to_contain_text("menu_no_fallback")
+        log("ui: the server's validation error is pinned on the language node; deleting it saves the draft; lint findings sit on their nodes")
         passed += 1
 
         # 4. Publish, with the diff.
@@ -227,8 +229,12 @@ def main():
         log("ui: pressing 1 highlights menu -> Sales on the tree, connected; saved as a call test")
         passed += 1
 
-        # 7. A second revision, then roll back to the first.
+        # 7. A second revision (renamed, and a third branch), then roll back to the first.
         page.fill("#cf-name", "Front desk (night)")
+        page.click("#canvas [data-path='flow']")
+        page.click("#panel >> text=Open the palette")
+        page.fill("#branch-key", "0")
+        page.click("#panel button[data-module=voicemail]")
         page.click("#publish")
         page.click("#confirm-publish")
         expect(page.locator("#status")).to_contain_text("Published")
@@ -236,6 +242,8 @@ def main():
         expect(page.locator("#revisions li")).to_have_count(2)
         page.click("[data-compare='1']")
         expect(page.locator("#compare-dialog")).to_be_visible()
+        expect(page.locator("#compare-dialog .node.changed")).to_have_count(1)  # the new branch, drawn on the right
+        expect(page.locator("#compare-meta")).to_contain_text("Front desk (night)")
         page.screenshot(path=os.path.join(SHOTS, "diff.png"))
         page.click("#compare-dialog >> text=Close")
         page.click("[data-rollback='1']")
