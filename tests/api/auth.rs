@@ -408,7 +408,10 @@ async fn children_and_descendants_list_the_accounts_below() {
     };
     let list = |path: String| {
         let app = &app;
-        async move { app.call(Method::GET, &path, Some(&app.admin_token), None).await }
+        async move {
+            app.call(Method::GET, &path, Some(&app.admin_token), None)
+                .await
+        }
     };
     let r = list(format!("/v2/accounts/{}/children", app.admin_account)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
