@@ -734,9 +734,9 @@ async function confirmPublish() {
   const cur = state.current;
   const r = await api("PUT", acct(`/callflows/${cur.id}/draft/publish`), {});
   if (r.status === 200 || r.status === 201) {
-    say(`Published: revision ${r.body.revision || ""}.`);
     await loadCallflows();
     await openCallflow(cur.id);
+    say(`Published: revision ${r.body.revision || ""}.`);
     return;
   }
   const messages = pinErrors(r.body);
@@ -879,7 +879,6 @@ async function rollback(revision) {
   const cur = state.current;
   const r = await api("PUT", acct(`/callflows/${cur.id}/rollback`), { revision }, { envelope: { commit_message: `rolled back to revision ${revision} in the editor` } });
   if (r.status !== 200) { say(`Not rolled back: ${r.body.message || r.status}`, true); return; }
-  say(`Rolled back to revision ${revision}: now revision ${r.body.revision}.`);
   const drafts = await api("GET", acct("/callflows/drafts"));
   if (drafts.status === 200 && (drafts.body.data || []).some((d) => d.id === cur.id)) {
     await api("DELETE", acct(`/callflows/${cur.id}/draft`));
@@ -887,6 +886,7 @@ async function rollback(revision) {
   await loadCallflows();
   await openCallflow(cur.id);
   showPanel("history");
+  say(`Rolled back to revision ${revision}: now revision ${r.body.revision}.`);
 }
 
 // ---------------------------------------------------------------------------------------------
