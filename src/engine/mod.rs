@@ -359,12 +359,14 @@ pub enum Target {
 }
 
 /// Modules that need a media server (they answer, play, record or collect digits) rather
-/// than the switch's routing or the engine's logic. A routing run stops before them.
+/// than the switch's routing or the engine's logic. A routing run stops before them. A module
+/// Kazoo does not have is not one of them: the executor skips it, as Kazoo's does.
 pub fn needs_media(module: &str) -> bool {
-    !matches!(
-        module,
-        // Bridges: the switch rings their endpoints.
-        "user" | "device" | "ring_group" | "group" | "resources" | "offnet" | "route_to_cid"
+    modules::handler(module).is_some()
+        && !matches!(
+            module,
+            // Bridges: the switch rings their endpoints.
+            "user" | "device" | "ring_group" | "group" | "resources" | "offnet" | "route_to_cid"
             // Pure logic: the engine decides on the way.
             | "callflow"
             | "temporal_route"
@@ -390,14 +392,14 @@ pub fn needs_media(module: &str) -> bool {
             | "skel"
             | "response"
             | "hangup"
-    )
+        )
 }
 
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
-    use super::testkit::{obj, walk, Plan};
+    use super::testkit::{obj, walk, Plan, Sim};
     use super::*;
 
     #[test]
@@ -476,6 +478,72 @@ mod tests {
                     owner_id: "u1".into()
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn a_routing_run_stops_at_the_bridge_with_what_it_rings_and_replays_failures() {
+        let s = Sim::new()
+            .doc("users", "u1", json!({"first_name": "Ann"}))
+            .doc("devices", "d1", json!({"owner_id": "u1", "name": "Desk"}))
+            .doc("devices", "d2", json!({"owner_id": "u1", "name": "Phone"}))
+            .doc("vmboxes", "vm1", json!({"name": "Ann's box"}));
+        let flow = json!({"module": "set_cid", "data": {"caller_id_name": "Sales"}, "children": {"_":
+            {"module": "user", "data": {"id": "u1", "timeout": 12}, "children": {
+                "USER_BUSY": {"module": "voicemail", "data": {"id": "vm1"}, "children": {}},
+                "_": {"module": "hangup", "data": {}, "children": {}}}}}});
+        // First ask: logic on the way, then the user's two devices at once.
+        let (t, exit) = s.route(flow.clone());
+        let exit = exit.expect("the call leaves at the user node");
+        assert_eq!(exit.path, "flow.children._");
+        assert_eq!(exit.module, "user");
+        assert_eq!(exit.step, 1);
+        let Leave::Bridge(dial) = &exit.leave else {
+            panic!("a bridge: {exit:?}")
+        };
+        assert_eq!(dial.strategy, "simultaneous");
+        assert_eq!(dial.timeout, 12);
+        let ids: Vec<&str> = dial
+            .targets
+            .iter()
+            .map(|t| match t {
+                Target::Device { id, .. } => id.as_str(),
+                Target::Carrier { .. } => "carrier",
+            })
+            .collect();
+        assert_eq!(ids, ["d1", "d2"]);
+        assert_eq!(t.outcome.kind, OutcomeKind::HandedOff);
+        assert!(
+            t.warnings.iter().all(|w| w.code != "default_assumed"),
+            "nothing is assumed: {:?}",
+            t.warnings
+        );
+
+        // The retry after a busy answer: the USER_BUSY child needs media.
+        let busy = s.clone_with_events(
+            json!([{"bridge": "failed", "cause": "USER_BUSY", "code": "sip:486"}]),
+        );
+        let (_, exit) = busy.route(flow.clone());
+        let exit = exit.expect("voicemail");
+        assert_eq!(exit.path, "flow.children._.children.USER_BUSY");
+        assert_eq!(exit.leave, Leave::Media);
+
+        // No answer: `_` hangs up inside callflowd; nothing leaves.
+        let none = s.clone_with_events(
+            json!([{"bridge": "failed", "cause": "NO_ANSWER", "code": "sip:480"}]),
+        );
+        let (t, exit) = none.route(flow);
+        assert!(exit.is_none());
+        assert_eq!(t.outcome.kind, OutcomeKind::Hangup);
+    }
+
+    #[test]
+    fn only_modules_kazoo_has_can_need_media() {
+        assert!(needs_media("menu") && needs_media("voicemail") && needs_media("page_group"));
+        assert!(!needs_media("user") && !needs_media("temporal_route") && !needs_media("response"));
+        assert!(
+            !needs_media("no_such_module"),
+            "unknown modules are skipped, not sent to media"
         );
     }
 

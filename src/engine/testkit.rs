@@ -82,6 +82,17 @@ impl Sim {
         };
         simulate(start, &self.call, &self.docs, &self.plan)
     }
+
+    /// A routing run (see [`super::route`]).
+    pub fn route(&self, flow: Value) -> (Trace, Option<super::Exit>) {
+        let cf = obj(json!({ "flow": flow }));
+        let start = Start {
+            callflow_id: "cf0",
+            callflow: &cf,
+            capture_group: self.capture.as_deref(),
+        };
+        super::route(start, &self.call, &self.docs, &self.plan)
+    }
 }
 
 /// `module@path -> branch` for each step, compact for assertions.

@@ -603,8 +603,40 @@ async function checkMeta() {
       notes.push(`${number} now reaches ${state.names.get(r.body.data.callflow_id) || r.body.data.callflow_id} (${r.body.data.match.type}); this callflow's number will win. `);
     }
   }
-  for (const pattern of cur.doc.patterns || []) {
-    try { new RegExp(pattern); } catch { notes.push(h("span", { class: "warn" }, `${pattern} does not compile. `)); }
+  const patterns = cur.doc.patterns || [];
+  if (patterns.length) {
+    // The lint of the working copy (nothing is saved): a pattern that does not compile in
+    // Kazoo's dialect, never routes, or is shadowed by another callflow's.
+    const doc = clone(cur.doc);
+    if (cur.id) doc.id = cur.id;
+    const lintRun = await api("PUT", acct("/lint"), doc);
+    const findings = lintRun.status === 200 ? ((lintRun.body.data && lintRun.body.data.findings) || []) : [];
+    const flagged = new Set();
+    if (lintRun.status === 400 && lintRun.body.data) {
+      // Refused before the lint: a pattern Kazoo's regex dialect does not compile, a bad number.
+      for (const [path, rules] of Object.entries(lintRun.body.data)) {
+        if (!/^(patterns|numbers)\./.test(path)) continue;
+        flagged.add(path);
+        const text = Object.values(rules || {}).map((r) => (r && r.message) || "").join("; ");
+        notes.push(h("span", { class: "warn" }, `${path}: ${text}. `));
+      }
+    }
+    for (const f of findings) {
+      if (!f.path || !/^(patterns|numbers)\./.test(f.path)) continue;
+      flagged.add(f.path);
+      notes.push(h("span", { class: "warn" }, `${f.path}: ${f.message}. `));
+    }
+    // For patterns already saved, the routing analysis's witness: a number each one wins for.
+    if (cur.id) {
+      const analysis = await api("GET", acct("/routing/analysis"));
+      const rows = analysis.status === 200 && Array.isArray(analysis.body.data) ? analysis.body.data : [];
+      patterns.forEach((pattern, i) => {
+        if (flagged.has(`patterns.${i}`)) return;
+        const row = rows.find((r) => r.callflow_id === cur.id && r.pattern === pattern);
+        if (row && row.witness !== undefined) notes.push(`${pattern} wins for e.g. ${row.witness}. `);
+        else if (row && row.never_wins) notes.push(h("span", { class: "warn" }, `${pattern} never wins: ${row.never_wins.message}. `));
+      });
+    }
   }
   $("meta-checks").replaceChildren(...(notes.length ? notes : [(cur.doc.numbers || []).length ? "Numbers are free." : ""]));
 }
@@ -838,23 +870,32 @@ async function renderHistoryPanel() {
   if (!cur || !cur.id) { panel.replaceChildren(h("p", {}, "A callflow has history once it is saved.")); return; }
   const r = await api("GET", acct(`/callflows/${cur.id}/revisions`));
   const rows = r.status === 200 && Array.isArray(r.body.data) ? r.body.data : [];
+  const pick = (id, label, chosen) => h("div", {}, h("label", { for: id }, label),
+    h("select", { id }, h("option", { value: "live" }, "the live callflow"),
+      rows.map((row) => h("option", { value: row.revision, selected: row.revision === chosen }, `revision ${row.revision} (${row.kind})`))));
   panel.replaceChildren(
     h("h2", {}, "History"),
+    rows.length > 1 ? h("form", { id: "compare-form", onsubmit: (e) => { e.preventDefault(); compare($("compare-a").value, $("compare-b").value); } },
+      pick("compare-a", "Compare", rows[rows.length - 1].revision), pick("compare-b", "with", "live"),
+      h("button", { type: "submit" }, "Compare on the tree")) : null,
     rows.length ? h("ul", { class: "revisions", id: "revisions" }, rows.map((row) => h("li", {},
       h("strong", {}, `Revision ${row.revision}`), ` ${row.kind} ${row.time || ""}`,
       row.message ? h("div", {}, row.message) : null,
       h("div", {},
-        h("button", { type: "button", "data-compare": row.revision, onclick: () => compare(row.revision) }, "Compare with live"),
+        h("button", { type: "button", "data-compare": row.revision, onclick: () => compare(row.revision, "live") }, "Compare with live"),
         h("button", { type: "button", "data-rollback": row.revision, onclick: () => rollback(row.revision) }, row.kind === "delete" ? "Restore" : "Roll back to this"))))) : h("p", {}, "No revisions yet: publish first."),
   );
 }
 
-async function compare(revision) {
+// Draws revision `from` and `to` ("live" for the live callflow) side by side, the nodes that
+// differ highlighted.
+async function compare(from, to) {
   const cur = state.current;
-  const old = await api("GET", acct(`/callflows/${cur.id}/revisions/${revision}`));
-  const live = await api("GET", acct(`/callflows/${cur.id}`));
+  const load = (rev) => api("GET", acct(rev === "live" ? `/callflows/${cur.id}` : `/callflows/${cur.id}/revisions/${rev}`));
+  const [old, live] = await Promise.all([load(String(from)), load(String(to))]);
   if (old.status !== 200 || live.status !== 200) { say("Cannot load that revision.", true); return; }
   const a = old.body.data, b = live.body.data;
+  const name = (rev) => (rev === "live" ? "the live callflow" : `revision ${rev}`);
   const changed = new Set();
   const walk = (x, y, path) => {
     const same = x && y && x.module === y.module && JSON.stringify(x.data || {}) === JSON.stringify(y.data || {});
@@ -865,8 +906,9 @@ async function compare(revision) {
   walk(a.flow, b.flow, "flow");
   const meta = ["name", "numbers", "patterns"].filter((k) => JSON.stringify(a[k] ?? null) !== JSON.stringify(b[k] ?? null))
     .map((k) => h("li", {}, `${k}: ${JSON.stringify(a[k] ?? null)} → ${JSON.stringify(b[k] ?? null)}`));
-  const dialog = h("dialog", { id: "compare-dialog", "aria-label": `Revision ${revision} against the live callflow` },
-    h("h2", {}, `Revision ${revision} (left) and the live callflow (right)`),
+  const title = `${name(String(from))} (left) and ${name(String(to))} (right)`;
+  const dialog = h("dialog", { id: "compare-dialog", "aria-label": title },
+    h("h2", {}, title.charAt(0).toUpperCase() + title.slice(1)),
     h("p", {}, `${changed.size} node(s) differ; they are highlighted.`),
     meta.length ? h("ul", { id: "compare-meta" }, meta) : null,
     h("div", { class: "side-by-side" }, h("div", {}, renderTree(a, { readOnly: true, changed })), h("div", {}, renderTree(b, { readOnly: true, changed }))),
