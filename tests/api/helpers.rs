@@ -270,3 +270,18 @@ impl TestApp {
         r.data()["id"].as_str().expect("id").to_string()
     }
 }
+
+/// Saves a document of `segment` (`users`, `menus`, `callflows`, ...) in the admin account and
+/// answers its id; anything but 201 fails the test.
+pub async fn save(app: &TestApp, segment: &str, data: Value) -> String {
+    let r = app
+        .call(
+            Method::PUT,
+            &format!("/v2/accounts/{}/{segment}", app.admin_account),
+            Some(&app.admin_token),
+            Some(json!({ "data": data })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{segment}: {}", r.text);
+    r.data()["id"].as_str().expect("id").to_string()
+}

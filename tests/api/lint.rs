@@ -7,20 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::TestApp;
-
-async fn save(app: &TestApp, segment: &str, data: Value) -> String {
-    let r = app
-        .call(
-            Method::PUT,
-            &format!("/v2/accounts/{}/{segment}", app.admin_account),
-            Some(&app.admin_token),
-            Some(json!({ "data": data })),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{segment}: {}", r.text);
-    r.data()["id"].as_str().expect("id").to_string()
-}
+use crate::helpers::{save, TestApp};
 
 async fn lint_stored(app: &TestApp, id: &str) -> Value {
     let r = app

@@ -5,9 +5,9 @@
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::helpers::{Resp, TestApp};
+use crate::helpers::{save, Resp, TestApp};
 
 const SECRET: &str = "the-switch-secret";
 const MEDIA: &str = "sip:media@10.0.0.9:5080";
@@ -35,19 +35,6 @@ async fn route(app: &TestApp, query: &str) -> Resp {
         Some(SECRET),
     )
     .await
-}
-
-async fn save(app: &TestApp, segment: &str, data: Value) -> String {
-    let r = app
-        .call(
-            Method::PUT,
-            &format!("/v2/accounts/{}/{segment}", app.admin_account),
-            Some(&app.admin_token),
-            Some(json!({ "data": data })),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{segment}: {}", r.text);
-    r.data()["id"].as_str().expect("id").to_string()
 }
 
 fn md5_hex(s: &str) -> String {
