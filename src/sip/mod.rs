@@ -422,10 +422,12 @@ pub async fn credentials(
     username: &str,
     realm: &str,
 ) -> Result<Option<Credentials>, pipeline::Error> {
-    let realm = realm.trim().to_ascii_lowercase();
+    // The account is found case-insensitively; the HA1 uses the realm exactly as the switch
+    // challenged with it, as the phone computes its response with that string.
+    let realm = realm.trim();
     let Some(account) = pipeline
         .store
-        .accounts_by_realm(&realm)
+        .accounts_by_realm(&realm.to_ascii_lowercase())
         .await?
         .into_iter()
         .next()
@@ -444,7 +446,7 @@ pub async fn credentials(
         return Ok(None);
     };
     // The username as the device sends it in its Authorization header.
-    let ha1 = ha1(username, &realm, password);
+    let ha1 = ha1(username, realm, password);
     Ok(Some(Credentials {
         ha1,
         device_id,
