@@ -44,6 +44,9 @@ pub struct RouteQuery {
     pub now: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// Most failures one call goes through before callflowd answers 480 itself.
+const MAX_FAILURES: usize = 32;
+
 /// How a bridge the switch rang ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
@@ -51,8 +54,10 @@ pub enum Failure {
     Code(u16),
     /// Nobody answered before the ring time ran out.
     Timeout,
-    /// None of the devices to ring is registered.
+    /// None of the devices to ring is registered (or can be built).
     Unregistered,
+    /// No carrier takes the number.
+    NoCarrier,
 }
 
 impl Failure {
@@ -78,6 +83,7 @@ impl Failure {
         let (cause, code) = match self {
             Failure::Timeout => ("NO_ANSWER", 480),
             Failure::Unregistered => ("USER_NOT_REGISTERED", 480),
+            Failure::NoCarrier => ("NO_ROUTE_DESTINATION", 404),
             Failure::Code(code) => (cause_of(code), code),
         };
         Event::Bridge(BridgeEvent::Failed {
@@ -257,7 +263,7 @@ pub async fn route(
         .load(Target::new(Kind::Callflow, &account.id, &callflow_id))
         .await?;
 
-    let call = Call {
+    let mut call = Call {
         number: number.clone(),
         caller,
         now: query.now.unwrap_or_else(chrono::Utc::now),
@@ -277,27 +283,47 @@ pub async fn route(
         realm: &realm,
         media_uri: settings.media_uri.as_deref(),
     };
-    let ((trace, exit, decision), _) = crate::simulation::with_documents(
-        pipeline,
-        &account,
-        &DocumentSet::new(),
-        &HashSet::new(),
-        &HashSet::new(),
-        |docs| {
-            let start = Start {
-                callflow_id: &callflow_id,
-                callflow: &stored.doc,
-                capture_group: capture_group.as_deref(),
-            };
-            let (trace, exit) = engine::route(start, &call, docs, &dialplan);
-            let decision = match &exit {
-                Some(exit) => rtjson::decision(&context, exit, docs),
-                None => ended(&trace, &query.failures),
-            };
-            (trace, exit, decision)
-        },
-    )
-    .await?;
+    // A bridge with nothing the switch could ring (no carrier takes the number, no device can
+    // be built) fails at once, as Kazoo's bridge would: that failure is added to the script
+    // and the call goes on to the node's failure child, without a round trip to the switch.
+    let mut failures = query.failures.clone();
+    let (trace, exit, decision) = loop {
+        let ((trace, exit, decision), _) = crate::simulation::with_documents(
+            pipeline,
+            &account,
+            &DocumentSet::new(),
+            &HashSet::new(),
+            &HashSet::new(),
+            |docs| {
+                let start = Start {
+                    callflow_id: &callflow_id,
+                    callflow: &stored.doc,
+                    capture_group: capture_group.as_deref(),
+                };
+                let (trace, exit) = engine::route(start, &call, docs, &dialplan);
+                let decision = match &exit {
+                    Some(exit) => rtjson::decision(&context, exit, docs),
+                    None => Ok(ended(&trace, &failures)),
+                };
+                (trace, exit, decision)
+            },
+        )
+        .await?;
+        match decision {
+            Ok(decision) => break (trace, exit, decision),
+            Err(failure) if failures.len() < MAX_FAILURES => {
+                failures.push(failure);
+                call.events.push(failure.event());
+            }
+            Err(_) => {
+                let decision = Decision::Reply {
+                    code: 480,
+                    reason: "Nothing to ring".into(),
+                };
+                break (trace, exit, decision);
+            }
+        }
+    };
     let explain = match &exit {
         Some(exit) => format!(
             "{lookup_explain}; the call leaves at {}:{} ({})",

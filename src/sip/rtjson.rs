@@ -8,7 +8,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::Decision;
+use super::{Decision, Failure};
 use crate::domain::numbers;
 use crate::engine::{Dial, Documents, Exit, Leave, Target};
 
@@ -24,10 +24,11 @@ pub struct Context<'a> {
     pub media_uri: Option<&'a str>,
 }
 
-/// The routes for `exit`, or the reply when nothing can be rung.
-pub fn decision(ctx: &Context<'_>, exit: &Exit, docs: &dyn Documents) -> Decision {
+/// The routes for `exit`; the reply when there is no media server; the failure of the bridge
+/// when it has nothing the switch could ring.
+pub fn decision(ctx: &Context<'_>, exit: &Exit, docs: &dyn Documents) -> Result<Decision, Failure> {
     match &exit.leave {
-        Leave::Media => match ctx.media_uri {
+        Leave::Media => Ok(match ctx.media_uri {
             Some(uri) => Decision::Route {
                 routing: "serial",
                 routes: vec![route(ctx, exit, uri, None, None, false)],
@@ -36,12 +37,17 @@ pub fn decision(ctx: &Context<'_>, exit: &Exit, docs: &dyn Documents) -> Decisio
                 code: 480,
                 reason: "No media server configured".into(),
             },
-        },
+        }),
         Leave::Bridge(dial) => bridge(ctx, exit, dial, docs),
     }
 }
 
-fn bridge(ctx: &Context<'_>, exit: &Exit, dial: &Dial, docs: &dyn Documents) -> Decision {
+fn bridge(
+    ctx: &Context<'_>,
+    exit: &Exit,
+    dial: &Dial,
+    docs: &dyn Documents,
+) -> Result<Decision, Failure> {
     let mut routes = Vec::new();
     let serial = dial.strategy == "single";
     for target in &dial.targets {
@@ -66,19 +72,24 @@ fn bridge(ctx: &Context<'_>, exit: &Exit, dial: &Dial, docs: &dyn Documents) -> 
         }
     }
     if routes.is_empty() {
-        return Decision::Reply {
-            code: 480,
-            reason: "Nothing to ring".into(),
-        };
+        let carriers = dial
+            .targets
+            .iter()
+            .any(|t| matches!(t, Target::Carrier { .. }));
+        return Err(if carriers {
+            Failure::NoCarrier
+        } else {
+            Failure::Unregistered
+        });
     }
-    Decision::Route {
+    Ok(Decision::Route {
         routing: if serial || routes.len() == 1 {
             "serial"
         } else {
             "parallel"
         },
         routes,
-    }
+    })
 }
 
 /// A device's request URI: its static route, or its address of record under the realm (to be

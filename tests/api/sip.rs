@@ -323,3 +323,43 @@ async fn a_serial_ring_group_and_a_response_node() {
     assert_eq!(r.body["action"], "reply", "{}", r.text);
     assert_eq!(r.body["code"], 503);
 }
+
+/// A bridge with nothing to ring fails at once, as in Kazoo: the failure child takes the call
+/// without a round trip to the switch, or the call is answered with the cause's code.
+#[tokio::test]
+async fn a_bridge_with_nothing_to_ring_fails_over_at_once() {
+    let app = app().await;
+    save(
+        &app,
+        "devices",
+        json!({"name": "Caller", "sip": {"username": "caller", "password": "pw-caller"}}),
+    )
+    .await;
+    let desk = save(
+        &app,
+        "devices",
+        json!({"name": "Desk", "sip": {"username": "desk", "password": "pw-desk"}}),
+    )
+    .await;
+    // No resources at all: no carrier takes +44 numbers.
+    save(
+        &app,
+        "callflows",
+        json!({"patterns": ["^\\+44(\\d+)$"], "flow": {"module": "resources", "data": {},
+            "children": {"NO_ROUTE_DESTINATION": {"module": "device", "data": {"id": desk}, "children": {}}}}}),
+    )
+    .await;
+    save(
+        &app,
+        "callflows",
+        json!({"patterns": ["^\\+33(\\d+)$"], "flow": {"module": "resources", "data": {}, "children": {}}}),
+    )
+    .await;
+    let r = route(&app, "ruser=%2B442079460000&auth_user=caller").await;
+    assert_eq!(r.body["action"], "route", "{}", r.text);
+    assert_eq!(r.body["module"], "device");
+    assert_eq!(r.body["routes"][0]["uri"], "sip:desk@localhost;cfd_lookup=1");
+    let r = route(&app, "ruser=%2B33140000000&auth_user=caller").await;
+    assert_eq!(r.body["action"], "reply", "{}", r.text);
+    assert_eq!(r.body["code"], 404);
+}
