@@ -358,7 +358,10 @@ async fn a_bridge_with_nothing_to_ring_fails_over_at_once() {
     let r = route(&app, "ruser=%2B442079460000&auth_user=caller").await;
     assert_eq!(r.body["action"], "route", "{}", r.text);
     assert_eq!(r.body["module"], "device");
-    assert_eq!(r.body["routes"][0]["uri"], "sip:desk@localhost;cfd_lookup=1");
+    assert_eq!(
+        r.body["routes"][0]["uri"],
+        "sip:desk@localhost;cfd_lookup=1"
+    );
     let r = route(&app, "ruser=%2B33140000000&auth_user=caller").await;
     assert_eq!(r.body["action"], "reply", "{}", r.text);
     assert_eq!(r.body["code"], 404);
