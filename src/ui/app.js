@@ -56,6 +56,12 @@ function h(tag, attrs = {}, ...children) {
 
 const clone = (v) => JSON.parse(JSON.stringify(v));
 
+// `replaceChildren` without the null, false and undefined that optional parts leave (the DOM
+// would show them as text).
+function fill(el, ...children) {
+  el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 // ---------------------------------------------------------------------------------------------
 // The API.
 
@@ -185,7 +191,7 @@ async function addAccount() {
 
 function renderAccounts() {
   const select = $("account-select");
-  select.replaceChildren(...state.accounts.map((a) => h("option", { value: a.id, selected: a.id === state.account }, a.name)));
+  fill(select, ...state.accounts.map((a) => h("option", { value: a.id, selected: a.id === state.account }, a.name)));
 }
 
 async function openAccount() {
@@ -243,7 +249,7 @@ function matches(cf, term) {
 function renderList() {
   const term = $("search").value.trim();
   const list = $("callflow-list");
-  list.replaceChildren(...state.callflows.filter((c) => matches(c, term)).map((c) => h("li", {},
+  fill(list, ...state.callflows.filter((c) => matches(c, term)).map((c) => h("li", {},
     h("button", { type: "button", "aria-current": state.current && state.current.id === c.id ? "true" : "false", onclick: () => openCallflow(c.id) },
       c.name || "(no name)",
       h("small", {}, [...(c.numbers || []), ...(c.patterns || [])].join(", ") || "no numbers")))));
@@ -258,7 +264,7 @@ async function lookup() {
   const d = r.body.data;
   const name = (d.callflow && d.callflow.name) || d.callflow_id;
   const how = d.match ? `${d.match.type} ${d.match.value}` : "";
-  out.replaceChildren(`${term} → `, h("button", { type: "button", onclick: () => openCallflow(d.callflow_id) }, name), ` (${how}${d.explain && d.explain.reason ? `: ${d.explain.reason}` : ""})`);
+  fill(out, `${term} → `, h("button", { type: "button", onclick: () => openCallflow(d.callflow_id) }, name), ` (${how}${d.explain && d.explain.reason ? `: ${d.explain.reason}` : ""})`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -480,14 +486,14 @@ async function loadModules() {
 
 function renderPalette() {
   const panel = $("panel");
-  if (!state.current) { panel.replaceChildren(h("p", {}, "Open or create a callflow to edit it.")); return; }
+  if (!state.current) { fill(panel, h("p", {}, "Open or create a callflow to edit it.")); return; }
   const filter = h("input", { id: "palette-search", type: "search", "aria-label": "Search modules", placeholder: "search modules" });
   const groups = h("div", {});
   const known = new Set(GROUPS.flatMap(([, ms]) => ms));
   const all = [...GROUPS, ["Other", moduleList.filter((m) => !known.has(m))]];
   const draw = () => {
     const t = filter.value.trim().toLowerCase();
-    groups.replaceChildren(...all.map(([title, modules]) => {
+    fill(groups, ...all.map(([title, modules]) => {
       const shown = modules.filter((m) => (!moduleList.length || moduleList.includes(m)) && m.includes(t));
       if (!shown.length) return null;
       return h("div", { class: "palette-group", role: "group", "aria-label": title }, h("h3", {}, title),
@@ -497,7 +503,7 @@ function renderPalette() {
   filter.addEventListener("input", draw);
   draw();
   const hasRoot = nodeAt(state.current.doc, "flow");
-  panel.replaceChildren(h("h2", {}, "Palette"),
+  fill(panel, h("h2", {}, "Palette"),
     hasRoot ? h("p", {}, `New nodes go under the selected node (${nodeAt(state.current.doc, state.selected) ? state.selected : "flow"}) on this branch:`) : h("p", {}, "The first module starts the flow."),
     hasRoot ? h("div", {}, h("label", { for: "branch-key" }, "Branch key (menu digit, rule id, failure cause, or _)"), h("input", { id: "branch-key", value: "_" })) : null,
     filter, groups);
@@ -524,7 +530,7 @@ async function renderNodePanel() {
   const props = (schema && schema.properties) || {};
   const fields = Object.entries(props).map(([key, prop]) => field(node, key, prop, (schema.required || []).includes(key)));
   const errors = state.errors.get(path);
-  panel.replaceChildren(
+  fill(panel,
     h("h2", {}, `${ICONS[node.module] || "◆"} ${node.module}`),
     h("p", {}, h("code", {}, path)),
     errors ? h("p", { class: "error", role: "alert" }, errors.join("; ")) : null,
@@ -752,7 +758,7 @@ async function publish() {
   const rows = lineDiff(before, after);
   const panel = $("panel");
   state.panel = "publish";
-  panel.replaceChildren(
+  fill(panel,
     h("h2", {}, "Publish"),
     h("p", {}, cur.live ? "What changes against the live revision:" : "A new callflow: everything is added."),
     h("div", { class: "diff", id: "publish-diff", tabindex: "0", "aria-label": "Diff against the live revision" },
@@ -787,10 +793,10 @@ function renderSimPanel() {
   const caller = h("input", { id: "sim-caller", placeholder: "caller id number" });
   const when = h("input", { id: "sim-time", type: "datetime-local" });
   const list = h("ol", { class: "events", id: "sim-events" });
-  const drawEvents = () => list.replaceChildren(...sim.events.map((e) => h("li", {}, JSON.stringify(e))));
+  const drawEvents = () => fill(list, ...sim.events.map((e) => h("li", {}, JSON.stringify(e))));
   const push = (e) => { sim.events.push(e); drawEvents(); };
   drawEvents();
-  panel.replaceChildren(
+  fill(panel,
     h("h2", {}, "Simulate a call"),
     h("label", { for: "sim-number" }, "Number dialled"), number,
     h("label", { for: "sim-caller" }, "Caller"), caller,
@@ -827,7 +833,7 @@ async function runSimulation() {
   const out = $("sim-result");
   if (r.status !== 200) {
     pinErrors(r.body);
-    out.replaceChildren(h("p", { class: "error" }, `The simulation was refused: ${r.body.message || r.status}`));
+    fill(out, h("p", { class: "error" }, `The simulation was refused: ${r.body.message || r.status}`));
     return;
   }
   const t = r.body.data;
@@ -840,7 +846,7 @@ async function runSimulation() {
     }
   });
   render();
-  out.replaceChildren(
+  fill(out,
     h("p", { class: "outcome", id: "sim-outcome" }, `${t.outcome.kind}: ${t.outcome.detail}`),
     h("ol", { class: "steps", id: "sim-steps" }, t.steps.map((s) => h("li", {}, `${s.module}: ${s.summary}${s.branch ? ` → ${s.branch}` : ""}`))),
     t.warnings.length ? h("details", {}, h("summary", {}, `${t.warnings.length} note(s)`), h("ul", {}, t.warnings.map((w) => h("li", {}, w.message)))) : null,
@@ -867,13 +873,13 @@ async function saveAsTest() {
 async function renderHistoryPanel() {
   const cur = state.current;
   const panel = $("panel");
-  if (!cur || !cur.id) { panel.replaceChildren(h("p", {}, "A callflow has history once it is saved.")); return; }
+  if (!cur || !cur.id) { fill(panel, h("p", {}, "A callflow has history once it is saved.")); return; }
   const r = await api("GET", acct(`/callflows/${cur.id}/revisions`));
   const rows = r.status === 200 && Array.isArray(r.body.data) ? r.body.data : [];
   const pick = (id, label, chosen) => h("div", {}, h("label", { for: id }, label),
     h("select", { id }, h("option", { value: "live" }, "the live callflow"),
       rows.map((row) => h("option", { value: row.revision, selected: row.revision === chosen }, `revision ${row.revision} (${row.kind})`))));
-  panel.replaceChildren(
+  fill(panel,
     h("h2", {}, "History"),
     rows.length > 1 ? h("form", { id: "compare-form", onsubmit: (e) => { e.preventDefault(); compare($("compare-a").value, $("compare-b").value); } },
       pick("compare-a", "Compare", rows[rows.length - 1].revision), pick("compare-b", "with", "live"),
