@@ -282,6 +282,53 @@ async function openCallflow(id) {
   say(draft.status === 200 ? "Editing the saved draft." : "Editing the live callflow (saving makes a draft).");
 }
 
+// Deleting takes two clicks: the first asks, the second (within 5 s) deletes.
+let deleteArmed = null;
+
+async function deleteCallflow() {
+  const cur = state.current;
+  if (!cur || !cur.id) return;
+  const button = $("delete-callflow");
+  if (deleteArmed !== cur.id) {
+    deleteArmed = cur.id;
+    button.textContent = "Really delete?";
+    setTimeout(() => { deleteArmed = null; button.textContent = "Delete callflow"; }, 5000);
+    return;
+  }
+  deleteArmed = null;
+  button.textContent = "Delete callflow";
+  const r = await api("DELETE", acct(`/callflows/${cur.id}`));
+  if (r.status !== 200) { say(`Not deleted: ${r.body.message || r.status}`, true); return; }
+  state.current = null;
+  $("editor").hidden = true;
+  await loadCallflows();
+  await showDeleted();
+  say("Deleted. It can be restored from the deleted list.");
+}
+
+// The account's soft-deleted callflows, each with a Restore button (a rollback to its last
+// revision before the delete).
+async function showDeleted() {
+  const r = await api("GET", acct("/callflows?deleted=true&paginate=false"));
+  const rows = r.status === 200 && Array.isArray(r.body.data) ? r.body.data : [];
+  fill($("panel"), h("h2", {}, "Deleted callflows"),
+    rows.length ? h("ul", { class: "revisions", id: "deleted-list" }, rows.map((c) => h("li", {},
+      h("strong", {}, c.name || c.id), ` ${(c.numbers || []).join(", ")}`,
+      h("div", {}, h("button", { type: "button", "data-restore": c.id, onclick: () => restore(c.id) }, "Restore"))))) : h("p", {}, "Nothing deleted."));
+}
+
+async function restore(id) {
+  const revisions = await api("GET", acct(`/callflows/${id}/revisions`));
+  const rows = revisions.status === 200 && Array.isArray(revisions.body.data) ? revisions.body.data : [];
+  const last = rows.find((row) => row.kind !== "delete");
+  if (!last) { say("No revision to restore.", true); return; }
+  const r = await api("PUT", acct(`/callflows/${id}/rollback`), { revision: last.revision }, { envelope: { commit_message: "restored in the editor" } });
+  if (r.status !== 200) { say(`Not restored: ${r.body.message || r.status}`, true); return; }
+  await loadCallflows();
+  await openCallflow(id);
+  say(`Restored revision ${last.revision}.`);
+}
+
 function newCallflow() {
   startEditing({ id: null, live: null, draftRev: null, doc: { name: "", numbers: [], patterns: [], flow: {} } });
   say("A new callflow: add its first node from the palette.");
@@ -310,6 +357,7 @@ function change(mutate, keepSelection = false) {
   cur.redo = [];
   mutate(cur.doc);
   state.visited.clear();
+  state.currentStep = null;
   if (!keepSelection && !nodeAt(cur.doc, state.selected)) state.selected = "flow";
   render();
 }
@@ -427,6 +475,7 @@ function renderTree(doc, options = {}) {
     if (!options.readOnly && path === state.selected) classes.push("selected");
     const steps = options.readOnly ? null : state.visited.get(path);
     if (steps) classes.push("visited");
+    if (!options.readOnly && state.currentStep === path) classes.push("current-step");
     const errors = options.readOnly ? null : state.errors.get(path);
     if (errors) classes.push("has-error");
     const findings = options.readOnly ? null : state.findings.get(path);
@@ -446,7 +495,7 @@ function renderTree(doc, options = {}) {
     label ? h("span", { class: "ref" }, label) : null,
     steps ? h("span", { class: "step" }, `step ${steps.join(", ")}`) : null,
     errors ? h("span", { class: "node-error", role: "alert" }, errors.join("; ")) : null,
-    findings ? h("span", { class: "node-finding" }, findings.map((f) => `${f.severity} ${f.rule}: ${f.message}`).join("; ")) : null);
+    findings ? h("span", { class: "node-finding", title: findings.map((f) => f.message).join("\n") }, findings.map((f) => `${f.severity}: ${f.rule}`).join(", ")) : null);
     const kids = Object.entries(node.children || {}).filter(([, c]) => c && c.module);
     if (!kids.length) return box;
     return h("div", { class: "tree" }, box, h("div", { class: "children" }, kids.map(([key, child]) =>
@@ -530,10 +579,12 @@ async function renderNodePanel() {
   const props = (schema && schema.properties) || {};
   const fields = Object.entries(props).map(([key, prop]) => field(node, key, prop, (schema.required || []).includes(key)));
   const errors = state.errors.get(path);
+  const findings = state.findings.get(path);
   fill(panel,
     h("h2", {}, `${ICONS[node.module] || "◆"} ${node.module}`),
     h("p", {}, h("code", {}, path)),
     errors ? h("p", { class: "error", role: "alert" }, errors.join("; ")) : null,
+    findings ? h("ul", { class: "findings" }, findings.map((f) => h("li", {}, `${f.severity} ${f.rule}: ${f.message}${f.fix ? ` (${f.fix})` : ""}`))) : null,
     h("form", { id: "node-form", onsubmit: (e) => e.preventDefault() }, fields),
     h("h3", {}, "Add under this node"),
     h("button", { type: "button", onclick: () => showPanel("palette") }, "Open the palette"),
@@ -837,21 +888,44 @@ async function runSimulation() {
     return;
   }
   const t = r.body.data;
-  lastSimulation = { data, trace: t };
-  state.visited.clear();
-  t.steps.forEach((step, i) => {
-    const path = step.path.startsWith("callflow.") ? step.path.slice("callflow.".length) : step.path;
-    if (step.callflow_id === "draft" || step.callflow_id === cur.id) {
-      state.visited.set(path, [...(state.visited.get(path) || []), i + 1]);
-    }
-  });
-  render();
+  lastSimulation = { data, trace: t, shown: t.steps.length };
+  showSteps(t.steps.length);
+  const stepper = h("div", { class: "toolbar", role: "group", "aria-label": "Play the call step by step" },
+    h("button", { type: "button", id: "step-first", onclick: () => showSteps(1) }, "First step"),
+    h("button", { type: "button", id: "step-back", onclick: () => showSteps(lastSimulation.shown - 1) }, "Back"),
+    h("button", { type: "button", id: "step-next", onclick: () => showSteps(lastSimulation.shown + 1) }, "Next"),
+    h("button", { type: "button", id: "step-all", onclick: () => showSteps(t.steps.length) }, "Whole path"));
   fill(out,
     h("p", { class: "outcome", id: "sim-outcome" }, `${t.outcome.kind}: ${t.outcome.detail}`),
-    h("ol", { class: "steps", id: "sim-steps" }, t.steps.map((s) => h("li", {}, `${s.module}: ${s.summary}${s.branch ? ` → ${s.branch}` : ""}`))),
+    stepper,
+    h("p", { id: "step-shown", "aria-live": "polite" }),
+    h("ol", { class: "steps", id: "sim-steps" }, t.steps.map((s, i) => h("li", { "data-step": i + 1 }, `${s.module}: ${s.summary}${s.branch ? ` → ${s.branch}` : ""}`))),
     t.warnings.length ? h("details", {}, h("summary", {}, `${t.warnings.length} note(s)`), h("ul", {}, t.warnings.map((w) => h("li", {}, w.message)))) : null,
     cur.id ? h("button", { type: "button", id: "save-test", onclick: saveAsTest }, "Save as a call test") : h("p", {}, "Save the draft to keep this as a call test."),
   );
+}
+
+// Draws the first `count` steps of the last simulation on the tree (the last one marked as
+// the current step) and in the list.
+function showSteps(count) {
+  const cur = state.current;
+  const t = lastSimulation && lastSimulation.trace;
+  if (!cur || !t) return;
+  const n = Math.max(1, Math.min(count, t.steps.length));
+  lastSimulation.shown = n;
+  state.visited.clear();
+  state.currentStep = null;
+  t.steps.slice(0, n).forEach((step, i) => {
+    const path = step.path.startsWith("callflow.") ? step.path.slice("callflow.".length) : step.path;
+    if (step.callflow_id === "draft" || step.callflow_id === cur.id) {
+      state.visited.set(path, [...(state.visited.get(path) || []), i + 1]);
+      if (i === n - 1) state.currentStep = path;
+    }
+  });
+  render();
+  const shown = $("step-shown");
+  if (shown) shown.textContent = n === t.steps.length ? `The whole path: ${n} step(s).` : `Step ${n} of ${t.steps.length}: ${t.steps[n - 1].summary}`;
+  document.querySelectorAll("#sim-steps li").forEach((li) => li.classList.toggle("later", Number(li.dataset.step) > n));
 }
 
 async function saveAsTest() {
@@ -958,6 +1032,8 @@ function init() {
   $("search").addEventListener("input", () => { renderList(); lookup(); });
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); lookup(); });
   $("new-callflow").addEventListener("click", newCallflow);
+  $("show-deleted").addEventListener("click", showDeleted);
+  $("delete-callflow").addEventListener("click", deleteCallflow);
   for (const id of ["cf-name", "cf-numbers", "cf-patterns"]) $(id).addEventListener("input", onMetaInput);
   $("undo").addEventListener("click", undo);
   $("redo").addEventListener("click", redo);

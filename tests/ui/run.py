@@ -231,10 +231,17 @@ def main():
         expect(page.locator("#sim-outcome")).to_contain_text("connected")
         expect(page.locator("#canvas .node.visited")).to_have_count(2)
         expect(page.locator("#canvas .node.visited[data-path='flow.children.1']")).to_be_visible()
+        # Step by step: the first step is the menu alone, the next adds Sales.
+        page.click("#step-first")
+        expect(page.locator("#canvas .node.visited")).to_have_count(1)
+        expect(page.locator("#canvas .node.current-step[data-path='flow']")).to_be_visible()
+        page.click("#step-next")
+        expect(page.locator("#canvas .node.current-step[data-path='flow.children.1']")).to_be_visible()
+        expect(page.locator("#canvas .node.visited")).to_have_count(2)
         page.screenshot(path=os.path.join(SHOTS, "simulation.png"))
         page.click("#save-test")
         expect(page.locator("#status")).to_contain_text("Saved the call test")
-        log("ui: pressing 1 highlights menu -> Sales on the tree, connected; saved as a call test")
+        log("ui: pressing 1 highlights menu -> Sales on the tree (whole path, then step by step), connected; saved as a call test")
         passed += 1
 
         # 7. A second revision (renamed, and a third branch), then roll back to the first.
@@ -268,6 +275,22 @@ def main():
         if [c.get("name") for c in live["data"]] != ["Front desk"]:
             fail(f"after the rollback the API lists {live['data']}")
         log("ui: history shows two revisions, compared on the tree; rolled back to revision 1")
+        passed += 1
+
+        # 7b. Delete it, then restore it from the deleted list.
+        page.click("#delete-callflow")
+        page.click("#delete-callflow")
+        expect(page.locator("#deleted-list li", has_text="Front desk")).to_have_count(1)
+        status, live = call(base, "GET", f"/v2/accounts/{account}/callflows?paginate=false", token)
+        if live["data"]:
+            fail(f"the callflow is still listed after the delete: {live['data']}")
+        page.click("#deleted-list [data-restore]")
+        expect(page.locator("#status")).to_contain_text("Restored")
+        expect(page.locator("#cf-name")).to_have_value("Front desk")
+        status, live = call(base, "GET", f"/v2/accounts/{account}/callflows?paginate=false", token)
+        if [c.get("name") for c in live["data"]] != ["Front desk"]:
+            fail(f"after the restore the API lists {live['data']}")
+        log("ui: deleted with two clicks, then restored from the deleted list")
         passed += 1
 
         # 8. Accessibility (axe-core) on the editor with the history open.
