@@ -147,7 +147,8 @@ pub fn carrier_uris(docs: &dyn Documents, number: &str) -> Vec<String> {
 }
 
 /// Kazoo's resource rules: no rules take every number; otherwise the first rule that matches
-/// gives the number to dial (its first capture group, else the whole match).
+/// gives the number to dial (its first capture group, else the whole match). A rule that does
+/// not compile takes nothing.
 fn rule_match(resource: &Map<String, Value>, e164: &str) -> Option<String> {
     let rules: Vec<&str> = resource
         .get("rules")
@@ -158,7 +159,8 @@ fn rule_match(resource: &Map<String, Value>, e164: &str) -> Option<String> {
         return Some(e164.to_string());
     }
     for rule in rules {
-        let Ok(re) = regex::Regex::new(rule) else {
+        // Kazoo's (PCRE) dialect, compiled once per distinct rule.
+        let Some(re) = crate::routing::pattern::cached(rule) else {
             continue;
         };
         if let Some(caps) = re.captures(e164) {
