@@ -30,30 +30,16 @@ fn account_row(account: &Account) -> Value {
 
 /// `GET /v2/accounts/{A}/children`: the accounts whose parent is `A`, by name.
 async fn children(State(state): State<AppState>, scope: AccountScope) -> ApiResult<Reply> {
-    let id = scope.account.id.clone();
-    sub_accounts(&state, move |a| a.parent_id.as_deref() == Some(id.as_str())).await
+    sub_accounts(&state, &scope.account.id, true).await
 }
 
 /// `GET /v2/accounts/{A}/descendants`: every account below `A`, by name.
 async fn descendants(State(state): State<AppState>, scope: AccountScope) -> ApiResult<Reply> {
-    let id = scope.account.id.clone();
-    sub_accounts(&state, move |a| a.id != id && a.tree.contains(&id)).await
+    sub_accounts(&state, &scope.account.id, false).await
 }
 
-async fn sub_accounts(state: &AppState, keep: impl Fn(&Account) -> bool) -> ApiResult<Reply> {
-    let mut rows: Vec<Account> = state
-        .store
-        .all_accounts()
-        .await?
-        .into_iter()
-        .filter(|a| keep(a))
-        .collect();
-    rows.sort_by(|a, b| {
-        a.name
-            .to_lowercase()
-            .cmp(&b.name.to_lowercase())
-            .then(a.id.cmp(&b.id))
-    });
+async fn sub_accounts(state: &AppState, id: &str, direct: bool) -> ApiResult<Reply> {
+    let rows = state.store.accounts_below(id, direct).await?;
     Ok(Reply::ok(Value::Array(
         rows.iter().map(account_row).collect(),
     )))

@@ -757,30 +757,39 @@ fn build_catalogue() -> Vec<Op> {
                 req("realm", Type::String, "The account's realm."),
             ]),
     );
-    ops.push(
-        Op::new(Method::GET, "/ui", "ui_page_bare", "service")
-            .summary("The browser editor (the same page as /ui/)")
-            .answer(Answer::Raw("text/html"))
-            .public(),
-    );
-    ops.push(
-        Op::new(Method::GET, "/ui/", "ui_page", "service")
-            .summary("The browser editor (docs/ui.md)")
-            .answer(Answer::Raw("text/html"))
-            .public(),
-    );
-    ops.push(
-        Op::new(Method::GET, "/ui/app.js", "ui_script", "service")
-            .summary("The browser editor's script")
-            .answer(Answer::Raw("text/javascript"))
-            .public(),
-    );
-    ops.push(
-        Op::new(Method::GET, "/ui/style.css", "ui_style", "service")
-            .summary("The browser editor's stylesheet")
-            .answer(Answer::Raw("text/css"))
-            .public(),
-    );
+    for (path, id, summary, kind) in [
+        (
+            "/ui",
+            "ui_page_bare",
+            "The browser editor (the same page as /ui/)",
+            "text/html",
+        ),
+        (
+            "/ui/",
+            "ui_page",
+            "The browser editor (docs/ui.md)",
+            "text/html",
+        ),
+        (
+            "/ui/app.js",
+            "ui_script",
+            "The browser editor's script",
+            "text/javascript",
+        ),
+        (
+            "/ui/style.css",
+            "ui_style",
+            "The browser editor's stylesheet",
+            "text/css",
+        ),
+    ] {
+        ops.push(
+            Op::new(Method::GET, path, id, "service")
+                .summary(summary)
+                .answer(Answer::Raw(kind))
+                .public(),
+        );
+    }
     ops.push(
         Op::new(Method::GET, "/v2/openapi.json", "openapi", "service")
             .summary("This document")

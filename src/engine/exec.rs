@@ -356,6 +356,23 @@ impl<'a> Run<'a> {
         self.dial = Some(dial);
     }
 
+    /// A routing run stops at the current node's latest row, for `leave`.
+    fn leave_here(&mut self, leave: Leave) {
+        let step = self.row;
+        let (module, callflow_id, path) = self
+            .steps
+            .get(step)
+            .map(|s| (s.module.clone(), s.callflow_id.clone(), s.path.clone()))
+            .unwrap_or_default();
+        self.exit = Some(Exit {
+            step,
+            module,
+            callflow_id,
+            path,
+            leave,
+        });
+    }
+
     /// Return-stack depth.
     pub fn depth(&self) -> usize {
         self.stack.len()
@@ -564,19 +581,8 @@ impl<'a> Run<'a> {
             Next::Hangup => Bridged::Hangup,
             Next::Nothing if self.routing => {
                 // The call leaves callflowd here: the switch rings what the module dials.
-                let step = self.step_index().unwrap_or_default();
-                let (module, doc, path) = self
-                    .steps
-                    .get(step)
-                    .map(|s| (s.module.clone(), s.callflow_id.clone(), s.path.clone()))
-                    .unwrap_or_default();
-                self.exit = Some(Exit {
-                    step,
-                    module,
-                    callflow_id: doc,
-                    path,
-                    leave: Leave::Bridge(self.dial.take().unwrap_or_default()),
-                });
+                let dial = self.dial.take().unwrap_or_default();
+                self.leave_here(Leave::Bridge(dial));
                 Bridged::Answered
             }
             Next::Nothing => {
@@ -773,13 +779,7 @@ fn execute<'a>(rt: &mut Run<'a>, root: FlowRef<'a>) -> Finish {
             rt.say(format!(
                 "{module} needs media: the call goes to the media server here"
             ));
-            rt.exit = Some(Exit {
-                step: rt.row,
-                module: module.clone(),
-                callflow_id: current.doc.to_string(),
-                path: current.path.clone(),
-                leave: Leave::Media,
-            });
+            rt.leave_here(Leave::Media);
         }
         if let Some(exit) = rt.exit.take() {
             return Finish::Leave(Box::new(exit));

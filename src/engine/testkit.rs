@@ -74,24 +74,26 @@ impl Sim {
     }
 
     pub fn run(&self, flow: Value) -> Trace {
-        let cf = obj(json!({ "flow": flow }));
-        let start = Start {
-            callflow_id: "cf0",
-            callflow: &cf,
-            capture_group: self.capture.as_deref(),
-        };
-        simulate(start, &self.call, &self.docs, &self.plan)
+        self.route_or_run(flow, false).0
     }
 
     /// A routing run (see [`super::route`]).
     pub fn route(&self, flow: Value) -> (Trace, Option<super::Exit>) {
+        self.route_or_run(flow, true)
+    }
+
+    fn route_or_run(&self, flow: Value, routing: bool) -> (Trace, Option<super::Exit>) {
         let cf = obj(json!({ "flow": flow }));
         let start = Start {
             callflow_id: "cf0",
             callflow: &cf,
             capture_group: self.capture.as_deref(),
         };
-        super::route(start, &self.call, &self.docs, &self.plan)
+        if routing {
+            super::route(start, &self.call, &self.docs, &self.plan)
+        } else {
+            (simulate(start, &self.call, &self.docs, &self.plan), None)
+        }
     }
 }
 

@@ -211,13 +211,7 @@ pub async fn route(
     query: &RouteQuery,
 ) -> Result<Answer, pipeline::Error> {
     let realm = query.rdomain.trim().to_ascii_lowercase();
-    let Some(account) = pipeline
-        .store
-        .accounts_by_realm(&realm)
-        .await?
-        .into_iter()
-        .next()
-    else {
+    let Some(account) = account_by_realm(pipeline, &realm).await? else {
         return Ok(Answer::bare(
             Decision::NotFound,
             format!("no account has the realm {realm}"),
@@ -263,7 +257,7 @@ pub async fn route(
         .load(Target::new(Kind::Callflow, &account.id, &callflow_id))
         .await?;
 
-    let mut call = Call {
+    let call = Call {
         number: number.clone(),
         caller,
         now: query.now.unwrap_or_else(chrono::Utc::now),
@@ -283,47 +277,20 @@ pub async fn route(
         realm: &realm,
         media_uri: settings.media_uri.as_deref(),
     };
-    // A bridge with nothing the switch could ring (no carrier takes the number, no device can
-    // be built) fails at once, as Kazoo's bridge would: that failure is added to the script
-    // and the call goes on to the node's failure child, without a round trip to the switch.
-    let mut failures = query.failures.clone();
-    let (trace, exit, decision) = loop {
-        let ((trace, exit, decision), _) = crate::simulation::with_documents(
-            pipeline,
-            &account,
-            &DocumentSet::new(),
-            &HashSet::new(),
-            &HashSet::new(),
-            |docs| {
-                let start = Start {
-                    callflow_id: &callflow_id,
-                    callflow: &stored.doc,
-                    capture_group: capture_group.as_deref(),
-                };
-                let (trace, exit) = engine::route(start, &call, docs, &dialplan);
-                let decision = match &exit {
-                    Some(exit) => rtjson::decision(&context, exit, docs),
-                    None => Ok(ended(&trace, &failures)),
-                };
-                (trace, exit, decision)
-            },
-        )
-        .await?;
-        match decision {
-            Ok(decision) => break (trace, exit, decision),
-            Err(failure) if failures.len() < MAX_FAILURES => {
-                failures.push(failure);
-                call.events.push(failure.event());
-            }
-            Err(_) => {
-                let decision = Decision::Reply {
-                    code: 480,
-                    reason: "Nothing to ring".into(),
-                };
-                break (trace, exit, decision);
-            }
-        }
+    let start = Start {
+        callflow_id: &callflow_id,
+        callflow: &stored.doc,
+        capture_group: capture_group.as_deref(),
     };
+    let ((trace, exit, decision), _) = crate::simulation::with_documents(
+        pipeline,
+        &account,
+        &DocumentSet::new(),
+        &HashSet::new(),
+        &HashSet::new(),
+        |docs| decide(start, &call, &query.failures, docs, &dialplan, &context),
+    )
+    .await?;
     let explain = match &exit {
         Some(exit) => format!(
             "{lookup_explain}; the call leaves at {}:{} ({})",
@@ -339,6 +306,43 @@ pub async fn route(
         exit,
         on_net,
     })
+}
+
+/// Runs the call to where it leaves callflowd and what the switch should do there. A bridge
+/// with nothing the switch could ring (no carrier takes the number, no device can be built)
+/// fails at once, as Kazoo's bridge would: that failure is added to the script and the run
+/// goes on to the node's failure child, without a round trip to the switch.
+fn decide(
+    start: Start<'_>,
+    call: &Call,
+    failures: &[Failure],
+    docs: &dyn engine::Documents,
+    dialplan: &dyn engine::Dialplan,
+    context: &rtjson::Context<'_>,
+) -> (engine::Trace, Option<Exit>, Decision) {
+    let mut call = call.clone();
+    let mut failures = failures.to_vec();
+    loop {
+        let (trace, exit) = engine::route(start, &call, docs, dialplan);
+        let decision = match &exit {
+            Some(exit) => rtjson::decision(context, exit, docs),
+            None => Ok(ended(&trace, &failures)),
+        };
+        match decision {
+            Ok(decision) => return (trace, exit, decision),
+            Err(failure) if failures.len() < MAX_FAILURES => {
+                failures.push(failure);
+                call.events.push(failure.event());
+            }
+            Err(_) => {
+                let decision = Decision::Reply {
+                    code: 480,
+                    reason: "Nothing to ring".into(),
+                };
+                return (trace, exit, decision);
+            }
+        }
+    }
 }
 
 /// The answer for a call that ended inside callflowd: a `response` node's code, a cause the
@@ -419,6 +423,19 @@ async fn caller_of(
     }))
 }
 
+/// The account whose realm is `realm` (realms are unique, compared without case).
+async fn account_by_realm(
+    pipeline: &Pipeline,
+    realm: &str,
+) -> Result<Option<Account>, pipeline::Error> {
+    Ok(pipeline
+        .store
+        .accounts_by_realm(&realm.to_ascii_lowercase())
+        .await?
+        .into_iter()
+        .next())
+}
+
 /// The live device with this SIP username (case-insensitive, as Kazoo keeps them unique).
 pub async fn device_by_username(
     pipeline: &Pipeline,
@@ -451,13 +468,7 @@ pub async fn credentials(
     // The account is found case-insensitively; the HA1 uses the realm exactly as the switch
     // challenged with it, as the phone computes its response with that string.
     let realm = realm.trim();
-    let Some(account) = pipeline
-        .store
-        .accounts_by_realm(&realm.to_ascii_lowercase())
-        .await?
-        .into_iter()
-        .next()
-    else {
+    let Some(account) = account_by_realm(pipeline, realm).await? else {
         return Ok(None);
     };
     let Some((device_id, device)) = device_by_username(pipeline, &account.id, username).await?

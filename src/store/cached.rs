@@ -467,6 +467,10 @@ impl Store for CachedStore {
         self.inner.all_accounts().await
     }
 
+    async fn accounts_below(&self, id: &str, direct: bool) -> StoreResult<Vec<Account>> {
+        self.inner.accounts_below(id, direct).await
+    }
+
     async fn accounts_by_realm(&self, realm: &str) -> StoreResult<Vec<Account>> {
         self.inner.accounts_by_realm(realm).await
     }

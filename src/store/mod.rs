@@ -478,6 +478,9 @@ pub trait Store: Send + Sync + 'static {
     async fn account_count(&self) -> StoreResult<i64>;
     /// Every account, ordered by id (exports).
     async fn all_accounts(&self) -> StoreResult<Vec<Account>>;
+    /// The accounts right below `id` (`direct`), or every account below it, ordered by name
+    /// (case-insensitive), then id.
+    async fn accounts_below(&self, id: &str, direct: bool) -> StoreResult<Vec<Account>>;
     async fn get_account(&self, id: &str) -> StoreResult<Option<Account>>;
     async fn accounts_by_realm(&self, realm: &str) -> StoreResult<Vec<Account>>;
     async fn accounts_by_name_key(&self, name_key: &str) -> StoreResult<Vec<Account>>;

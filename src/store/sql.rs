@@ -193,6 +193,12 @@ const ACCOUNTS_BY_REALM: &str =
 const ACCOUNTS_BY_NAME_KEY: &str =
     "SELECT id, name, realm, parent_id, tree, superduper, doc, created \
      FROM accounts WHERE name_key = $1 ORDER BY id";
+// `tree` is the JSON array of ancestor ids: an account is below `id` when `id` is in it.
+const ACCOUNT_CHILDREN: &str = "SELECT id, name, realm, parent_id, tree, superduper, doc, created \
+     FROM accounts WHERE parent_id = $1 ORDER BY lower(name), id";
+const ACCOUNT_DESCENDANTS: &str =
+    "SELECT id, name, realm, parent_id, tree, superduper, doc, created \
+     FROM accounts WHERE tree LIKE '%\"' || $1 || '\"%' ORDER BY lower(name), id";
 const ALL_ACCOUNTS: &str = "SELECT id, name, realm, parent_id, tree, superduper, doc, created \
      FROM accounts ORDER BY id";
 const API_KEY_CANDIDATES: &str =
@@ -1921,6 +1927,15 @@ where
 
     async fn all_accounts(&self) -> StoreResult<Vec<Account>> {
         accounts(sqlx::query_as(ALL_ACCOUNTS).fetch_all(self.read()).await?)
+    }
+
+    async fn accounts_below(&self, id: &str, direct: bool) -> StoreResult<Vec<Account>> {
+        let sql = if direct {
+            ACCOUNT_CHILDREN
+        } else {
+            ACCOUNT_DESCENDANTS
+        };
+        accounts(sqlx::query_as(sql).bind(id).fetch_all(self.read()).await?)
     }
 
     async fn account_count(&self) -> StoreResult<i64> {

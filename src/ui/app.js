@@ -196,6 +196,7 @@ function renderAccounts() {
 
 async function openAccount() {
   state.current = null;
+  state.full.clear();
   $("editor").hidden = true;
   await Promise.all([loadDocuments(), loadCallflows()]);
   renderPalette();
@@ -216,13 +217,17 @@ async function loadDocuments() {
   }));
 }
 
-async function loadCallflows() {
+// The account's callflows. Their whole documents (for searching by the documents they name)
+// are read once and kept; `changed` is the id of one that was just written, read again.
+async function loadCallflows(changed) {
+  if (changed) state.full.delete(changed);
   const r = await api("GET", acct("/callflows?paginate=false"));
   state.callflows = r.status === 200 && Array.isArray(r.body.data) ? r.body.data : [];
   state.docs.callflows = state.callflows.map((c) => ({ id: c.id, name: c.name || (c.numbers || []).join(", ") || c.id }));
   for (const c of state.docs.callflows) state.names.set(c.id, c.name);
-  state.full.clear();
-  await Promise.all(state.callflows.slice(0, 200).map(async (c) => {
+  const listed = new Set(state.callflows.map((c) => c.id));
+  for (const id of [...state.full.keys()]) if (!listed.has(id)) state.full.delete(id);
+  await Promise.all(state.callflows.slice(0, 200).filter((c) => !state.full.has(c.id)).map(async (c) => {
     const f = await api("GET", acct(`/callflows/${c.id}`));
     if (f.status === 200) state.full.set(c.id, f.body.data);
   }));
@@ -270,13 +275,16 @@ async function lookup() {
 // ---------------------------------------------------------------------------------------------
 // Opening, editing, undo and redo.
 
+// Whether callflow `id` has a draft, from the drafts listing (never asking for a missing one).
+async function hasDraft(id) {
+  const drafts = await api("GET", acct("/callflows/drafts"));
+  return drafts.status === 200 && Array.isArray(drafts.body.data) && drafts.body.data.some((d) => d.id === id);
+}
+
 async function openCallflow(id) {
   const live = await api("GET", acct(`/callflows/${id}`));
   if (live.status !== 200) { say(`Cannot open ${id}: ${live.body.message || live.status}`, true); return; }
-  // The drafts listing tells whether one exists without asking for a missing one.
-  const drafts = await api("GET", acct("/callflows/drafts"));
-  const hasDraft = drafts.status === 200 && Array.isArray(drafts.body.data) && drafts.body.data.some((d) => d.id === id);
-  const draft = hasDraft ? await api("GET", acct(`/callflows/${id}/draft`)) : { status: 404 };
+  const draft = (await hasDraft(id)) ? await api("GET", acct(`/callflows/${id}/draft`)) : { status: 404 };
   const doc = draft.status === 200 ? draft.body.data : live.body.data;
   startEditing({ id, live: live.body.data, liveRev: live.body.revision, draftRev: draft.status === 200 ? draft.body.revision : null, doc });
   say(draft.status === 200 ? "Editing the saved draft." : "Editing the live callflow (saving makes a draft).");
@@ -301,7 +309,7 @@ async function deleteCallflow() {
   if (r.status !== 200) { say(`Not deleted: ${r.body.message || r.status}`, true); return; }
   state.current = null;
   $("editor").hidden = true;
-  await loadCallflows();
+  await loadCallflows(cur.id);
   await showDeleted();
   say("Deleted. It can be restored from the deleted list.");
 }
@@ -324,7 +332,7 @@ async function restore(id) {
   if (!last) { say("No revision to restore.", true); return; }
   const r = await api("PUT", acct(`/callflows/${id}/rollback`), { revision: last.revision }, { envelope: { commit_message: "restored in the editor" } });
   if (r.status !== 200) { say(`Not restored: ${r.body.message || r.status}`, true); return; }
-  await loadCallflows();
+  await loadCallflows(id);
   await openCallflow(id);
   say(`Restored revision ${last.revision}.`);
 }
@@ -664,9 +672,7 @@ async function checkMeta() {
   if (patterns.length) {
     // The lint of the working copy (nothing is saved): a pattern that does not compile in
     // Kazoo's dialect, never routes, or is shadowed by another callflow's.
-    const doc = clone(cur.doc);
-    if (cur.id) doc.id = cur.id;
-    const lintRun = await api("PUT", acct("/lint"), doc);
+    const lintRun = await lintWorkingCopy();
     const findings = lintRun.status === 200 ? ((lintRun.body.data && lintRun.body.data.findings) || []) : [];
     const flagged = new Set();
     if (lintRun.status === 400 && lintRun.body.data) {
@@ -701,6 +707,26 @@ async function checkMeta() {
 // ---------------------------------------------------------------------------------------------
 // Saving the draft, validation errors on their nodes, publishing with a diff.
 
+// The node a field path (`flow.children.1.data.id`) belongs to: the deepest node of the
+// working copy on it; `null` for fields outside the flow (numbers, patterns, name).
+function nodePathOf(field) {
+  const parts = field.split(".");
+  if (parts[0] !== "flow") return null;
+  let path = "flow";
+  for (let i = 1; i + 1 < parts.length && parts[i] === "children"; i += 2) {
+    if (!nodeAt(state.current.doc, `${path}.children.${parts[i + 1]}`)) break;
+    path = `${path}.children.${parts[i + 1]}`;
+  }
+  return path;
+}
+
+// The lint of the working copy as it is (`PUT .../lint`: nothing is saved).
+function lintWorkingCopy() {
+  const doc = clone(state.current.doc);
+  if (state.current.id) doc.id = state.current.id;
+  return api("PUT", acct("/lint"), doc);
+}
+
 function pinErrors(body) {
   state.errors.clear();
   const data = body && body.data;
@@ -709,13 +735,7 @@ function pinErrors(body) {
     for (const [rawField, rules] of Object.entries(data)) {
       const field = rawField.startsWith("callflow.") ? rawField.slice("callflow.".length) : rawField;
       const text = Object.entries(rules || {}).map(([rule, detail]) => `${rule}: ${(detail && detail.message) || ""}`).join("; ");
-      const parts = field.split(".");
-      let path = null;
-      if (parts[0] === "flow") {
-        path = "flow";
-        for (let i = 1; i + 1 < parts.length && parts[i] === "children"; i += 2) path = `${path}.children.${parts[i + 1]}`;
-        if (!nodeAt(state.current.doc, path)) path = "flow";
-      }
+      const path = nodePathOf(field);
       if (path) state.errors.set(path, [...(state.errors.get(path) || []), `${field}: ${text}`]);
       messages.push(`${field}: ${text}`);
     }
@@ -754,21 +774,14 @@ async function saveDraft() {
 async function lint() {
   const cur = state.current;
   state.findings.clear();
-  const doc = clone(cur.doc);
-  if (cur.id) doc.id = cur.id;
-  const r = await api("PUT", acct("/lint"), doc);
+  const r = await lintWorkingCopy();
   if (r.status !== 200) return 0;
   const findings = (r.body.data && r.body.data.findings) || [];
   const meta = [];
   for (const f of findings) {
     if (f.callflow_id && f.callflow_id !== cur.id && f.callflow_id !== "draft") continue;
-    if (f.path && f.path.startsWith("flow")) {
-      let path = "flow";
-      const parts = f.path.split(".");
-      for (let i = 1; i + 1 < parts.length && parts[i] === "children"; i += 2) {
-        if (!nodeAt(cur.doc, `${path}.children.${parts[i + 1]}`)) break;
-        path = `${path}.children.${parts[i + 1]}`;
-      }
+    const path = nodePathOf(f.path || "");
+    if (path) {
       state.findings.set(path, [...(state.findings.get(path) || []), f]);
     } else {
       meta.push(h("span", { class: f.severity === "error" ? "warn" : "" }, `${f.path}: ${f.message}. `));
@@ -823,7 +836,7 @@ async function confirmPublish() {
   const cur = state.current;
   const r = await api("PUT", acct(`/callflows/${cur.id}/draft/publish`), {});
   if (r.status === 200 || r.status === 201) {
-    await loadCallflows();
+    await loadCallflows(cur.id);
     await openCallflow(cur.id);
     say(`Published: revision ${r.body.revision || ""}.`);
     return;
@@ -1001,11 +1014,8 @@ async function rollback(revision) {
   const cur = state.current;
   const r = await api("PUT", acct(`/callflows/${cur.id}/rollback`), { revision }, { envelope: { commit_message: `rolled back to revision ${revision} in the editor` } });
   if (r.status !== 200) { say(`Not rolled back: ${r.body.message || r.status}`, true); return; }
-  const drafts = await api("GET", acct("/callflows/drafts"));
-  if (drafts.status === 200 && (drafts.body.data || []).some((d) => d.id === cur.id)) {
-    await api("DELETE", acct(`/callflows/${cur.id}/draft`));
-  }
-  await loadCallflows();
+  if (await hasDraft(cur.id)) await api("DELETE", acct(`/callflows/${cur.id}/draft`));
+  await loadCallflows(cur.id);
   await openCallflow(cur.id);
   showPanel("history");
   say(`Rolled back to revision ${revision}: now revision ${r.body.revision}.`);

@@ -37,6 +37,16 @@ async fn route(app: &TestApp, query: &str) -> Resp {
     .await
 }
 
+/// A device with SIP credentials `username` / `pw-{username}`; answers its id.
+async fn device(app: &TestApp, name: &str, username: &str) -> String {
+    save(
+        app,
+        "devices",
+        json!({"name": name, "sip": {"username": username, "password": format!("pw-{username}")}}),
+    )
+    .await
+}
+
 fn md5_hex(s: &str) -> String {
     use md5::{Digest, Md5};
     Md5::digest(s.as_bytes())
@@ -141,12 +151,7 @@ async fn a_busy_user_fails_over_to_voicemail_at_the_media_server() {
         json!({"name": "Bob phone", "owner_id": bob, "sip": {"username": "bob-phone", "password": "pw-bob-2", "invite_format": "route", "route": "sip:bob@192.0.2.7:5062"}}),
     )
     .await;
-    save(
-        &app,
-        "devices",
-        json!({"name": "Caller", "sip": {"username": "caller", "password": "pw-caller"}}),
-    )
-    .await;
+    device(&app, "Caller", "caller").await;
     let vm = save(&app, "vmboxes", json!({"name": "Bob", "mailbox": "3000"})).await;
     let cf = save(
         &app,
@@ -216,12 +221,7 @@ async fn a_busy_user_fails_over_to_voicemail_at_the_media_server() {
 #[tokio::test]
 async fn carriers_get_the_number_as_their_gateway_wants_it_and_are_known_by_address() {
     let app = app().await;
-    save(
-        &app,
-        "devices",
-        json!({"name": "Caller", "sip": {"username": "caller", "password": "pw-caller"}}),
-    )
-    .await;
+    device(&app, "Caller", "caller").await;
     save(
         &app,
         "resources",
@@ -235,12 +235,7 @@ async fn carriers_get_the_number_as_their_gateway_wants_it_and_are_known_by_addr
         json!({"patterns": ["^\\+?1?([2-9]\\d{9})$"], "flow": {"module": "resources", "data": {}, "children": {}}}),
     )
     .await;
-    let desk = save(
-        &app,
-        "devices",
-        json!({"name": "Desk", "sip": {"username": "desk", "password": "pw-desk"}}),
-    )
-    .await;
+    let desk = device(&app, "Desk", "desk").await;
     save(
         &app,
         "callflows",
@@ -284,24 +279,9 @@ async fn carriers_get_the_number_as_their_gateway_wants_it_and_are_known_by_addr
 #[tokio::test]
 async fn a_serial_ring_group_and_a_response_node() {
     let app = app().await;
-    save(
-        &app,
-        "devices",
-        json!({"name": "Caller", "sip": {"username": "caller", "password": "pw-caller"}}),
-    )
-    .await;
-    let a = save(
-        &app,
-        "devices",
-        json!({"name": "A", "sip": {"username": "a1", "password": "pw-a1"}}),
-    )
-    .await;
-    let b = save(
-        &app,
-        "devices",
-        json!({"name": "B", "sip": {"username": "b1", "password": "pw-b1"}}),
-    )
-    .await;
+    device(&app, "Caller", "caller").await;
+    let a = device(&app, "A", "a1").await;
+    let b = device(&app, "B", "b1").await;
     save(
         &app,
         "callflows",
@@ -329,18 +309,8 @@ async fn a_serial_ring_group_and_a_response_node() {
 #[tokio::test]
 async fn a_bridge_with_nothing_to_ring_fails_over_at_once() {
     let app = app().await;
-    save(
-        &app,
-        "devices",
-        json!({"name": "Caller", "sip": {"username": "caller", "password": "pw-caller"}}),
-    )
-    .await;
-    let desk = save(
-        &app,
-        "devices",
-        json!({"name": "Desk", "sip": {"username": "desk", "password": "pw-desk"}}),
-    )
-    .await;
+    device(&app, "Caller", "caller").await;
+    let desk = device(&app, "Desk", "desk").await;
     // No resources at all: no carrier takes +44 numbers.
     save(
         &app,

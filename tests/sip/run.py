@@ -26,6 +26,8 @@ import urllib.error
 import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+import support.callflowd as support  # noqa: E402
 SECRET = "switch-secret-for-tests"
 REALM = "localhost"  # the bootstrap admin account's realm
 PASSWORD = "sip-test-admin-password"
@@ -133,25 +135,13 @@ class Api:
 
 
 def start_callflowd(media_port):
-    binary = os.environ.get("CALLFLOWD_BIN", os.path.join(ROOT, "target/debug/callflowd"))
-    env = dict(os.environ, CALLFLOWD_ADMIN_PASSWORD=PASSWORD, RUST_LOG="info,sqlx=warn")
-    err = open(os.path.join(WORK, "callflowd.err"), "w")
-    out = open(os.path.join(WORK, "callflowd.out"), "w")
-    p = subprocess.Popen(
-        [binary, "serve", "--listen", "127.0.0.1:0", "--account-bucket-size", "0",
-         "--database-url", f"sqlite://{WORK}/callflowd.db",
-         "--sip-secret", SECRET, "--sip-media-uri", f"sip:media@127.0.0.1:{media_port}"],
-        stdout=out, stderr=err, env=env)
+    p, base = support.start(WORK, PASSWORD, ["--sip-secret", SECRET, "--sip-media-uri",
+                                             f"sip:media@127.0.0.1:{media_port}"],
+                            env={"RUST_LOG": "info,sqlx=warn"})
     PROCS.append(p)
-    for _ in range(200):
-        with open(os.path.join(WORK, "callflowd.err"), errors="replace") as f:
-            m = re.search(r"addr=([0-9.:]+)", f.read())
-        if m:
-            with open(os.path.join(WORK, "callflowd.out")) as f:
-                if "api key" in f.read():
-                    return "http://" + m.group(1)
-        time.sleep(0.1)
-    fail("callflowd did not start")
+    if base is None:
+        fail("callflowd did not start")
+    return base
 
 
 def start_kamailio(http_base, sip_port, children):
@@ -236,113 +226,58 @@ Content-Length: 0
 </scenario>
 """
 
-# A UAS: answers (200, after a 180; "answer_now" without it), is busy (486), or rings until
-# cancelled ("ring").
-UAS = {
-    "answer": """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="answer">
-  <recv request="INVITE"/>
-  <send><![CDATA[
-SIP/2.0 180 Ringing
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-[last_Record-Route:]
-Contact: <sip:[local_ip]:[local_port]>
-Content-Length: 0
-
-]]></send>
-  <send retrans="500"><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-[last_Record-Route:]
-Contact: <sip:[local_ip]:[local_port]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
+# The audio offer (and answer) every agent sends.
+SDP = """v=0
 o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
 s=-
 c=IN IP[media_ip_type] [media_ip]
 t=0 0
 m=audio [media_port] RTP/AVP 0
 a=rtpmap:0 PCMU/8000
+"""
 
-]]></send>
-  <recv request="ACK"/>
-  <recv request="BYE"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
 
-]]></send>
-</scenario>
-""",
-    "busy": """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="busy">
-  <recv request="INVITE"/>
-  <send><![CDATA[
-SIP/2.0 486 Busy Here
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
+def reply(status, to_tag=True, contact=False, record_route=False, cseq="[last_CSeq:]",
+          sdp=False, retrans=False):
+    """A UAS's response to the last request, as a sipp <send>."""
+    lines = [f"SIP/2.0 {status}", "[last_Via:]", "[last_From:]",
+             "[last_To:]" + (";tag=[pid]SIPpTag01[call_number]" if to_tag else ""),
+             "[last_Call-ID:]", cseq]
+    if record_route:
+        lines.append("[last_Record-Route:]")
+    if contact:
+        lines.append("Contact: <sip:[local_ip]:[local_port]>")
+    if sdp:
+        lines += ["Content-Type: application/sdp", "Content-Length: [len]", "", SDP]
+    else:
+        lines += ["Content-Length: 0", ""]
+    attrs = ' retrans="500"' if retrans else ""
+    return f"  <send{attrs}><![CDATA[\n" + "\n".join(lines) + "\n]]></send>"
 
-]]></send>
-  <recv request="ACK"/>
-</scenario>
-""",
-    "ring": """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="ring">
-  <recv request="INVITE"/>
-  <send><![CDATA[
-SIP/2.0 180 Ringing
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port]>
-Content-Length: 0
 
-]]></send>
-  <recv request="CANCEL"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
+def recv(request):
+    return f'  <recv request="{request}"/>'
 
-]]></send>
-  <send><![CDATA[
-SIP/2.0 487 Request Terminated
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-CSeq: [cseq] INVITE
-Content-Length: 0
 
-]]></send>
-  <recv request="ACK"/>
-</scenario>
-""",
+def scenario(name, *steps):
+    return ('<?xml version="1.0" encoding="ISO-8859-1" ?>\n'
+            f'<scenario name="{name}">\n' + "\n".join(steps) + "\n</scenario>\n")
+
+
+RINGING = reply("180 Ringing", contact=True, record_route=True)
+ANSWER = reply("200 OK", contact=True, record_route=True, sdp=True, retrans=True)
+HANG_UP = [recv("ACK"), recv("BYE"), reply("200 OK", to_tag=False)]
+
+# A UAS: answers (200, after a 180), is busy (486), or rings until cancelled ("ring").
+# "answer_now" answers without the 180: under load a 180 and a 200 sent back to back can be
+# relayed out of order by two proxy workers, so the load's callee sends one final answer.
+UAS = {
+    "answer": scenario("answer", recv("INVITE"), RINGING, ANSWER, *HANG_UP),
+    "answer_now": scenario("answer_now", recv("INVITE"), ANSWER, *HANG_UP),
+    "busy": scenario("busy", recv("INVITE"), reply("486 Busy Here"), recv("ACK")),
+    "ring": scenario("ring", recv("INVITE"), reply("180 Ringing", contact=True), recv("CANCEL"),
+                     reply("200 OK"),
+                     reply("487 Request Terminated", cseq="CSeq: [cseq] INVITE"), recv("ACK")),
 }
 
 INVITE_HEAD = """INVITE sip:[field1]@[field2] SIP/2.0
@@ -356,14 +291,7 @@ Max-Forwards: 10
 %(auth)sContent-Type: application/sdp
 Content-Length: [len]
 
-v=0
-o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0
-a=rtpmap:0 PCMU/8000
-"""
+""" + SDP
 
 ACK_FOR_FINAL = """  <send><![CDATA[
 ACK sip:[field1]@[field2] SIP/2.0
@@ -379,10 +307,6 @@ Content-Length: 0
 """
 
 
-# Under load a 180 and a 200 sent back to back can be relayed out of order by two proxy
-# workers; the load's callee answers at once so the caller's scenario sees one final answer.
-UAS["answer_now"] = re.sub(r"  <send><!\[CDATA\[\nSIP/2.0 180 Ringing.*?\]\]></send>\n", "", UAS["answer"],
-                           count=1, flags=re.S)
 
 
 def uac(expect, authenticate, user="caller", password="pw-caller"):

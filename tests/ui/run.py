@@ -14,18 +14,18 @@ Screenshots go to docs/ui/. Prints `ui e2e: N scenarios passed` last.
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 
 from playwright.sync_api import expect, sync_playwright
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+import support.callflowd as support  # noqa: E402
 SHOTS = os.path.join(ROOT, "docs", "ui")
 PASSWORD = "ui-test-admin-password"
 WORK = tempfile.mkdtemp(prefix="callflowd-ui-")
@@ -59,23 +59,11 @@ def cleanup():
 
 
 def start():
-    binary = os.environ.get("CALLFLOWD_BIN", os.path.join(ROOT, "target/debug/callflowd"))
-    env = dict(os.environ, CALLFLOWD_ADMIN_PASSWORD=PASSWORD)
-    p = subprocess.Popen(
-        [binary, "serve", "--listen", "127.0.0.1:0", "--account-bucket-size", "0",
-         "--database-url", f"sqlite://{WORK}/ui.db"],
-        stdout=open(os.path.join(WORK, "callflowd.out"), "w"),
-        stderr=open(os.path.join(WORK, "callflowd.err"), "w"), env=env)
+    p, base = support.start(WORK, PASSWORD)
     PROCS.append(p)
-    for _ in range(200):
-        with open(os.path.join(WORK, "callflowd.err"), errors="replace") as f:
-            m = re.search(r"addr=([0-9.:]+)", f.read())
-        if m:
-            with open(os.path.join(WORK, "callflowd.out")) as f:
-                if "api key" in f.read():
-                    return "http://" + m.group(1), binary
-        time.sleep(0.1)
-    fail("callflowd did not start")
+    if base is None:
+        fail("callflowd did not start")
+    return base, support.binary()
 
 
 def call(base, method, path, token=None, data=None):
@@ -112,10 +100,15 @@ def main():
     # A second account with its own admin, made with the command line while the server runs.
     other = subprocess.run(
         [binary, "create-account", "--name", "Other", "--realm", "other.example", "--username", "olga",
-         "--password", "olga-password-1", "--database-url", f"sqlite://{WORK}/ui.db"],
+         "--password", "olga-password-1", "--database-url", f"sqlite://{WORK}/callflowd.db"],
         capture_output=True, text=True)
     if other.returncode != 0:
         fail(f"create-account: {other.stderr}")
+
+    def listed():
+        """The names of the callflows the API lists for the admin account."""
+        _, out = call(base, "GET", f"/v2/accounts/{account}/callflows?paginate=false", token)
+        return [c.get("name") for c in out["data"]]
 
     os.makedirs(SHOTS, exist_ok=True)
     passed = 0
@@ -271,9 +264,8 @@ def main():
         page.click("[data-rollback='1']")
         expect(page.locator("#status")).to_contain_text("Rolled back to revision 1")
         expect(page.locator("#cf-name")).to_have_value("Front desk")
-        status, live = call(base, "GET", f"/v2/accounts/{account}/callflows?paginate=false", token)
-        if [c.get("name") for c in live["data"]] != ["Front desk"]:
-            fail(f"after the rollback the API lists {live['data']}")
+        if listed() != ["Front desk"]:
+            fail(f"after the rollback the API lists {listed()}")
         log("ui: history shows two revisions, compared on the tree; rolled back to revision 1")
         passed += 1
 
@@ -281,15 +273,13 @@ def main():
         page.click("#delete-callflow")
         page.click("#delete-callflow")
         expect(page.locator("#deleted-list li", has_text="Front desk")).to_have_count(1)
-        status, live = call(base, "GET", f"/v2/accounts/{account}/callflows?paginate=false", token)
-        if live["data"]:
-            fail(f"the callflow is still listed after the delete: {live['data']}")
+        if listed():
+            fail(f"the callflow is still listed after the delete: {listed()}")
         page.click("#deleted-list [data-restore]")
         expect(page.locator("#status")).to_contain_text("Restored")
         expect(page.locator("#cf-name")).to_have_value("Front desk")
-        status, live = call(base, "GET", f"/v2/accounts/{account}/callflows?paginate=false", token)
-        if [c.get("name") for c in live["data"]] != ["Front desk"]:
-            fail(f"after the restore the API lists {live['data']}")
+        if listed() != ["Front desk"]:
+            fail(f"after the restore the API lists {listed()}")
         log("ui: deleted with two clicks, then restored from the deleted list")
         passed += 1
 
