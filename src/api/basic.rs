@@ -70,7 +70,7 @@ pub async fn caller(state: &AppState, ctx: &ReqCtx, basic: &str) -> ApiResult<Op
             exp: now + REMEMBER_FOR.as_secs(),
             iat: now,
         },
-        account,
+        account: account.into(),
     }))
 }
 

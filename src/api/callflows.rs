@@ -65,16 +65,21 @@ fn target<'a>(scope: &'a AccountScope, id: &'a str) -> Target<'a> {
     Target::new(Kind::Callflow, &scope.account.id, id)
 }
 
-#[tracing::instrument(skip_all, fields(account_id = %scope.account.id))]
 async fn fetch(
     State(state): State<AppState>,
     Path((_, id)): Path<(String, String)>,
     scope: AccountScope,
 ) -> ApiResult<Reply> {
+    fetch_in(&state, scope, &id).await
+}
+
+/// `GET .../callflows/{id}` once the scope is known (also the direct dispatch's).
+#[tracing::instrument(skip_all, fields(account_id = %scope.account.id))]
+pub(super) async fn fetch_in(state: &AppState, scope: AccountScope, id: &str) -> ApiResult<Reply> {
     let name = format!("callflow/{id}");
     state
         .replies
-        .reply(&state, &scope, &name, 0, compute_fetch(&state, &scope, &id))
+        .reply(state, &scope, &name, 0, compute_fetch(state, &scope, id))
         .await
 }
 
@@ -153,11 +158,16 @@ async fn remove(
     Ok(Reply::ok(Value::Object(data)).with_revision(&stored.rev))
 }
 
-#[tracing::instrument(skip_all, fields(account_id = %scope.account.id))]
 async fn list(State(state): State<AppState>, scope: AccountScope) -> ApiResult<Reply> {
+    list_in(&state, scope).await
+}
+
+/// `GET .../callflows` once the scope is known (also the direct dispatch's).
+#[tracing::instrument(skip_all, fields(account_id = %scope.account.id))]
+pub(super) async fn list_in(state: &AppState, scope: AccountScope) -> ApiResult<Reply> {
     state
         .replies
-        .reply(&state, &scope, "callflows", 0, compute_list(&state, &scope))
+        .reply(state, &scope, "callflows", 0, compute_list(state, &scope))
         .await
 }
 

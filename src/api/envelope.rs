@@ -288,7 +288,19 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
     // A whole-request deadline: past it the client is answered 503 and the handler dropped.
     // Writes run in tasks of their own (the save pipeline's commit), so one already under way
     // still completes; only the answer is lost.
-    let run = next.run(Request::from_parts(parts, Body::empty()));
+    // The hottest reads skip the router (direct.rs); everything else goes through it.
+    let uri = parts.uri.clone();
+    let hot = if state.config.direct_reads && effective == Method::GET {
+        super::direct::route(uri.path())
+    } else {
+        None
+    };
+    let run = async {
+        match hot {
+            Some(hot) => super::direct::serve(&state, ctx.clone(), hot).await,
+            None => next.run(Request::from_parts(parts, Body::empty())).await,
+        }
+    };
     // An upload takes as long as the client takes to send it (the server's idle-socket
     // limits still apply).
     let deadline = if upload {
@@ -324,9 +336,9 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
         return response;
     }
 
-    let (resp_parts, _) = response.into_parts();
-    let envelope = match resp_parts.extensions.get::<Envelope>() {
-        Some(env) => env.clone(),
+    let (mut resp_parts, _) = response.into_parts();
+    let envelope = match resp_parts.extensions.remove::<Envelope>() {
+        Some(env) => env,
         None => envelope_for_bare(resp_parts.status),
     };
     finish(
@@ -598,26 +610,28 @@ fn finalize(input: FinalizeInput<'_>) -> Response {
         method,
         tokens,
     } = input;
-    let mut body = envelope.body;
+    let body = envelope.body;
     let data_text = envelope.data_text;
-    if let Some(t) = tokens {
-        body.insert(
-            "tokens".into(),
-            json!({"consumed": t.consumed, "remaining": t.remaining}),
-        );
-    }
-    body.insert("request_id".into(), json!(request_id));
-    if let Some(token) = ctx.and_then(|c| c.auth_token.as_ref()) {
-        body.entry("auth_token").or_insert_with(|| json!(token));
-    }
-    body.insert("timestamp".into(), json!(timestamp()));
-    if ctx
+    // The request-wide keys, in the order they join the body; a key the handler already set
+    // keeps its place (and, for `auth_token`, its value), as a map insert would.
+    let authenticated = ctx
         .map(|c| c.authenticated.load(Ordering::Relaxed))
-        .unwrap_or(false)
-    {
-        body.insert("version".into(), json!(state.config.version));
+        .unwrap_or(false);
+    let stamp = timestamp();
+    let tokens = tokens.map(|t| json!({"consumed": t.consumed, "remaining": t.remaining}));
+    let mut added: Vec<(&'static str, Added<'_>, bool)> = Vec::with_capacity(6);
+    if let Some(t) = &tokens {
+        added.push(("tokens", Added::Value(t), false));
     }
-    body.insert("node".into(), json!(state.config.node));
+    added.push(("request_id", Added::Text(request_id), false));
+    if let Some(token) = ctx.and_then(|c| c.auth_token.as_deref()) {
+        added.push(("auth_token", Added::Text(token), true));
+    }
+    added.push(("timestamp", Added::Text(&stamp), false));
+    if authenticated {
+        added.push(("version", Added::Text(&state.config.version), false));
+    }
+    added.push(("node", Added::Text(&state.config.node), false));
 
     let etag = envelope.etag.map(|r| format!("\"{r}\""));
     let mut headers = extra_headers;
@@ -659,20 +673,29 @@ fn finalize(input: FinalizeInput<'_>) -> Response {
     }
 
     let pretty = pretty_header || ctx.and_then(|c| c.flag("pretty_print")).unwrap_or(false);
-    let text = match data_text {
-        // `data` already serialised (a listing, maybe cached): written in, not serialised again.
-        Some(data) if !pretty => splice_data(&data, &body),
-        Some(data) => {
-            let mut with_data = serde_json::Map::new();
+    let text = if pretty {
+        let mut with_data = serde_json::Map::new();
+        if let Some(data) = &data_text {
             with_data.insert(
                 "data".into(),
-                serde_json::from_str(&data).unwrap_or(Value::Null),
+                serde_json::from_str(data).unwrap_or(Value::Null),
             );
-            with_data.extend(body);
-            serde_json::to_string_pretty(&Value::Object(with_data)).unwrap_or_default()
         }
-        None if pretty => serde_json::to_string_pretty(&Value::Object(body)).unwrap_or_default(),
-        None => serde_json::to_string(&Value::Object(body)).unwrap_or_default(),
+        with_data.extend(body);
+        for (key, value, keep) in &added {
+            let value = match value {
+                Added::Text(t) => json!(t),
+                Added::Value(v) => (*v).clone(),
+            };
+            if *keep {
+                with_data.entry(*key).or_insert(value);
+            } else {
+                with_data.insert((*key).into(), value);
+            }
+        }
+        serde_json::to_string_pretty(&Value::Object(with_data)).unwrap_or_default()
+    } else {
+        write_envelope(data_text.as_deref(), &body, &added)
     };
     let jsonp = ctx
         .and_then(|c| c.option("jsonp"))
@@ -710,20 +733,61 @@ fn timestamp() -> String {
     })
 }
 
-/// `{"data":DATA,...rest of the envelope}` with `data` as given (JSON text).
-fn splice_data(data: &str, rest: &serde_json::Map<String, Value>) -> String {
-    let rest = serde_json::to_string(rest).unwrap_or_else(|_| "{}".to_string());
-    let mut out = String::with_capacity(data.len() + rest.len() + 9);
-    out.push_str("{\"data\":");
-    out.push_str(data);
-    match rest.strip_prefix('{') {
-        Some("}") | None => out.push('}'),
-        Some(tail) => {
-            out.push(',');
-            out.push_str(tail);
+/// A request-wide key's value.
+enum Added<'a> {
+    Text(&'a str),
+    Value(&'a Value),
+}
+
+/// The compact envelope in one pass: `data` first when it comes serialised (a listing, a
+/// cached reply: written in as it is), then the handler's keys in their order, then the
+/// request-wide keys `added` (each replacing a handler key of the same name in place, or kept
+/// behind it when its flag says so). The same text `serde_json` gives for the map with those
+/// inserts, without building it.
+fn write_envelope(
+    data: Option<&str>,
+    body: &serde_json::Map<String, Value>,
+    added: &[(&'static str, Added<'_>, bool)],
+) -> String {
+    let mut out: Vec<u8> = Vec::with_capacity(data.map_or(0, str::len) + 512);
+    out.push(b'{');
+    let mut first = true;
+    let mut key = |out: &mut Vec<u8>, k: &str| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        let _ = serde_json::to_writer(&mut *out, k);
+        out.push(b':');
+    };
+    let value = |out: &mut Vec<u8>, v: &Added<'_>| {
+        let _ = match v {
+            Added::Text(t) => serde_json::to_writer(out, t),
+            Added::Value(v) => serde_json::to_writer(out, v),
+        };
+    };
+    if let Some(data) = data {
+        key(&mut out, "data");
+        out.extend_from_slice(data.as_bytes());
+    }
+    for (k, v) in body {
+        key(&mut out, k);
+        match added.iter().find(|(a, _, keep)| a == k && !keep) {
+            Some((_, ours, _)) => value(&mut out, ours),
+            None => {
+                let _ = serde_json::to_writer(&mut out, v);
+            }
         }
     }
-    out
+    for (k, v, _) in added {
+        if !body.contains_key(*k) {
+            key(&mut out, k);
+            value(&mut out, v);
+        }
+    }
+    out.push(b'}');
+    // Only JSON text and valid UTF-8 pieces were written.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -731,14 +795,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn serialised_data_is_spliced_first() {
-        let mut rest = serde_json::Map::new();
-        rest.insert("status".into(), json!("success"));
+    fn envelope_text_is_what_the_map_gives() {
+        let tokens = json!({"consumed": 1, "remaining": 99});
+        let added = [
+            ("tokens", Added::Value(&tokens), false),
+            ("request_id", Added::Text("r\"1"), false),
+            ("auth_token", Added::Text("tok"), true),
+            ("timestamp", Added::Text("2026-01-01T00:00:00Z"), false),
+            ("node", Added::Text("n"), false),
+        ];
+        let mut body = serde_json::Map::new();
+        body.insert("revision".into(), json!("1-a"));
+        body.insert("request_id".into(), json!("old"));
+        body.insert("auth_token".into(), json!("theirs"));
+        body.insert("status".into(), json!("success"));
+        // The map with the same inserts, serialised.
+        let mut expected = body.clone();
+        for (k, v, keep) in &added {
+            let v = match v {
+                Added::Text(t) => json!(t),
+                Added::Value(v) => (*v).clone(),
+            };
+            if *keep {
+                expected.entry(*k).or_insert(v);
+            } else {
+                expected.insert((*k).into(), v);
+            }
+        }
         assert_eq!(
-            splice_data("[1,2]", &rest),
-            r#"{"data":[1,2],"status":"success"}"#
+            write_envelope(None, &body, &added),
+            serde_json::to_string(&expected).unwrap()
         );
-        assert_eq!(splice_data("{}", &serde_json::Map::new()), r#"{"data":{}}"#);
+        let spliced = write_envelope(Some("[1,2]"), &body, &added);
+        let mut with_data = serde_json::Map::new();
+        with_data.insert("data".into(), json!([1, 2]));
+        with_data.extend(expected);
+        assert_eq!(spliced, serde_json::to_string(&with_data).unwrap());
+        assert_eq!(
+            write_envelope(Some("{}"), &serde_json::Map::new(), &[]),
+            r#"{"data":{}}"#
+        );
+        assert_eq!(write_envelope(None, &serde_json::Map::new(), &[]), "{}");
     }
 
     #[test]

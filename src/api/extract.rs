@@ -35,7 +35,7 @@ impl FromRequestParts<AppState> for Ctx {
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub claims: Claims,
-    pub account: Account,
+    pub account: Arc<Account>,
 }
 
 impl Caller {
@@ -76,13 +76,13 @@ pub async fn caller(state: &AppState, ctx: &ReqCtx) -> Result<Option<Caller>, Ap
     // A token whose account is gone stops as an expired one does (Kazoo's `not_found`).
     let account = state
         .store
-        .get_account(&claims.account_id)
+        .account_shared(&claims.account_id)
         .await?
         .ok_or_else(ApiError::invalid_token)?;
     // A user's token lives only as long as the user: Kazoo signs it with a secret kept on the
     // user's document, so a deleted user's tokens stop verifying.
     if let Some(owner) = claims.owner_id.as_deref() {
-        if state.store.get_user(&account.id, owner).await?.is_none() {
+        if !state.store.user_exists(&account.id, owner).await? {
             tracing::debug!("token refused: its user is gone");
             return Err(ApiError::invalid_token());
         }
@@ -113,7 +113,7 @@ impl FromRequestParts<AppState> for Authenticated {
 /// token validity (401), account id shape (404), account existence (404), token presence
 /// (401), authorisation (403).
 pub struct AccountScope {
-    pub account: Account,
+    pub account: Arc<Account>,
     pub caller: Caller,
     pub ctx: Arc<ReqCtx>,
 }
@@ -132,20 +132,32 @@ impl FromRequestParts<AppState> for AccountScope {
         let account_id = params
             .iter()
             .find(|(k, _)| k == "account_id")
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| v.as_str())
             .unwrap_or_default();
+        Self::resolve(state, ctx, account_id).await
+    }
+}
+
+impl AccountScope {
+    /// The checks of the extractor, for a request whose account id is already known (the
+    /// envelope layer's direct dispatch of hot reads, `direct.rs`).
+    pub async fn resolve(
+        state: &AppState,
+        ctx: Arc<ReqCtx>,
+        account_id: &str,
+    ) -> Result<Self, ApiError> {
         let caller = caller(state, &ctx).await?;
-        if !crate::domain::is_account_id(&account_id) {
-            return Err(ApiError::invalid_account_id(&account_id));
+        if !crate::domain::is_account_id(account_id) {
+            return Err(ApiError::invalid_account_id(account_id));
         }
         // The caller's own account was just read with its token: not read twice.
         let account = match &caller {
             Some(c) if c.account.id == account_id => c.account.clone(),
             _ => state
                 .store
-                .get_account(&account_id)
+                .account_shared(account_id)
                 .await?
-                .ok_or_else(|| ApiError::bad_identifier(&account_id))?,
+                .ok_or_else(|| ApiError::bad_identifier(account_id))?,
         };
         let caller = caller.ok_or_else(ApiError::invalid_credentials)?;
         if !caller.may_access(&account) {
@@ -166,7 +178,7 @@ impl AccountScope {
     /// the document).
     pub fn writer(&self) -> Result<crate::documents::pipeline::Writer, ApiError> {
         Ok(crate::documents::pipeline::Writer {
-            account: self.account.clone(),
+            account: Account::clone(&self.account),
             request_id: self.ctx.request_id.clone(),
             auth_account_id: self.caller.account.id.clone(),
             auth_user_id: self.caller.claims.owner_id.clone(),

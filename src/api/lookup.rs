@@ -76,8 +76,13 @@ pub async fn resolve(
 /// Unindexed patterns past which a lookup runs on the blocking pool.
 const OFFLOAD_UNINDEXED: usize = 64;
 
-#[tracing::instrument(skip_all, fields(account_id = %scope.account.id))]
 async fn lookup(State(state): State<AppState>, scope: AccountScope) -> ApiResult<Reply> {
+    lookup_in(&state, scope).await
+}
+
+/// The lookup once the scope is known (also the direct dispatch's).
+#[tracing::instrument(skip_all, fields(account_id = %scope.account.id))]
+pub(super) async fn lookup_in(state: &AppState, scope: AccountScope) -> ApiResult<Reply> {
     let number = match scope.ctx.query("number") {
         Some(n) if !n.is_empty() => n,
         _ => {

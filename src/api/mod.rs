@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod auth;
 pub mod basic;
 pub mod callflows;
+pub mod direct;
 pub mod docs_page;
 pub mod documents;
 pub mod drafts;
@@ -73,6 +74,9 @@ pub struct ApiConfig {
     /// Kazoo's `node` envelope key: base64url(md5(node name)).
     pub node: String,
     pub version: String,
+    /// The hottest reads are dispatched by the envelope layer without the router
+    /// (`direct.rs`); off only to compare both ways in tests.
+    pub direct_reads: bool,
 }
 
 impl Default for ApiConfig {
@@ -98,6 +102,7 @@ impl Default for ApiConfig {
             max_patterns_per_account: 2_000,
             node: node_id(&format!("callflowd@{}", hostname())),
             version: format!("callflowd-{}", env!("CARGO_PKG_VERSION")),
+            direct_reads: true,
         }
     }
 }

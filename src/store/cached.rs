@@ -152,8 +152,8 @@ struct Caches {
     /// Bumped when another process's writes were noticed.
     external: AtomicU64,
     hasher: hashbrown::DefaultHashBuilder,
-    accounts: Memo<Option<Account>>,
-    users: Memo<Option<User>>,
+    accounts: Memo<Option<Arc<Account>>>,
+    users: Memo<Option<Arc<User>>>,
     callflows: Memo<Option<StoredCallflow>>,
     documents: Memo<Option<(String, StoredCallflow)>>,
     /// Entries of [`Store::documents_by_ids`] (a flow's metadata).
@@ -315,6 +315,13 @@ impl CachedStore {
         }
     }
 
+    /// A user, shared with the cache (no copy of it).
+    async fn user_shared(&self, account_id: &str, id: &str) -> StoreResult<Option<Arc<User>>> {
+        let load = async { Ok(self.inner.get_user(account_id, id).await?.map(Arc::new)) };
+        self.read(&self.caches.users, key(account_id, id), load)
+            .await
+    }
+
     /// Whether reads may be served from memory (not in a tool's announcing store).
     fn cache_on(&self) -> bool {
         matches!(self.mode, Mode::Cache { .. })
@@ -455,10 +462,14 @@ impl Store for CachedStore {
     }
 
     async fn get_account(&self, id: &str) -> StoreResult<Option<Account>> {
+        Ok(self.account_shared(id).await?.map(Arc::unwrap_or_clone))
+    }
+
+    async fn account_shared(&self, id: &str) -> StoreResult<Option<Arc<Account>>> {
         self.read(
             &self.caches.accounts,
             id.to_string(),
-            self.inner.get_account(id),
+            self.inner.account_shared(id),
         )
         .await
     }
@@ -488,12 +499,14 @@ impl Store for CachedStore {
     }
 
     async fn get_user(&self, account_id: &str, id: &str) -> StoreResult<Option<User>> {
-        self.read(
-            &self.caches.users,
-            key(account_id, id),
-            self.inner.get_user(account_id, id),
-        )
-        .await
+        Ok(self
+            .user_shared(account_id, id)
+            .await?
+            .map(Arc::unwrap_or_clone))
+    }
+
+    async fn user_exists(&self, account_id: &str, id: &str) -> StoreResult<bool> {
+        Ok(self.user_shared(account_id, id).await?.is_some())
     }
 
     async fn setting_or_init(&self, key: &str, value: &str) -> StoreResult<String> {

@@ -482,6 +482,11 @@ pub trait Store: Send + Sync + 'static {
     /// (case-insensitive), then id.
     async fn accounts_below(&self, id: &str, direct: bool) -> StoreResult<Vec<Account>>;
     async fn get_account(&self, id: &str) -> StoreResult<Option<Account>>;
+    /// An account, shared: a store that keeps accounts in memory hands out its own copy
+    /// instead of a clone (the request path reads one or two per request).
+    async fn account_shared(&self, id: &str) -> StoreResult<Option<std::sync::Arc<Account>>> {
+        Ok(self.get_account(id).await?.map(std::sync::Arc::new))
+    }
     async fn accounts_by_realm(&self, realm: &str) -> StoreResult<Vec<Account>>;
     async fn accounts_by_name_key(&self, name_key: &str) -> StoreResult<Vec<Account>>;
     /// Accounts whose API key starts with `prefix`, with the key's argon2 hash.
@@ -490,6 +495,10 @@ pub trait Store: Send + Sync + 'static {
     /// Enabled users of an account, as login candidates.
     async fn login_users(&self, account_id: &str) -> StoreResult<Vec<User>>;
     async fn get_user(&self, account_id: &str, id: &str) -> StoreResult<Option<User>>;
+    /// Whether the user exists (a token's owner check), without copying it.
+    async fn user_exists(&self, account_id: &str, id: &str) -> StoreResult<bool> {
+        Ok(self.get_user(account_id, id).await?.is_some())
+    }
 
     /// The stored value of `key`, setting it to `value` first if it has none (atomic, so
     /// every node ends up with the same value).

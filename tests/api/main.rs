@@ -8,6 +8,7 @@ mod callflows;
 mod calltests;
 mod concurrency;
 mod conformance;
+mod direct;
 mod documents;
 mod envelope;
 mod fidelity;
