@@ -30,7 +30,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
-use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -366,10 +365,38 @@ impl http_body::Body for GuardedBody {
     }
 }
 
+/// What the server runs for each request: the API ([`crate::api::ApiService`]) or any axum
+/// router.
+pub trait HttpService:
+    tower::Service<
+        axum::extract::Request,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future: Send,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> HttpService for S where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+            Future: Send,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then stops within the grace period.
-pub async fn serve(
+pub async fn serve<R: HttpService>(
     listener: TcpListener,
-    router: Router,
+    router: R,
     limits: ServerLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -463,13 +490,13 @@ pub async fn serve(
     Ok(())
 }
 
-async fn serve_connection(
+async fn serve_connection<R: HttpService>(
     id: u64,
     stream: TcpStream,
     peer: SocketAddr,
     state: Arc<ConnState>,
     registry: Arc<Registry>,
-    router: Router,
+    router: R,
     mut stop: watch::Receiver<bool>,
 ) {
     let io = TokioIo::new(Tracked {

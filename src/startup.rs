@@ -33,7 +33,7 @@ pub struct App {
     /// `--metrics-listen`: `/metrics` on a listener of its own.
     metrics_listener: Option<TcpListener>,
     limits: crate::server::ServerLimits,
-    router: axum::Router,
+    router: api::ApiService,
     pub state: AppState,
     pub bootstrap: Option<Bootstrap>,
 }
@@ -228,7 +228,7 @@ impl App {
             listener,
             metrics_listener,
             limits,
-            router: api::router(state.clone()),
+            router: api::ApiService::new(state.clone()),
             state,
             bootstrap,
         })

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -37,12 +37,17 @@ const CORS_ALLOW_HEADERS: &str = "content-type, depth, user-agent, x-http-method
 const CORS_EXPOSE_HEADERS: &str =
     "content-type, x-auth-token, x-request-id, x-kazoo-cluster-id, location, etag";
 
-/// The envelope layer (see the module docs).
+/// The envelope layer (see the module docs) around `inner`, the routes ([`super::ApiService`]
+/// calls it for every request).
 ///
 /// Every request runs inside one `request` span carrying its id, method and path; the matched
 /// route is recorded into it once routing has happened ([`record_route`]), so every log line of
 /// the request can be found by its id.
-pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn around<F, Fut>(state: AppState, req: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let request_id = req
         .headers()
         .get("x-request-id")
@@ -59,7 +64,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         status = tracing::field::Empty,
     );
     let response =
-        tracing::Instrument::instrument(handle(state, req, next, request_id), span.clone()).await;
+        tracing::Instrument::instrument(handle(state, req, inner, request_id), span.clone()).await;
     span.record("status", response.status().as_u16());
     response
 }
@@ -73,7 +78,11 @@ pub async fn record_route(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-async fn handle(state: AppState, req: Request, next: Next, request_id: String) -> Response {
+async fn handle<F, Fut>(state: AppState, req: Request, next: F, request_id: String) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     // Reads cached in memory catch up with what other processes wrote to the store.
     if state.store.sync_external() {
         state.routes.invalidate_all();
@@ -136,7 +145,7 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
 
     // Prometheus scrapes plain text, not an envelope (unless it is served elsewhere).
     if state.config.metrics_on_api && parts.uri.path() == "/metrics" && method == Method::GET {
-        return next.run(Request::from_parts(parts, body)).await;
+        return next(Request::from_parts(parts, body)).await;
     }
 
     // CORS preflight short-circuits everything else.
@@ -298,7 +307,7 @@ async fn handle(state: AppState, req: Request, next: Next, request_id: String) -
     let run = async {
         match hot {
             Some(hot) => super::direct::serve(&state, ctx.clone(), hot).await,
-            None => next.run(Request::from_parts(parts, Body::empty())).await,
+            None => next(Request::from_parts(parts, Body::empty())).await,
         }
     };
     // An upload takes as long as the client takes to send it (the server's idle-socket

@@ -1,7 +1,7 @@
 //! The HTTP API: every route, the fallback and the layer stack, in one place.
 //!
 //! Handlers are thin: extract, call the domain/store, wrap in the envelope. The envelope layer
-//! ([`envelope::layer`]) runs around the whole router so it can rewrite the method (verb
+//! ([`envelope::around`]) runs around the whole router so it can rewrite the method (verb
 //! tunnelling) and the path before routing.
 
 pub mod accounts;
@@ -167,8 +167,14 @@ pub struct Shared {
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
-/// The complete HTTP service.
+/// The complete HTTP service, as an axum router (what tests drive; the server runs the same
+/// [`ApiService`] without the router around it).
 pub fn router(state: AppState) -> Router {
+    Router::new().fallback_service(ApiService::new(state))
+}
+
+/// Every route, without the envelope layer.
+fn routes(state: &AppState) -> Router {
     let routes = Router::new()
         .route("/healthz", get(healthz))
         .merge(auth::router())
@@ -195,20 +201,68 @@ pub fn router(state: AppState) -> Router {
     } else {
         routes
     };
-    let routes = routes
+    routes
         .route_layer(axum::middleware::from_fn(envelope::record_route))
         .fallback(not_found)
-        .with_state(state.clone());
-    Router::new()
-        .fallback_service(routes)
-        .layer(axum::middleware::from_fn_with_state(state, envelope::layer))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
-            let answer = ApiError::internal("handler panicked").into_answer();
-            axum::response::IntoResponse::into_response((
-                answer.status,
-                json!(answer.envelope()).to_string(),
-            ))
-        }))
+        .with_state(state.clone())
+}
+
+/// The complete HTTP service as the server runs it: the envelope layer ([`envelope::around`])
+/// around the routes, and a panic answered 500 in Kazoo's shape. [`router`] is the same as an
+/// axum router; the server calls it directly, without a router around it.
+#[derive(Clone)]
+pub struct ApiService {
+    state: AppState,
+    routes: Router,
+}
+
+impl ApiService {
+    pub fn new(state: AppState) -> Self {
+        let routes = routes(&state);
+        Self { state, routes }
+    }
+}
+
+impl tower::Service<axum::extract::Request> for ApiService {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+        let state = self.state.clone();
+        let routes = self.routes.clone();
+        Box::pin(async move {
+            use futures_util::FutureExt;
+            let inner = move |req| async move {
+                match tower::ServiceExt::oneshot(routes, req).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            };
+            let answered = std::panic::AssertUnwindSafe(envelope::around(state, req, inner))
+                .catch_unwind()
+                .await;
+            Ok(answered.unwrap_or_else(|_| panicked()))
+        })
+    }
+}
+
+/// The answer to a request whose handler panicked.
+fn panicked() -> axum::response::Response {
+    let answer = ApiError::internal("handler panicked").into_answer();
+    axum::response::IntoResponse::into_response((
+        answer.status,
+        json!(answer.envelope()).to_string(),
+    ))
 }
 
 /// The router of the separate metrics listener (`--metrics-listen`): `/metrics` only.
