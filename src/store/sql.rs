@@ -1055,7 +1055,24 @@ where
         };
         let queue = group.queue.get_or_init(|| {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            tokio::spawn(Self::commit_loop(store.clone(), rx));
+            // The writer runs on a thread of its own: each of a batch's statements is a round
+            // trip to the driver's worker thread, and on the server's workers every one of them
+            // would wait behind the HTTP tasks before the next could start. It ends when the
+            // store (the queue's sender) is dropped.
+            let loop_store = store.clone();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let spawned = runtime.map_err(anyhow::Error::from).and_then(|runtime| {
+                std::thread::Builder::new()
+                    .name("group-commit".into())
+                    .spawn(move || runtime.block_on(Self::commit_loop(loop_store, rx)))
+                    .map_err(anyhow::Error::from)
+            });
+            if let Err(error) = spawned {
+                // Without its thread the queue has no reader: writes then go alone (below).
+                tracing::warn!(%error, "group commit thread not started");
+            }
             tx
         });
         let (reply, answer) = tokio::sync::oneshot::channel();
@@ -1090,7 +1107,7 @@ where
         }
     }
 
-    /// Runs a batch in one transaction, a savepoint per write. If the transaction itself
+    /// Runs a batch in one transaction (a savepoint only around a publish). If the transaction itself
     /// fails (opening, a statement error that is not a write's own refusal, the commit),
     /// nothing of it stays, and every write not yet answered runs again on its own, so one
     /// failing write cannot fail the others.
@@ -1102,7 +1119,13 @@ where
         let mut done: Vec<(GroupJob, i64)> = Vec::with_capacity(jobs.len());
         let mut jobs = jobs.into_iter();
         while let Some(job) = jobs.next() {
-            let result = Self::in_savepoint(store, &mut tx, &job.write, &job.meta).await;
+            // As in `batch`: a write refuses before it changes anything, so only a publish
+            // (which checks its draft after writing) needs a savepoint to undo its part.
+            let result = if job.meta.consume_draft.is_none() {
+                Self::write_in(store, &mut tx, &job.write, &job.meta).await
+            } else {
+                Self::in_savepoint(store, &mut tx, &job.write, &job.meta).await
+            };
             match result {
                 Ok(pos) => done.push((job, pos)),
                 Err(e) if refusal(&e) => {
