@@ -221,6 +221,12 @@ impl ApiService {
         let routes = routes(&state);
         Self { state, routes }
     }
+
+    /// The envelope layer around other routes (tests: a route that panics).
+    #[doc(hidden)]
+    pub fn with_routes(state: AppState, routes: Router) -> Self {
+        Self { state, routes }
+    }
 }
 
 impl tower::Service<axum::extract::Request> for ApiService {

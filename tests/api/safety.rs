@@ -656,3 +656,49 @@ async fn terminated_postgresql_backends_answer_503_then_heal() {
         StatusCode::OK
     );
 }
+
+/// A handler that panics answers 500 in Kazoo's error shape, and the server goes on.
+#[tokio::test]
+async fn a_panicking_handler_answers_500_and_the_service_goes_on() {
+    use tower::ServiceExt;
+    let app = TestApp::spawn().await;
+    let routes = axum::Router::new().route(
+        "/v2/boom",
+        axum::routing::get(|| async {
+            if std::hint::black_box(true) {
+                panic!("a handler bug");
+            }
+            "never"
+        }),
+    );
+    let service = callflowd::api::ApiService::with_routes(app.state.clone(), routes);
+    let request = || {
+        axum::http::Request::builder()
+            .uri("/v2/boom")
+            .body(axum::body::Body::empty())
+            .expect("request")
+    };
+    for _ in 0..2 {
+        let response = service
+            .clone()
+            .oneshot(request())
+            .await
+            .expect("infallible");
+        assert_eq!(
+            response.status(),
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let bytes = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .expect("body")
+            .to_bytes();
+        let body: Value = serde_json::from_slice(&bytes).expect("JSON");
+        assert_eq!(body["status"], "error", "{body}");
+        assert_eq!(body["error"], "500", "{body}");
+    }
+    // The real routes still answer.
+    let r = app
+        .call(axum::http::Method::GET, "/healthz", None, None)
+        .await;
+    assert_eq!(r.status, axum::http::StatusCode::OK);
+}
