@@ -28,6 +28,9 @@ pub(super) trait Backend: Clone + Send + Sync + 'static {
     const NUMBER_KEYS: &'static str;
     /// The same for patterns.
     const PATTERN_KEYS: &'static str;
+    /// The driver runs several statements sent as one query, binding `$N` across them
+    /// (SQLite): a write's inserts then cost one round trip ([`Deferred`]).
+    const JOINS_STATEMENTS: bool = false;
 
     /// The pool reads use.
     fn read(&self) -> &Pool<Self::Db>;
@@ -175,6 +178,60 @@ const ID_IN_USE: &str =
 
 /// Rows per multi-row statement (4 parameters each stays far below both backends' limits).
 const CHUNK: usize = 500;
+
+/// Most parameters one joined query binds (SQLite numbers them up to 32,766).
+const JOINED_PARAMETERS: usize = 30_000;
+
+/// A value a deferred statement binds.
+#[derive(Clone)]
+enum Arg<'a> {
+    Text(&'a str),
+    MaybeText(Option<&'a str>),
+    Int(i64),
+    /// A value computed for the statement (a search key).
+    Owned(String),
+}
+
+/// The statements of a write that answer nothing (its inserts, index rows, revision), kept
+/// until something needs their effect, then sent together: on a backend that takes several
+/// statements in one query ([`Backend::JOINS_STATEMENTS`]) as one query, with each
+/// statement's `$N` shifted past the parameters before it; elsewhere one by one, as written.
+/// Each statement on SQLite is a round trip to the driver's worker thread, and the writer's
+/// throughput is bounded by those round trips (BENCHMARKS.md).
+#[derive(Default)]
+struct Deferred<'a> {
+    statements: Vec<(String, Vec<Arg<'a>>)>,
+}
+
+impl<'a> Deferred<'a> {
+    fn push(&mut self, statement: impl Into<String>, args: Vec<Arg<'a>>) {
+        self.statements.push((statement.into(), args));
+    }
+}
+
+/// `statement` with every `$N` placeholder shifted by `by`, appended to `out`.
+fn shift_placeholders(statement: &str, by: usize, out: &mut String) {
+    let bytes = statement.as_bytes();
+    let (mut copied, mut i) = (0, 0);
+    while i < bytes.len() {
+        if bytes[i] == b'$' {
+            let start = i + 1;
+            let mut end = start;
+            while end < bytes.len() && bytes[end].is_ascii_digit() {
+                end += 1;
+            }
+            if let Ok(n) = statement[start..end].parse::<usize>() {
+                out.push_str(&statement[copied..start]);
+                out.push_str(&(n + by).to_string());
+                copied = end;
+                i = end;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out.push_str(&statement[copied..]);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Statements
@@ -778,7 +835,70 @@ where
     for<'q> i64: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
     usize: ColumnIndex<<B::Db as Database>::Row>,
     for<'s> &'s str: ColumnIndex<<B::Db as Database>::Row>,
+    B::Db: sqlx::database::HasStatementCache,
 {
+    /// Sends the statements `deferred` holds ([`Deferred`]) and empties it.
+    async fn flush(conn: &mut Conn<B>, deferred: &mut Deferred<'_>) -> StoreResult<()> {
+        let statements = std::mem::take(&mut deferred.statements);
+        if !B::JOINS_STATEMENTS {
+            for (statement, args) in &statements {
+                Self::bind_all(sqlx::query(statement), args)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            return Ok(());
+        }
+        let mut rest = statements.as_slice();
+        while !rest.is_empty() {
+            // As many statements as the parameter limit allows (always at least one).
+            let (mut take, mut params) = (0, 0);
+            while take < rest.len()
+                && (take == 0 || params + rest[take].1.len() <= JOINED_PARAMETERS)
+            {
+                params += rest[take].1.len();
+                take += 1;
+            }
+            let (group, tail) = rest.split_at(take);
+            rest = tail;
+            if let [(statement, args)] = group {
+                Self::bind_all(sqlx::query(statement), args)
+                    .execute(&mut *conn)
+                    .await?;
+                continue;
+            }
+            let mut joined = String::new();
+            let mut args: Vec<Arg<'_>> = Vec::with_capacity(params);
+            for (statement, own) in group {
+                if !joined.is_empty() {
+                    joined.push_str(";\n");
+                }
+                shift_placeholders(statement, args.len(), &mut joined);
+                args.extend(own.iter().cloned());
+            }
+            // Not kept among the prepared statements: its text changes with the write's shape.
+            Self::bind_all(sqlx::query(&joined), &args)
+                .persistent(false)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn bind_all<'q>(
+        mut query: sqlx::query::Query<'q, B::Db, <B::Db as Database>::Arguments<'q>>,
+        args: &'q [Arg<'_>],
+    ) -> sqlx::query::Query<'q, B::Db, <B::Db as Database>::Arguments<'q>> {
+        for arg in args {
+            query = match arg {
+                Arg::Text(t) => query.bind(*t),
+                Arg::MaybeText(t) => query.bind(*t),
+                Arg::Int(n) => query.bind(*n),
+                Arg::Owned(t) => query.bind(t.as_str()),
+            };
+        }
+        query
+    }
+
     /// The numbers and patterns of `write` that other callflows of the account hold.
     async fn conflicts(
         conn: &mut Conn<B>,
@@ -855,16 +975,21 @@ where
         let now = now_gregorian();
         let text = doc_text(&write.doc);
         let name = write.doc.get("name").and_then(|v| v.as_str());
-        sqlx::query(UPSERT_CALLFLOW)
-            .bind(&write.account_id)
-            .bind(&write.id)
-            .bind(&write.new_rev)
-            .bind(name)
-            .bind(i64::from(write.deleted))
-            .bind(&text)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        let (account_id, id) = (write.account_id.as_str(), write.id.as_str());
+        // Everything from here to the revision answers nothing: sent together (`Deferred`).
+        let mut deferred = Deferred::default();
+        deferred.push(
+            UPSERT_CALLFLOW,
+            vec![
+                Arg::Text(account_id),
+                Arg::Text(id),
+                Arg::Text(&write.new_rev),
+                Arg::MaybeText(name),
+                Arg::Int(i64::from(write.deleted)),
+                Arg::Text(&text),
+                Arg::Int(now),
+            ],
+        );
         if existed {
             for delete in [
                 DELETE_NUMBERS,
@@ -872,55 +997,43 @@ where
                 DELETE_REFERENCES,
                 DELETE_SEARCH_KEYS,
             ] {
-                sqlx::query(delete)
-                    .bind(&write.account_id)
-                    .bind(&write.id)
-                    .execute(&mut *tx)
-                    .await?;
+                deferred.push(delete, vec![Arg::Text(account_id), Arg::Text(id)]);
             }
         }
         if !write.deleted {
-            Self::insert_indexes(
-                &mut *tx,
-                &write.account_id,
-                &write.id,
-                "callflow",
-                &write.doc,
-            )
-            .await?;
+            Self::insert_indexes(&mut deferred, account_id, id, "callflow", &write.doc);
             for chunk in write.numbers.chunks(CHUNK) {
                 let statement = format!("{INSERT_NUMBERS}{}", value_rows(chunk.len(), 4));
-                let mut query = sqlx::query(&statement);
+                let mut args = Vec::with_capacity(chunk.len() * 4);
                 for number in chunk {
-                    query = query
-                        .bind(&write.account_id)
-                        .bind(number)
-                        .bind(&write.id)
-                        .bind(search_key(number));
+                    args.extend([
+                        Arg::Text(account_id),
+                        Arg::Text(number),
+                        Arg::Text(id),
+                        Arg::Owned(search_key(number)),
+                    ]);
                 }
-                query.execute(&mut *tx).await?;
+                deferred.push(statement, args);
             }
             for chunk in write.patterns.chunks(CHUNK) {
                 let statement = format!("{INSERT_PATTERNS}{}", value_rows(chunk.len(), 3));
-                let mut query = sqlx::query(&statement);
+                let mut args = Vec::with_capacity(chunk.len() * 3);
                 for pattern in chunk {
-                    query = query.bind(&write.account_id).bind(pattern).bind(&write.id);
+                    args.extend([Arg::Text(account_id), Arg::Text(pattern), Arg::Text(id)]);
                 }
-                query.execute(&mut *tx).await?;
+                deferred.push(statement, args);
             }
             for chunk in write.references.chunks(CHUNK) {
                 let statement = format!("{INSERT_REFERENCES}{}", value_rows(chunk.len(), 3));
-                let mut query = sqlx::query(&statement);
+                let mut args = Vec::with_capacity(chunk.len() * 3);
                 for reference in chunk {
-                    query = query
-                        .bind(&write.account_id)
-                        .bind(&write.id)
-                        .bind(reference);
+                    args.extend([Arg::Text(account_id), Arg::Text(id), Arg::Text(reference)]);
                 }
-                query.execute(&mut *tx).await?;
+                deferred.push(statement, args);
             }
         }
         if let Some(draft_rev) = &meta.consume_draft {
+            Self::flush(&mut *tx, &mut deferred).await?;
             let taken: Option<String> = sqlx::query_scalar(CONSUME_DRAFT)
                 .bind(&write.account_id)
                 .bind(&write.id)
@@ -941,20 +1054,22 @@ where
             request_id: Some(&write.request_id),
             now,
         };
-        Self::record(store, tx, &record, meta).await
+        Self::record(store, tx, &record, meta, deferred).await
     }
 
     /// Writes the revision (unless the write keeps none), applies count retention, then, as
     /// the transaction's last step, takes the next feed position, records the change and
     /// announces it ([`Backend::feed_step`]). Returns the feed position (the change's row id
     /// when history is recorded as before it existed; 0 for a dry run, which takes none).
-    async fn record(
+    async fn record<'a>(
         store: &B,
         conn: &mut Conn<B>,
-        record: &Record<'_>,
-        meta: &WriteMeta,
+        record: &Record<'a>,
+        meta: &'a WriteMeta,
+        mut deferred: Deferred<'a>,
     ) -> StoreResult<i64> {
         if store.fail_revision_writes() {
+            Self::flush(&mut *conn, &mut deferred).await?;
             return Err(StoreError::Other(anyhow::anyhow!(
                 "injected failure before the revision write"
             )));
@@ -962,38 +1077,43 @@ where
         let number = rev_number(record.rev);
         // As before history: nobody and no message recorded, no revision number in the change.
         let legacy = meta.legacy_history;
-        let who = |v: &Option<String>| v.as_deref().filter(|_| !legacy).map(str::to_string);
+        let who = |v: &'a Option<String>| v.as_deref().filter(|_| !legacy);
         let (auth_account_id, auth_user_id, message) = (
             who(&meta.auth_account_id),
             who(&meta.auth_user_id),
             who(&meta.message),
         );
         if let Some(text) = record.doc_text {
-            sqlx::query(INSERT_REVISION)
-                .bind(record.account_id)
-                .bind(record.doc_id)
-                .bind(number)
-                .bind(record.doc_type)
-                .bind(record.rev)
-                .bind(record.op)
-                .bind(text)
-                .bind(record.request_id)
-                .bind(auth_account_id.as_deref())
-                .bind(auth_user_id.as_deref())
-                .bind(message.as_deref())
-                .bind(record.now)
-                .execute(&mut *conn)
-                .await?;
+            deferred.push(
+                INSERT_REVISION,
+                vec![
+                    Arg::Text(record.account_id),
+                    Arg::Text(record.doc_id),
+                    Arg::Int(number),
+                    Arg::Text(record.doc_type),
+                    Arg::Text(record.rev),
+                    Arg::Text(record.op),
+                    Arg::Text(text),
+                    Arg::MaybeText(record.request_id),
+                    Arg::MaybeText(auth_account_id),
+                    Arg::MaybeText(auth_user_id),
+                    Arg::MaybeText(message),
+                    Arg::Int(record.now),
+                ],
+            );
             if let Some(keep) = meta.keep_revisions.filter(|k| *k > 0) {
                 let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-                sqlx::query(PRUNE_DOCUMENT_REVISIONS)
-                    .bind(record.account_id)
-                    .bind(record.doc_id)
-                    .bind(number.saturating_sub(keep))
-                    .execute(&mut *conn)
-                    .await?;
+                deferred.push(
+                    PRUNE_DOCUMENT_REVISIONS,
+                    vec![
+                        Arg::Text(record.account_id),
+                        Arg::Text(record.doc_id),
+                        Arg::Int(number.saturating_sub(keep)),
+                    ],
+                );
             }
         }
+        Self::flush(&mut *conn, &mut deferred).await?;
         // A dry run takes no feed position: the counter is left alone (no writer waits on a
         // dry run) and no sequence value is drawn, as the change would be rolled back anyway.
         if meta.dry_run {
@@ -1028,10 +1148,10 @@ where
             op: record.op,
             now: record.now,
             number,
-            auth_account_id: auth_account_id.as_deref(),
-            auth_user_id: auth_user_id.as_deref(),
+            auth_account_id,
+            auth_user_id,
             request_id: record.request_id,
-            message: message.as_deref(),
+            message,
         };
         Ok(store.feed_step(conn, &entry).await?)
     }
@@ -1314,7 +1434,7 @@ where
             request_id: None,
             now: now_gregorian(),
         };
-        let pos = Self::record(store, &mut tx, &record, meta).await?;
+        let pos = Self::record(store, &mut tx, &record, meta, Deferred::default()).await?;
         Self::end(tx, meta).await?;
         Ok(pos)
     }
@@ -1372,7 +1492,7 @@ where
             request_id: Some(&write.request_id),
             now,
         };
-        let pos = Self::record(store, &mut tx, &record, meta).await?;
+        let pos = Self::record(store, &mut tx, &record, meta, Deferred::default()).await?;
         Self::end(tx, meta).await?;
         Ok(pos)
     }
@@ -1414,7 +1534,7 @@ where
             request_id,
             now: now_gregorian(),
         };
-        let pos = Self::record(store, &mut tx, &record, meta).await?;
+        let pos = Self::record(store, &mut tx, &record, meta, Deferred::default()).await?;
         Self::end(tx, meta).await?;
         Ok(pos)
     }
@@ -1468,65 +1588,66 @@ where
     /// A live document's index rows: the keys `/search` finds it under
     /// ([`search::index_keys`]) and its owners ([`owners::owners`]), typed by its `pvt_type`
     /// (else `doc_type`), as searches and listings filter on it.
-    async fn insert_indexes(
-        conn: &mut Conn<B>,
-        account_id: &str,
-        id: &str,
-        doc_type: &str,
-        doc: &Map<String, Value>,
-    ) -> StoreResult<()> {
-        Self::insert_search_keys(conn, account_id, id, doc_type, doc).await?;
-        Self::insert_owners(conn, account_id, id, doc_type, doc).await
+    /// The search keys and owner rows of a document, as deferred statements.
+    fn insert_indexes<'a>(
+        deferred: &mut Deferred<'a>,
+        account_id: &'a str,
+        id: &'a str,
+        doc_type: &'a str,
+        doc: &'a Map<String, Value>,
+    ) {
+        Self::insert_search_keys(deferred, account_id, id, doc_type, doc);
+        Self::insert_owners(deferred, account_id, id, doc_type, doc);
     }
 
-    async fn insert_search_keys(
-        conn: &mut Conn<B>,
-        account_id: &str,
-        id: &str,
-        doc_type: &str,
-        doc: &Map<String, Value>,
-    ) -> StoreResult<()> {
+    fn insert_search_keys<'a>(
+        deferred: &mut Deferred<'a>,
+        account_id: &'a str,
+        id: &'a str,
+        doc_type: &'a str,
+        doc: &'a Map<String, Value>,
+    ) {
         let keys = search::index_keys(id, doc);
         let doc_type = pvt_type_or(doc, doc_type);
         for chunk in keys.chunks(CHUNK) {
             let statement = format!("{INSERT_SEARCH_KEYS}{}", value_rows(chunk.len(), 5));
-            let mut query = sqlx::query(&statement);
+            let mut args = Vec::with_capacity(chunk.len() * 5);
             for (view, key) in chunk {
-                query = query
-                    .bind(account_id)
-                    .bind(id)
-                    .bind(doc_type)
-                    .bind(*view)
-                    .bind(key.as_str());
+                args.extend([
+                    Arg::Text(account_id),
+                    Arg::Text(id),
+                    Arg::Text(doc_type),
+                    Arg::Text(view),
+                    Arg::Owned(key.clone()),
+                ]);
             }
-            query.execute(&mut *conn).await?;
+            deferred.push(statement, args);
         }
-        Ok(())
     }
 
-    async fn insert_owners(
-        conn: &mut Conn<B>,
-        account_id: &str,
-        id: &str,
-        doc_type: &str,
-        doc: &Map<String, Value>,
-    ) -> StoreResult<()> {
+    fn insert_owners<'a>(
+        deferred: &mut Deferred<'a>,
+        account_id: &'a str,
+        id: &'a str,
+        doc_type: &'a str,
+        doc: &'a Map<String, Value>,
+    ) {
         let found = owners::owners(doc);
         let doc_type = pvt_type_or(doc, doc_type);
         for chunk in found.chunks(CHUNK) {
             let statement = format!("{INSERT_OWNERS}{}", value_rows(chunk.len(), 5));
-            let mut query = sqlx::query(&statement);
+            let mut args = Vec::with_capacity(chunk.len() * 5);
             for (owner, hotdesked) in chunk {
-                query = query
-                    .bind(account_id)
-                    .bind(id)
-                    .bind(doc_type)
-                    .bind(owner.as_str())
-                    .bind(i64::from(*hotdesked));
+                args.extend([
+                    Arg::Text(account_id),
+                    Arg::Text(id),
+                    Arg::Text(doc_type),
+                    Arg::Owned(owner.clone()),
+                    Arg::Int(i64::from(*hotdesked)),
+                ]);
             }
-            query.execute(&mut *conn).await?;
+            deferred.push(statement, args);
         }
-        Ok(())
     }
 
     /// Builds the indexes added after documents were stored (search keys, owners), each once
@@ -1555,12 +1676,14 @@ where
             for (account_id, id, doc_type, text) in rows {
                 let doc: Map<String, Value> =
                     serde_json::from_str(&text).map_err(|e| StoreError::Other(e.into()))?;
+                let mut deferred = Deferred::default();
                 if claimed.contains(&"search_index") {
-                    Self::insert_search_keys(&mut tx, &account_id, &id, &doc_type, &doc).await?;
+                    Self::insert_search_keys(&mut deferred, &account_id, &id, &doc_type, &doc);
                 }
                 if claimed.contains(&"owner_index") {
-                    Self::insert_owners(&mut tx, &account_id, &id, &doc_type, &doc).await?;
+                    Self::insert_owners(&mut deferred, &account_id, &id, &doc_type, &doc);
                 }
+                Self::flush(&mut tx, &mut deferred).await?;
                 count += 1;
             }
         }
@@ -1672,42 +1795,38 @@ where
         }
         let now = now_gregorian();
         let text = doc_text(&write.doc);
-        sqlx::query(UPSERT_DOCUMENT)
-            .bind(&write.account_id)
-            .bind(&write.id)
-            .bind(&write.doc_type)
-            .bind(&write.new_rev)
-            .bind(i64::from(write.deleted))
-            .bind(&text)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        let (account_id, id) = (write.account_id.as_str(), write.id.as_str());
+        // Everything from here to the revision answers nothing: sent together (`Deferred`).
+        let mut deferred = Deferred::default();
+        deferred.push(
+            UPSERT_DOCUMENT,
+            vec![
+                Arg::Text(account_id),
+                Arg::Text(id),
+                Arg::Text(&write.doc_type),
+                Arg::Text(&write.new_rev),
+                Arg::Int(i64::from(write.deleted)),
+                Arg::Text(&text),
+                Arg::Int(now),
+            ],
+        );
         if existed {
             for delete in [DELETE_DOCUMENT_KEYS, DELETE_SEARCH_KEYS, DELETE_OWNERS] {
-                sqlx::query(delete)
-                    .bind(&write.account_id)
-                    .bind(&write.id)
-                    .execute(&mut *tx)
-                    .await?;
+                deferred.push(delete, vec![Arg::Text(account_id), Arg::Text(id)]);
             }
         }
         if !write.deleted {
-            Self::insert_indexes(
-                &mut *tx,
-                &write.account_id,
-                &write.id,
-                &write.doc_type,
-                &write.doc,
-            )
-            .await?;
+            Self::insert_indexes(&mut deferred, account_id, id, &write.doc_type, &write.doc);
             for (kind, value) in &write.keys {
-                sqlx::query(INSERT_DOCUMENT_KEY)
-                    .bind(&write.account_id)
-                    .bind(kind)
-                    .bind(value)
-                    .bind(&write.id)
-                    .execute(&mut *tx)
-                    .await?;
+                deferred.push(
+                    INSERT_DOCUMENT_KEY,
+                    vec![
+                        Arg::Text(account_id),
+                        Arg::Text(kind),
+                        Arg::Text(value),
+                        Arg::Text(id),
+                    ],
+                );
             }
         }
         let record = Record {
@@ -1720,7 +1839,7 @@ where
             request_id: Some(&write.request_id),
             now,
         };
-        Self::record(store, tx, &record, meta).await
+        Self::record(store, tx, &record, meta, deferred).await
     }
 
     async fn write_document(
@@ -1869,7 +1988,14 @@ where
                 request_id: None,
                 now,
             };
-            Self::record(store, &mut tx, &record, &WriteMeta::default()).await?;
+            Self::record(
+                store,
+                &mut tx,
+                &record,
+                &WriteMeta::default(),
+                Deferred::default(),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(created)
@@ -1907,6 +2033,7 @@ where
     for<'q> i64: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
     usize: ColumnIndex<<B::Db as Database>::Row>,
     for<'s> &'s str: ColumnIndex<<B::Db as Database>::Row>,
+    B::Db: sqlx::database::HasStatementCache,
 {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query(PING).execute(self.read()).await?;
@@ -2510,5 +2637,90 @@ where
             .fetch_all(self.read())
             .await?;
         Ok((numbers, patterns))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_shift_past_the_statements_before() {
+        let mut out = String::new();
+        shift_placeholders(
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $10) -- json '$.name' costs $ 5",
+            7,
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            "INSERT INTO t (a, b) VALUES ($8, $9), ($10, $17) -- json '$.name' costs $ 5"
+        );
+        let mut out = String::from("x;");
+        shift_placeholders("DELETE FROM t WHERE id = $1", 0, &mut out);
+        assert_eq!(out, "x;DELETE FROM t WHERE id = $1");
+    }
+
+    /// Joined statements bind each one's parameters, and a failing one fails the query.
+    #[tokio::test]
+    async fn deferred_statements_run_joined_on_sqlite() {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .expect("memory database");
+        sqlx::query("CREATE TABLE t (a TEXT PRIMARY KEY, b INTEGER, c TEXT)")
+            .execute(&mut conn)
+            .await
+            .expect("table");
+        let owned = String::from("owned");
+        let mut deferred = Deferred::default();
+        deferred.push(
+            "INSERT INTO t (a, b, c) VALUES ($1, $2, $3)",
+            vec![Arg::Text("x"), Arg::Int(1), Arg::MaybeText(None)],
+        );
+        deferred.push(
+            "INSERT INTO t (a, b, c) VALUES ($1, $2, $3), ($4, $5, $6)",
+            vec![
+                Arg::Owned(owned.clone()),
+                Arg::Int(2),
+                Arg::Text("second"),
+                Arg::Text("y"),
+                Arg::Int(3),
+                Arg::MaybeText(Some("third")),
+            ],
+        );
+        deferred.push(
+            "UPDATE t SET b = b + $1 WHERE a = $2",
+            vec![Arg::Int(10), Arg::Text("x")],
+        );
+        Sql::<super::super::sqlite::SqliteStore>::flush(&mut conn, &mut deferred)
+            .await
+            .expect("joined statements run");
+        assert!(deferred.statements.is_empty());
+        let rows: Vec<(String, i64, Option<String>)> =
+            sqlx::query_as("SELECT a, b, c FROM t ORDER BY a")
+                .fetch_all(&mut conn)
+                .await
+                .expect("rows");
+        assert_eq!(
+            rows,
+            vec![
+                ("owned".into(), 2, Some("second".into())),
+                ("x".into(), 11, None),
+                ("y".into(), 3, Some("third".into())),
+            ]
+        );
+        // A duplicate key in the second statement fails the whole query.
+        deferred.push(
+            "INSERT INTO t (a, b) VALUES ($1, $2)",
+            vec![Arg::Text("z"), Arg::Int(4)],
+        );
+        deferred.push(
+            "INSERT INTO t (a, b) VALUES ($1, $2)",
+            vec![Arg::Text("x"), Arg::Int(5)],
+        );
+        let failed =
+            Sql::<super::super::sqlite::SqliteStore>::flush(&mut conn, &mut deferred).await;
+        assert!(failed.is_err(), "a failing statement fails the flush");
     }
 }

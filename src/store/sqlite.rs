@@ -127,6 +127,7 @@ impl Backend for SqliteStore {
     const PATTERN_KEYS: &'static str =
         "SELECT callflow_id, json_group_array(pattern) AS route_keys \
          FROM callflow_patterns WHERE account_id = $1 GROUP BY callflow_id";
+    const JOINS_STATEMENTS: bool = true;
 
     fn read(&self) -> &SqlitePool {
         &self.read
