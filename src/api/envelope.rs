@@ -401,7 +401,7 @@ async fn read_body(
 
 fn envelope_of(e: ApiError) -> Envelope {
     Envelope {
-        body: e.into_answer().envelope(),
+        body: e.into_answer().envelope().into(),
         ..Envelope::default()
     }
 }
@@ -460,10 +460,21 @@ fn normalise_path(uri: &Uri) -> Result<Option<Uri>, ApiError> {
 /// endpoint's `allowed_methods`).
 fn allowed_methods(path: &str) -> &'static str {
     let path = path.trim_end_matches('/');
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // No route below has more than ten segments (the version included): a longer path gets
+    // the fallback, as it would from the match.
+    let mut kept = [""; 10];
+    let mut n = 0;
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        if n == kept.len() {
+            return "OPTIONS, GET, PUT, POST, PATCH, DELETE";
+        }
+        kept[n] = segment;
+        n += 1;
+    }
+    let segments = &kept[..n];
     let rest = match segments.split_first() {
         Some((v, rest)) if v.starts_with('v') && v[1..].parse::<u32>().is_ok() => rest,
-        _ => &segments[..],
+        _ => segments,
     };
     match rest {
         ["accounts", _] => "OPTIONS, GET, PUT",
@@ -690,7 +701,7 @@ fn finalize(input: FinalizeInput<'_>) -> Response {
                 serde_json::from_str(data).unwrap_or(Value::Null),
             );
         }
-        with_data.extend(body);
+        with_data.extend(std::sync::Arc::unwrap_or_clone(body));
         for (key, value, keep) in &added {
             let value = match value {
                 Added::Text(t) => json!(t),

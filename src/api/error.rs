@@ -293,7 +293,7 @@ impl IntoResponse for ApiError {
                 .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         response.extensions_mut().insert(Envelope {
-            body: answer.envelope(),
+            body: answer.envelope().into(),
             ..Envelope::default()
         });
         response

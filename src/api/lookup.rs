@@ -110,6 +110,6 @@ pub(super) async fn lookup_in(state: &AppState, scope: AccountScope) -> ApiResul
     };
     state
         .replies
-        .reply(&state, &scope, "lookup", state.routes.version(), compute)
+        .reply(state, &scope, "lookup", state.routes.version(), compute)
         .await
 }

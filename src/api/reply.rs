@@ -12,7 +12,8 @@ use serde_json::{json, Map, Value};
 /// A handler's part of the response body (`data`, `status`, `revision`, paging keys...).
 #[derive(Debug, Clone, Default)]
 pub struct Envelope {
-    pub body: Map<String, Value>,
+    /// Shared, so a reply kept in memory is served without copying it.
+    pub body: Arc<Map<String, Value>>,
     /// Revision to expose as `ETag`.
     pub etag: Option<String>,
     /// `data` already serialised (then `body` has no `data`): written into the response as it
@@ -37,7 +38,7 @@ impl Reply {
         Self {
             status: StatusCode::OK,
             envelope: Envelope {
-                body,
+                body: Arc::new(body),
                 ..Envelope::default()
             },
             headers: Vec::new(),
@@ -51,7 +52,7 @@ impl Reply {
         Self {
             status: StatusCode::OK,
             envelope: Envelope {
-                body,
+                body: Arc::new(body),
                 etag: None,
                 data_text: Some(data),
             },
@@ -70,15 +71,13 @@ impl Reply {
 
     /// Adds `revision` to the body and uses it as the `ETag`.
     pub fn with_revision(mut self, revision: &str) -> Self {
-        self.envelope
-            .body
-            .insert("revision".into(), json!(revision));
+        Arc::make_mut(&mut self.envelope.body).insert("revision".into(), json!(revision));
         self.envelope.etag = Some(revision.to_string());
         self
     }
 
     pub fn with_field(mut self, key: &str, value: Value) -> Self {
-        self.envelope.body.insert(key.into(), value);
+        Arc::make_mut(&mut self.envelope.body).insert(key.into(), value);
         self
     }
 
