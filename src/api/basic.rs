@@ -69,7 +69,8 @@ pub async fn caller(state: &AppState, ctx: &ReqCtx, basic: &str) -> ApiResult<Op
             method: "cb_basic_auth".into(),
             exp: now + REMEMBER_FOR.as_secs(),
             iat: now,
-        },
+        }
+        .into(),
         account: account.into(),
     }))
 }

@@ -653,7 +653,7 @@ fn finalize(input: FinalizeInput<'_>) -> Response {
     }
     added.push(("node", Added::Text(&state.config.node), false));
 
-    let etag = envelope.etag.map(|r| format!("\"{r}\""));
+    let etag = envelope.etag;
     let mut headers = extra_headers;
     // The handler's bodiless response carried its own length; the envelope replaces the body.
     headers.remove(header::CONTENT_LENGTH);
@@ -683,8 +683,8 @@ fn finalize(input: FinalizeInput<'_>) -> Response {
         }
         let wanted = if_none_match.and_then(|v| v.to_str().ok());
         // `*` matches any current representation (cowboy_rest).
-        let matches = wanted
-            .is_some_and(|w| w.trim() == "*" || w.split(',').any(|t| t.trim() == tag.as_str()));
+        let matches =
+            wanted.is_some_and(|w| w.trim() == "*" || w.split(',').any(|t| t.trim() == &**tag));
         if *method == Method::GET && matches {
             let mut response = StatusCode::NOT_MODIFIED.into_response();
             *response.headers_mut() = headers;
@@ -736,9 +736,9 @@ fn finalize(input: FinalizeInput<'_>) -> Response {
 }
 
 /// The envelope's `timestamp` (UTC, to the second), formatted once per second per thread.
-fn timestamp() -> String {
+fn timestamp() -> Arc<str> {
     thread_local! {
-        static LAST: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+        static LAST: std::cell::RefCell<(i64, Arc<str>)> = std::cell::RefCell::new((i64::MIN, Arc::from("")));
     }
     let now = chrono::Utc::now();
     LAST.with(|last| {
@@ -746,7 +746,7 @@ fn timestamp() -> String {
         if last.0 != now.timestamp() {
             *last = (
                 now.timestamp(),
-                now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                Arc::from(now.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
             );
         }
         last.1.clone()

@@ -34,7 +34,7 @@ impl FromRequestParts<AppState> for Ctx {
 /// A caller holding a valid token.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub claims: Claims,
+    pub claims: Arc<Claims>,
     pub account: Arc<Account>,
 }
 

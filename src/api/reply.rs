@@ -14,8 +14,8 @@ use serde_json::{json, Map, Value};
 pub struct Envelope {
     /// Shared, so a reply kept in memory is served without copying it.
     pub body: Arc<Map<String, Value>>,
-    /// Revision to expose as `ETag`.
-    pub etag: Option<String>,
+    /// The `ETag` header's value: the revision, quoted.
+    pub etag: Option<Arc<str>>,
     /// `data` already serialised (then `body` has no `data`): written into the response as it
     /// is, so a listing is serialised once, and a cached one never again.
     pub data_text: Option<Arc<str>>,
@@ -72,7 +72,7 @@ impl Reply {
     /// Adds `revision` to the body and uses it as the `ETag`.
     pub fn with_revision(mut self, revision: &str) -> Self {
         Arc::make_mut(&mut self.envelope.body).insert("revision".into(), json!(revision));
-        self.envelope.etag = Some(revision.to_string());
+        self.envelope.etag = Some(format!("\"{revision}\"").into());
         self
     }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::body::Bytes;
 use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderMap, Method};
+use compact_str::CompactString;
 use serde_json::{json, Map, Value};
 
 use crate::schema::SchemaError;
@@ -25,7 +26,7 @@ pub struct ReqCtx {
     /// The other top-level envelope keys (normalised).
     pub envelope: Map<String, Value>,
     /// Query parameters in request order (filters are ANDed in this order).
-    pub query_pairs: Vec<(String, String)>,
+    pub query_pairs: Vec<(CompactString, CompactString)>,
     /// For each entry of `query_pairs`: the key came without `=` (`?paginate`). Cowboy hands
     /// Kazoo such a key with the value `true`, so options and filters read it as `true`.
     pub query_bare: Vec<bool>,
@@ -41,7 +42,7 @@ pub struct ReqCtx {
     /// The bearer token's signature and expiry, checked once by the envelope layer (`None`:
     /// no token, or Basic credentials). The rate limit, the early stop for expired tokens and
     /// the handlers' account checks all read this.
-    pub token_check: Option<Result<crate::auth::Claims, crate::auth::TokenError>>,
+    pub token_check: Option<Result<std::sync::Arc<crate::auth::Claims>, crate::auth::TokenError>>,
 }
 
 impl ReqCtx {
@@ -57,22 +58,25 @@ impl ReqCtx {
     /// A query-string parameter as Kazoo's query JSON holds it (the last one when repeated):
     /// a string, or `true` for a bare key.
     pub fn query_value(&self, key: &str) -> Option<Value> {
-        self.query_entries()
-            .rev()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v)
+        let i = self.query_pairs.iter().rposition(|(k, _)| k == key)?;
+        Some(self.query_entry(i))
+    }
+
+    /// The `i`th query parameter's value (see [`ReqCtx::query_value`]).
+    fn query_entry(&self, i: usize) -> Value {
+        if self.query_bare.get(i).copied().unwrap_or(false) {
+            Value::Bool(true)
+        } else {
+            Value::String(self.query_pairs[i].1.to_string())
+        }
     }
 
     /// Every query parameter in request order, valued as [`ReqCtx::query_value`] values it.
     pub fn query_entries(&self) -> impl DoubleEndedIterator<Item = (&str, Value)> + '_ {
-        self.query_pairs.iter().enumerate().map(|(i, (k, v))| {
-            let value = if self.query_bare.get(i).copied().unwrap_or(false) {
-                Value::Bool(true)
-            } else {
-                Value::String(v.clone())
-            };
-            (k.as_str(), value)
-        })
+        self.query_pairs
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| (k.as_str(), self.query_entry(i)))
     }
 
     /// Kazoo's request option lookup: `data`, then the query string, then the envelope.
@@ -160,12 +164,13 @@ fn parse_request_with(
     max_json_depth: usize,
     trusted_proxies: &[IpAddr],
 ) -> Result<ReqCtx, ApiError> {
-    let query_pairs: Vec<(String, String)> = parts
+    // Short keys and values (nearly all of them) are kept inline, without an allocation.
+    let query_pairs: Vec<(CompactString, CompactString)> = parts
         .uri
         .query()
         .map(|q| {
             url::form_urlencoded::parse(q.as_bytes())
-                .into_owned()
+                .map(|(k, v)| (CompactString::from(k), CompactString::from(v)))
                 .collect()
         })
         .unwrap_or_default();
@@ -298,7 +303,7 @@ fn client_address(parts: &axum::http::request::Parts, trusted: &[IpAddr]) -> Opt
 /// was found.
 fn nul_in_request(
     parts: &axum::http::request::Parts,
-    query: &[(String, String)],
+    query: &[(CompactString, CompactString)],
     data: &Value,
     envelope: &Map<String, Value>,
 ) -> Option<ApiError> {

@@ -175,7 +175,7 @@ pub struct TokenSigner {
     pub ttl_secs: u64,
     /// Tokens whose signature was verified, with their claims: a token is checked once, and
     /// later only its expiry is (the signing key never changes while the process runs).
-    verified: std::sync::Arc<quick_cache::sync::Cache<String, Claims>>,
+    verified: std::sync::Arc<quick_cache::sync::Cache<String, std::sync::Arc<Claims>>>,
 }
 
 /// Verified tokens kept (the least used go first).
@@ -219,12 +219,12 @@ impl TokenSigner {
 
     /// The claims of a token whose signature is good and which has not expired.
     pub fn verify(&self, token: &str) -> Option<Claims> {
-        self.check(token).ok()
+        self.check(token).ok().map(std::sync::Arc::unwrap_or_clone)
     }
 
     /// Like [`TokenSigner::verify`], but says why a token is refused: Kazoo answers an expired
     /// token differently from a forged or garbled one.
-    pub fn check(&self, token: &str) -> Result<Claims, TokenError> {
+    pub fn check(&self, token: &str) -> Result<std::sync::Arc<Claims>, TokenError> {
         let claims = match self.verified.get(token) {
             Some(claims) => claims,
             None => {
@@ -234,6 +234,7 @@ impl TokenSigner {
                 let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
                     .map_err(|_| TokenError::Invalid)?
                     .claims;
+                let claims = std::sync::Arc::new(claims);
                 // Only tokens with a valid signature are kept; a forged one is checked again.
                 self.verified.insert(token.to_string(), claims.clone());
                 claims
@@ -263,8 +264,15 @@ mod tests {
         let (token, claims) = signer
             .issue("a".repeat(32).as_str(), None, "cb_user_auth")
             .unwrap();
-        assert_eq!(signer.check(&token), Ok(claims.clone()));
-        assert_eq!(signer.check(&token), Ok(claims), "from the verified cache");
+        assert_eq!(
+            signer.check(&token),
+            Ok(std::sync::Arc::new(claims.clone()))
+        );
+        assert_eq!(
+            signer.check(&token),
+            Ok(std::sync::Arc::new(claims)),
+            "from the verified cache"
+        );
         // One character of the signature changed (not the last, whose low bits are padding).
         let mut forged: Vec<char> = token.chars().collect();
         let at = forged.len() - 10;

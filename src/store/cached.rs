@@ -337,25 +337,21 @@ impl CachedStore {
     }
 
     /// A read through `memo`: from memory when cached, else from the store (and kept).
-    async fn read<V, F>(
-        &self,
-        memo: &Memo<Option<V>>,
-        key: String,
-        load: F,
-    ) -> StoreResult<Option<V>>
+    async fn read<V, K, F>(&self, memo: &Memo<Option<V>>, key: K, load: F) -> StoreResult<Option<V>>
     where
         V: Clone,
+        K: std::borrow::Borrow<str> + Into<String>,
         F: std::future::Future<Output = StoreResult<Option<V>>>,
     {
         if !self.cache_on() {
             return load.await;
         }
-        if let Some(hit) = memo.get(&key) {
+        if let Some(hit) = memo.get(key.borrow()) {
             return Ok(hit);
         }
         let seen = self.caches.seen();
         let found = load.await?;
-        memo.fill(&self.caches.generation, seen, key, &found);
+        memo.fill(&self.caches.generation, seen, key.into(), &found);
         Ok(found)
     }
 
@@ -466,12 +462,8 @@ impl Store for CachedStore {
     }
 
     async fn account_shared(&self, id: &str) -> StoreResult<Option<Arc<Account>>> {
-        self.read(
-            &self.caches.accounts,
-            id.to_string(),
-            self.inner.account_shared(id),
-        )
-        .await
+        self.read(&self.caches.accounts, id, self.inner.account_shared(id))
+            .await
     }
 
     async fn all_accounts(&self) -> StoreResult<Vec<Account>> {
