@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{Resp, TestApp};
+use crate::helpers::{send_to as send, Resp, TestApp};
 
 /// The answer with what may differ between two sends taken out.
 fn comparable(r: &Resp) -> (StatusCode, Vec<(String, String)>, Value, String) {
@@ -171,29 +171,5 @@ async fn direct_reads_answer_as_the_router_does() {
     };
     for wanted in [200, 400, 401, 403, 404] {
         assert!(statuses.contains(&wanted), "no {wanted} among {statuses:?}");
-    }
-}
-
-async fn send(router: &axum::Router, req: Request<Body>) -> Resp {
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-    let response = router
-        .clone()
-        .oneshot(req)
-        .await
-        .expect("router never fails");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    Resp {
-        status,
-        headers,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        text: String::from_utf8_lossy(&bytes).to_string(),
     }
 }

@@ -138,28 +138,7 @@ impl TestApp {
     }
 
     pub async fn send(&self, req: Request<Body>) -> Resp {
-        let response = self
-            .router
-            .clone()
-            .oneshot(req)
-            .await
-            .expect("router never fails");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let text = String::from_utf8_lossy(&bytes).to_string();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Resp {
-            status,
-            headers,
-            body,
-            text,
-        }
+        send_to(&self.router, req).await
     }
 
     /// A JSON request; `body` is sent as the whole envelope.
@@ -284,4 +263,29 @@ pub async fn save(app: &TestApp, segment: &str, data: Value) -> String {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{segment}: {}", r.text);
     r.data()["id"].as_str().expect("id").to_string()
+}
+
+/// Sends `req` through `router` and reads the whole answer.
+pub async fn send_to(router: &Router, req: Request<Body>) -> Resp {
+    let response = router
+        .clone()
+        .oneshot(req)
+        .await
+        .expect("router never fails");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Resp {
+        status,
+        headers,
+        body,
+        text,
+    }
 }
