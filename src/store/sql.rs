@@ -207,6 +207,19 @@ impl<'a> Deferred<'a> {
     fn push(&mut self, statement: impl Into<String>, args: Vec<Arg<'a>>) {
         self.statements.push((statement.into(), args));
     }
+
+    /// `INSERT ... VALUES` (`head`) of one row per item, `CHUNK` rows a statement.
+    fn push_rows<'b, T, const W: usize>(
+        &mut self,
+        head: &str,
+        items: &'b [T],
+        row: impl Fn(&'b T) -> [Arg<'a>; W],
+    ) {
+        for chunk in items.chunks(CHUNK) {
+            let args = chunk.iter().flat_map(&row).collect();
+            self.push(format!("{head}{}", value_rows(chunk.len(), W)), args);
+        }
+    }
 }
 
 /// `statement` with every `$N` placeholder shifted by `by`, appended to `out`.
@@ -840,21 +853,17 @@ where
     /// Sends the statements `deferred` holds ([`Deferred`]) and empties it.
     async fn flush(conn: &mut Conn<B>, deferred: &mut Deferred<'_>) -> StoreResult<()> {
         let statements = std::mem::take(&mut deferred.statements);
-        if !B::JOINS_STATEMENTS {
-            for (statement, args) in &statements {
-                Self::bind_all(sqlx::query(statement), args)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            return Ok(());
-        }
+        // A backend that runs one statement per query gets groups of one.
+        let limit = if B::JOINS_STATEMENTS {
+            JOINED_PARAMETERS
+        } else {
+            0
+        };
         let mut rest = statements.as_slice();
         while !rest.is_empty() {
             // As many statements as the parameter limit allows (always at least one).
             let (mut take, mut params) = (0, 0);
-            while take < rest.len()
-                && (take == 0 || params + rest[take].1.len() <= JOINED_PARAMETERS)
-            {
+            while take < rest.len() && (take == 0 || params + rest[take].1.len() <= limit) {
                 params += rest[take].1.len();
                 take += 1;
             }
@@ -1002,35 +1011,20 @@ where
         }
         if !write.deleted {
             Self::insert_indexes(&mut deferred, account_id, id, "callflow", &write.doc);
-            for chunk in write.numbers.chunks(CHUNK) {
-                let statement = format!("{INSERT_NUMBERS}{}", value_rows(chunk.len(), 4));
-                let mut args = Vec::with_capacity(chunk.len() * 4);
-                for number in chunk {
-                    args.extend([
-                        Arg::Text(account_id),
-                        Arg::Text(number),
-                        Arg::Text(id),
-                        Arg::Owned(search_key(number)),
-                    ]);
-                }
-                deferred.push(statement, args);
-            }
-            for chunk in write.patterns.chunks(CHUNK) {
-                let statement = format!("{INSERT_PATTERNS}{}", value_rows(chunk.len(), 3));
-                let mut args = Vec::with_capacity(chunk.len() * 3);
-                for pattern in chunk {
-                    args.extend([Arg::Text(account_id), Arg::Text(pattern), Arg::Text(id)]);
-                }
-                deferred.push(statement, args);
-            }
-            for chunk in write.references.chunks(CHUNK) {
-                let statement = format!("{INSERT_REFERENCES}{}", value_rows(chunk.len(), 3));
-                let mut args = Vec::with_capacity(chunk.len() * 3);
-                for reference in chunk {
-                    args.extend([Arg::Text(account_id), Arg::Text(id), Arg::Text(reference)]);
-                }
-                deferred.push(statement, args);
-            }
+            deferred.push_rows(INSERT_NUMBERS, &write.numbers, |number| {
+                [
+                    Arg::Text(account_id),
+                    Arg::Text(number),
+                    Arg::Text(id),
+                    Arg::Owned(search_key(number)),
+                ]
+            });
+            deferred.push_rows(INSERT_PATTERNS, &write.patterns, |pattern| {
+                [Arg::Text(account_id), Arg::Text(pattern), Arg::Text(id)]
+            });
+            deferred.push_rows(INSERT_REFERENCES, &write.references, |reference| {
+                [Arg::Text(account_id), Arg::Text(id), Arg::Text(reference)]
+            });
         }
         if let Some(draft_rev) = &meta.consume_draft {
             Self::flush(&mut *tx, &mut deferred).await?;
@@ -1607,22 +1601,20 @@ where
         doc_type: &'a str,
         doc: &'a Map<String, Value>,
     ) {
-        let keys = search::index_keys(id, doc);
         let doc_type = pvt_type_or(doc, doc_type);
-        for chunk in keys.chunks(CHUNK) {
-            let statement = format!("{INSERT_SEARCH_KEYS}{}", value_rows(chunk.len(), 5));
-            let mut args = Vec::with_capacity(chunk.len() * 5);
-            for (view, key) in chunk {
-                args.extend([
+        deferred.push_rows(
+            INSERT_SEARCH_KEYS,
+            &search::index_keys(id, doc),
+            |(view, key)| {
+                [
                     Arg::Text(account_id),
                     Arg::Text(id),
                     Arg::Text(doc_type),
                     Arg::Text(view),
                     Arg::Owned(key.clone()),
-                ]);
-            }
-            deferred.push(statement, args);
-        }
+                ]
+            },
+        );
     }
 
     fn insert_owners<'a>(
@@ -1632,22 +1624,16 @@ where
         doc_type: &'a str,
         doc: &'a Map<String, Value>,
     ) {
-        let found = owners::owners(doc);
         let doc_type = pvt_type_or(doc, doc_type);
-        for chunk in found.chunks(CHUNK) {
-            let statement = format!("{INSERT_OWNERS}{}", value_rows(chunk.len(), 5));
-            let mut args = Vec::with_capacity(chunk.len() * 5);
-            for (owner, hotdesked) in chunk {
-                args.extend([
-                    Arg::Text(account_id),
-                    Arg::Text(id),
-                    Arg::Text(doc_type),
-                    Arg::Owned(owner.clone()),
-                    Arg::Int(i64::from(*hotdesked)),
-                ]);
-            }
-            deferred.push(statement, args);
-        }
+        deferred.push_rows(INSERT_OWNERS, &owners::owners(doc), |(owner, hotdesked)| {
+            [
+                Arg::Text(account_id),
+                Arg::Text(id),
+                Arg::Text(doc_type),
+                Arg::Owned(owner.clone()),
+                Arg::Int(i64::from(*hotdesked)),
+            ]
+        });
     }
 
     /// Builds the indexes added after documents were stored (search keys, owners), each once

@@ -24,8 +24,10 @@ fn comparable(r: &Resp) -> (StatusCode, Vec<(String, String)>, Value, String) {
     }
     // The text too (key order, escaping, JSONP, pretty-printing), with the timestamp blanked
     // (a JSONP answer is not JSON, so it is found in the text).
-    let stamp = regex::Regex::new(r#""timestamp":\s*"[^"]*""#).expect("pattern");
-    let text = stamp
+    static STAMP: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#""timestamp":\s*"[^"]*""#).expect("pattern")
+    });
+    let text = STAMP
         .replace_all(&r.text, "\"timestamp\":\"<timestamp>\"")
         .into_owned();
     (r.status, headers, body, text)
